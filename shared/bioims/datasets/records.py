@@ -1,0 +1,48 @@
+"""What every importer produces: plates of fields, each field a set of channel files plus metadata.
+
+Importers (:mod:`.loaddata`, :mod:`.manifest`, :mod:`.folder`) only parse and validate their input into
+these records; :class:`bioims.services.image_management.ImageManagementService` registers them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+METADATA_KEYS = ("compound", "concentration", "moa", "batch", "replicate")
+"""Metadata keys with a meaning (tags ``compound:``, ``moa:``, ``batch:``, ``concentration:``); any
+other key an importer finds is kept as well."""
+
+
+@dataclass(frozen=True)
+class FieldRecord:
+    """One field of view (site) of a well.
+
+    Attributes
+    ----------
+    well : str
+        Source well name, e.g. ``"G10"``.
+    site : str
+        Source field / site identifier within the well, e.g. ``"s1"`` (unique per well).
+    channel_uris : dict[str, str]
+        Channel name -> image URI (``file:///...`` or ``s3://...``), in the plate's channel order.
+    metadata : dict[str, Any]
+        ``compound`` (str), ``concentration`` (float), ``moa`` (str), ``batch`` (str), ``replicate``
+        (int) when known, plus any other key of the source.
+    """
+
+    well: str
+    site: str
+    channel_uris: dict[str, str]
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PlateRecord:
+    """A source plate: its id in the source (e.g. ``"Week1_22123"``), channel names and fields."""
+
+    source_id: str
+    channels: tuple[str, ...]
+    fields: tuple[FieldRecord, ...]
+    experiment: str = "default"
+    batch: str | None = None

@@ -1,0 +1,56 @@
+"""Domain errors. Every layer raises these; the API maps them to HTTP statuses and the CLI to exit 1."""
+
+from __future__ import annotations
+
+
+class BioimsError(Exception):
+    """Base class of every expected failure. ``status`` is the HTTP status the API answers with."""
+
+    status = 500
+    code = "InternalError"
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0]) if self.args else self.code
+
+    def to_dict(self) -> dict[str, str]:
+        return {"code": self.code, "message": self.message}
+
+
+class InvalidInput(BioimsError):
+    """The request or a file is malformed: wrong type, missing field, unreadable image, bad CSV."""
+
+    status = 400
+    code = "InvalidInput"
+
+
+class NotFound(BioimsError):
+    """An id (plate, image, tag, parameter, message, ...) does not exist."""
+
+    status = 404
+    code = "NotFound"
+
+
+class Conflict(BioimsError):
+    """The operation clashes with existing state (duplicate plate, existing tag or label, ...)."""
+
+    status = 409
+    code = "Conflict"
+
+
+class PayloadTooLarge(BioimsError):
+    """The request body exceeds the configured limit."""
+
+    status = 413
+    code = "PayloadTooLarge"
+
+
+ERRORS_BY_CODE: dict[str, type[BioimsError]] = {
+    cls.code: cls for cls in (BioimsError, InvalidInput, NotFound, Conflict, PayloadTooLarge)
+}
+
+
+def error_from_dict(error: dict[str, str]) -> BioimsError:
+    """Rebuild a domain error from its ``{"code", "message"}`` form (HTTP and Lambda transports)."""
+    cls = ERRORS_BY_CODE.get(error.get("code", ""), BioimsError)
+    return cls(error.get("message", ""))

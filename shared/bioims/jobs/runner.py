@@ -1,0 +1,163 @@
+"""The local runner: workflows in the foreground or detached, units over a process pool.
+
+On AWS the same steps run as AWS Batch jobs started by Step Functions; here an execution is a row of
+the ``executions`` table and a detached ``python -m bioims.jobs execute ID`` process.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import subprocess
+import sys
+import traceback
+from concurrent.futures import ProcessPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+from tqdm import tqdm
+
+from ..errors import BioimsError, InvalidInput, NotFound
+from ..ids import new_id, utcnow
+from ..settings import Settings
+from ..store.tables import Tables, to_dict
+from .steps import STEPS, WORKFLOWS
+
+if TYPE_CHECKING:
+    from ..runtime import Container
+
+
+def run_unit(container: Container, step: str, params: dict[str, Any]) -> dict[str, Any]:
+    """Run one unit; an expected failure becomes ``{"failure": reason, **params}`` (the batch goes on)."""
+    try:
+        return STEPS[step](container, **params)
+    except BioimsError as e:
+        return {**params, "failure": e.message}
+    except Exception as e:  # noqa: BLE001 - one bad unit must not stop the batch; the reason is kept
+        return {**params, "failure": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc(limit=5)}
+
+
+_WORKER: Container | None = None  # one container per pool worker process, built by _init_worker
+
+
+def _init_worker(settings: Settings) -> None:
+    global _WORKER
+    from ..runtime import local
+
+    _WORKER = local(settings)
+
+
+def _worker_unit(step: str, params: dict[str, Any]) -> dict[str, Any]:
+    assert _WORKER is not None
+    return run_unit(_WORKER, step, params)
+
+
+def default_workers() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+class LocalPool:
+    """Maps a step over many parameter sets: inline for one worker, else a process pool.
+
+    Parameters
+    ----------
+    container : Container
+        Used inline; worker processes build their own from ``container.settings``.
+    workers : int
+        Processes (1 = run in this process).
+    progress : bool
+        Show a progress bar on stderr.
+    """
+
+    def __init__(self, container: Container, workers: int = 1, progress: bool = False) -> None:
+        if workers < 1:
+            raise InvalidInput(f"workers must be >= 1, got {workers}")
+        self.container = container
+        self.workers = workers
+        self.progress = progress
+
+    def map(self, step: str, params: list[dict[str, Any]], *, desc: str) -> list[dict[str, Any]]:
+        if step not in STEPS:
+            raise InvalidInput(f"unknown job step {step!r}")
+        bar = tqdm(total=len(params), desc=desc, unit="job", disable=not self.progress, file=sys.stderr)
+        try:
+            if self.workers == 1 or len(params) <= 1:
+                results = []
+                for p in params:
+                    results.append(run_unit(self.container, step, p))
+                    bar.update()
+                return results
+            settings = self.container.settings
+            if not settings.dynamodb_url and self.container.tables.host:
+                settings = settings.with_(dynamodb_url=self.container.tables.host)
+            ctx = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(min(self.workers, len(params)), mp_context=ctx,
+                                     initializer=_init_worker, initargs=(settings,)) as ex:
+                futures = [ex.submit(_worker_unit, step, p) for p in params]
+                for f in futures:
+                    f.add_done_callback(lambda _: bar.update())
+                return [f.result() for f in futures]
+        finally:
+            bar.close()
+
+
+class LocalRunner:
+    """Starts and describes workflow executions on this machine."""
+
+    def __init__(self, settings: Settings, tables: Tables) -> None:
+        self.settings = settings
+        self._t = tables
+
+    def start(self, workflow: str, params: dict[str, Any]) -> str:
+        """Record an execution and run it in a detached process; returns its id at once."""
+        execution_id = self._create(workflow, params)
+        log_dir = self.settings.home / "logs" / "executions"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, **self.settings.to_env()}
+        if self._t.host:
+            env["BIOIMS_DYNAMODB_URL"] = self._t.host
+        with open(log_dir / f"{execution_id}.log", "ab") as log:
+            subprocess.Popen([sys.executable, "-m", "bioims.jobs", "execute", execution_id],
+                             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                             env=env, start_new_session=True)
+        return execution_id
+
+    def run(self, container: Container, workflow: str, params: dict[str, Any], *,
+            workers: int = 1, progress: bool = False) -> dict[str, Any]:
+        """Record an execution and run it in the foreground; returns its description."""
+        execution_id = self._create(workflow, params)
+        return self.execute(container, execution_id, workers=workers, progress=progress)
+
+    def execute(self, container: Container, execution_id: str, *, workers: int = 1,
+                progress: bool = False) -> dict[str, Any]:
+        row = self._row(execution_id)
+        pool = LocalPool(container, workers=workers, progress=progress)
+        try:
+            output = WORKFLOWS[row.workflow](container, pool, **row.params)
+        except Exception as e:
+            reason = e.message if isinstance(e, BioimsError) else f"{type(e).__name__}: {e}"
+            row.update(actions=[self._t.executions.status.set("FAILED"), self._t.executions.error.set(reason),
+                                self._t.executions.finished_at.set(utcnow())])
+            raise
+        row.update(actions=[self._t.executions.status.set("SUCCEEDED"), self._t.executions.output.set(output),
+                            self._t.executions.finished_at.set(utcnow())])
+        return self.describe(execution_id)
+
+    def describe(self, execution_id: str) -> dict[str, Any]:
+        """``{"execution_id", "workflow", "params", "status" (RUNNING|SUCCEEDED|FAILED), "output", ...}``."""
+        return to_dict(self._row(execution_id))
+
+    def _create(self, workflow: str, params: dict[str, Any]) -> str:
+        if workflow not in WORKFLOWS:
+            raise InvalidInput(f"unknown workflow {workflow!r}; known: {', '.join(WORKFLOWS)}")
+        execution_id = new_id()
+        self._t.executions(execution_id, workflow=workflow, params=params, status="RUNNING",
+                           started_at=utcnow()).save()
+        return execution_id
+
+    def _row(self, execution_id: str) -> Any:
+        if not isinstance(execution_id, str) or not execution_id:
+            raise InvalidInput("execution id must be a non-empty string")
+        try:
+            return self._t.executions.get(execution_id)
+        except self._t.executions.DoesNotExist:
+            raise NotFound(f"no execution {execution_id!r}") from None

@@ -1,0 +1,456 @@
+"""Image-management service: plates, wells, images (fields), ingestion, inspection, validation, thumbnails.
+
+Ingestion registers what an importer parsed (:mod:`bioims.datasets`) in one pass with batched writes:
+images first, then wells, tags and labels, and the plate row last. The plate row is the commit marker:
+a plate whose row exists is complete, so a killed ingest is finished by running it again, and a second
+run of a finished one adds nothing. Ids are stable (derived from the source ids), so a resumed ingest
+overwrites its own partial rows instead of duplicating them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter as Tally
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from ..datasets.records import PlateRecord
+from ..errors import Conflict, InvalidInput, NotFound
+from ..ids import stable_id, utcnow
+from ..imaging.io import inspect_field, read_field
+from ..imaging.thumbnails import thumbnail_png
+from ..store.keys import Keys
+from ..store.objects import ObjectStore, uri_to_path
+from ..store.tables import ORIGIN, Tables, to_dict
+
+THUMBNAIL_WIDTHS_PARAMETER = "thumbnail-widths"
+DEFAULT_THUMBNAIL_WIDTHS = (100, 1000)
+PROCESS_PLATE = "process-plate"
+
+
+class TagsPort(Protocol):
+    def tag_images(self, assignments: dict[str, list[str]], *, plate_id: str | None = None) -> int: ...
+    def ensure_labels(self, category: str, labels: Iterable[str]) -> dict[str, int]: ...
+    def get_image_tags(self, image_id: str) -> list[dict[str, Any]]: ...
+    def set_image_tags(self, image_id: str, tags: list[str]) -> list[dict[str, Any]]: ...
+
+
+class ArtifactsPort(Protocol):
+    def create_artifact(self, context_id: str, uri: str, train_id: str = ..., type: str | None = ...,
+                        size: int | None = ..., annotations: list[str] | None = ...) -> dict[str, Any]: ...
+    def create_message(self, message: str) -> str: ...
+    def add_message(self, message_id: str, message: str) -> dict[str, Any]: ...
+    def get_parameter(self, parameter: str) -> Any: ...
+
+
+class RunnerPort(Protocol):
+    def start(self, workflow: str, params: dict[str, Any]) -> str: ...
+    def describe(self, execution_id: str) -> dict[str, Any]: ...
+
+
+def plate_tags(record: PlateRecord) -> list[str]:
+    return [f"plate:{record.source_id}"] + ([f"batch:{record.batch}"] if record.batch else [])
+
+
+def field_tags(metadata: dict[str, Any]) -> list[str]:
+    """The tags of a field from its metadata: ``compound:``, ``moa:``, ``concentration:``, ``batch:``."""
+    tags = [f"{key}:{metadata[key]}" for key in ("compound", "moa", "batch") if metadata.get(key)]
+    conc = metadata.get("concentration")
+    if conc is not None and not (isinstance(conc, float) and math.isnan(conc)):
+        tags.append(f"concentration:{float(conc):g}")
+    return tags
+
+
+def _clean_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
+    """Drop NaN/None values (DynamoDB has no NaN) and turn numpy scalars into Python ones."""
+    out: dict[str, Any] = {}
+    for key, value in metadata.items():
+        if isinstance(value, np.generic):
+            value = value.item()
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            continue
+        out[key] = value
+    return out
+
+
+@dataclass
+class IngestSummary:
+    """What an ingest did. ``skipped_plates`` were already registered (nothing written for them)."""
+
+    plates: int = 0
+    wells: int = 0
+    images: int = 0
+    invalid_images: int = 0
+    plate_ids: list[str] = field(default_factory=list)
+    skipped_plates: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class ImageManagementService:
+    """Use-cases of the image-management service.
+
+    Parameters
+    ----------
+    tables : Tables
+    objects : ObjectStore
+        Reads images and writes thumbnails.
+    keys : Keys
+        Where thumbnails are written.
+    tags : TagsPort
+        The tags service (in-process or a client).
+    artifacts : ArtifactsPort
+        The artifact service: artifact registry, message logs, configuration.
+    runner : RunnerPort or None
+        Starts workflows (``process-plate``); None where workflows cannot be started.
+    """
+
+    def __init__(self, tables: Tables, objects: ObjectStore, keys: Keys, tags: TagsPort,
+                 artifacts: ArtifactsPort, runner: RunnerPort | None = None) -> None:
+        self._t = tables
+        self._objects = objects
+        self._keys = keys
+        self._tags = tags
+        self._artifacts = artifacts
+        self._runner = runner
+
+    # ================================================================= ingestion
+    def ingest(self, plates: Sequence[PlateRecord], *, if_exists: str = "skip") -> IngestSummary:
+        """Register plates (see the module docstring). ``if_exists``: ``"skip"`` an already registered
+        plate or raise ``"error"`` (:class:`Conflict`). Input files are referenced in place; local
+        files that do not exist mark their image ``invalid`` with the missing path."""
+        if if_exists not in ("skip", "error"):
+            raise InvalidInput(f"if_exists must be 'skip' or 'error', not {if_exists!r}")
+        seen: dict[str, str] = {}
+        for record in plates:
+            key = f"{record.experiment}/{record.source_id}"
+            if key in seen:
+                raise InvalidInput(f"plate {record.source_id!r} appears twice in the input")
+            seen[key] = record.source_id
+        summary = IngestSummary()
+        for record in plates:
+            plate_id = self.plate_id_for(record)
+            if self._find_plate(plate_id) is not None:
+                if if_exists == "error":
+                    raise Conflict(f"plate {record.source_id!r} is already registered as {plate_id}")
+                summary.skipped_plates.append(plate_id)
+                continue
+            wells, images, invalid = self._register_plate(plate_id, record)
+            summary.plates += 1
+            summary.wells += wells
+            summary.images += images
+            summary.invalid_images += invalid
+            summary.plate_ids.append(plate_id)
+        return summary
+
+    @staticmethod
+    def plate_id_for(record: PlateRecord) -> str:
+        return stable_id("plate", record.experiment, record.source_id)
+
+    def _register_plate(self, plate_id: str, record: PlateRecord) -> tuple[int, int, int]:
+        if not record.fields:
+            raise InvalidInput(f"plate {record.source_id!r} has no fields")
+        now = utcnow()
+        well_ids = {w: stable_id("well", plate_id, w) for w in dict.fromkeys(f.well for f in record.fields)}
+        per_well: Tally[str] = Tally()
+        assignments: dict[str, list[str]] = {}
+        moas: set[str] = set()
+        invalid = 0
+        with self._t.images.batch_write() as batch:
+            for f in record.fields:
+                image_id = stable_id("image", plate_id, f.well, f.site)
+                metadata = _clean_metadata(f.metadata)
+                missing = [u for u in f.channel_uris.values() if u.startswith("file://") and not uri_to_path(u).is_file()]
+                status, error = ("invalid", f"missing file: {uri_to_path(missing[0])}"
+                                 + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")) if missing \
+                    else ("registered", None)
+                invalid += bool(missing)
+                batch.save(self._t.images(
+                    image_id, ORIGIN, plate_id=plate_id, well_id=well_ids[f.well],
+                    plate_source_id=record.source_id, well_source_id=f.well, field_source_id=f.site,
+                    channels=list(record.channels), channel_uris=dict(f.channel_uris), metadata=metadata,
+                    status=status, error=error, created_at=now, updated_at=now))
+                per_well[f.well] += 1
+                assignments[image_id] = plate_tags(record) + field_tags(metadata)
+                if metadata.get("moa"):
+                    moas.add(str(metadata["moa"]))
+        well_meta = {f.well: _clean_metadata(f.metadata) for f in record.fields}
+        with self._t.wells.batch_write() as batch:
+            for well, well_id in well_ids.items():
+                batch.save(self._t.wells(plate_id, well_id, source_id=well, image_count=per_well[well],
+                                         metadata={k: v for k, v in well_meta[well].items()
+                                                   if k in ("compound", "concentration", "moa", "replicate")}))
+        self._tags.tag_images(assignments, plate_id=plate_id)
+        if moas:
+            self._tags.ensure_labels("moa", moas)
+        message_id = self._artifacts.create_message(
+            f"registered plate {record.source_id}: {len(record.fields)} images in {len(well_ids)} wells"
+            + (f", {invalid} with missing files" if invalid else ""))
+        self._t.plates(plate_id, source_id=record.source_id, experiment=record.experiment, batch=record.batch,
+                       status="registered", image_count=len(record.fields), well_count=len(well_ids),
+                       channels=list(record.channels), message_id=message_id,
+                       created_at=now, updated_at=now).save()
+        return len(well_ids), len(record.fields), invalid
+
+    def populate_source_plate(self, manifest: dict[str, Any] | str) -> dict[str, Any]:
+        """Register one plate from the seed's sourcePlateInfo JSON (a dict, JSON text, or a URI of it).
+        :class:`Conflict` if the plate is already registered."""
+        from ..datasets.manifest import read_manifest
+
+        if isinstance(manifest, str) and manifest.startswith(("file://", "s3://")):
+            record = read_manifest(self._objects.get_bytes(manifest), source=manifest)
+        else:
+            record = read_manifest(manifest)
+        summary = self.ingest([record], if_exists="error")
+        return {"plate_id": summary.plate_ids[0], "images": summary.images,
+                "invalid_images": summary.invalid_images}
+
+    def upload_source_plate(self, manifest: dict[str, Any] | str) -> dict[str, Any]:
+        """Register a plate, then start its processing (inspect -> validate -> thumbnails)."""
+        result = self.populate_source_plate(manifest)
+        return result | {"execution_id": self.process_plate(result["plate_id"])}
+
+    # ================================================================= plates, wells, images
+    def list_plates(self) -> list[dict[str, Any]]:
+        return sorted((to_dict(p) for p in self._t.plates.scan()), key=lambda d: d["source_id"])
+
+    def get_plate(self, plate: str) -> dict[str, Any]:
+        """A plate by id or by source id."""
+        return to_dict(self._plate(plate))
+
+    def _find_plate(self, plate_id: str) -> Any:
+        try:
+            return self._t.plates.get(plate_id)
+        except self._t.plates.DoesNotExist:
+            return None
+
+    def _plate(self, plate: str) -> Any:
+        if not isinstance(plate, str) or not plate:
+            raise InvalidInput("plate id must be a non-empty string")
+        row = self._find_plate(plate)
+        if row is None:
+            rows = list(self._t.plates.by_source.query(plate))
+            if len(rows) > 1:
+                raise Conflict(f"source id {plate!r} names {len(rows)} plates (one per experiment): use a plate id")
+            row = rows[0] if rows else None
+        if row is None:
+            raise NotFound(f"no plate {plate!r}")
+        return row
+
+    def get_image_info(self, image_id: str, train_id: str = ORIGIN) -> dict[str, Any]:
+        row = self._image(image_id, train_id)
+        info = to_dict(row)
+        if row.embedding is not None:
+            info["embedding"] = np.frombuffer(row.embedding, dtype=np.float32).tolist()
+        return info
+
+    def _image(self, image_id: str, train_id: str = ORIGIN) -> Any:
+        if not isinstance(image_id, str) or not image_id:
+            raise InvalidInput("image id must be a non-empty string")
+        try:
+            return self._t.images.get(image_id, train_id)
+        except self._t.images.DoesNotExist:
+            suffix = "" if train_id == ORIGIN else f" for train {train_id!r}"
+            raise NotFound(f"no image {image_id!r}{suffix}") from None
+
+    def get_images_by_plate_id(self, plate_id: str) -> list[dict[str, Any]]:
+        return self.get_images_by_plate_id_and_train_id(plate_id, ORIGIN)
+
+    def get_images_by_plate_id_and_train_id(self, plate_id: str, train_id: str) -> list[dict[str, Any]]:
+        plate = self._plate(plate_id)
+        rows = self._t.images.by_plate.query(plate.plate_id, self._t.images.train_id == train_id)
+        return [to_dict(r) for r in rows]
+
+    def get_image_ids_by_plate_id(self, plate_id: str) -> list[str]:
+        plate = self._plate(plate_id)
+        return [r.image_id for r in self._t.images.by_plate.query(plate.plate_id, self._t.images.train_id == ORIGIN)]
+
+    def get_wells_by_plate_id(self, plate_id: str) -> list[dict[str, Any]]:
+        plate = self._plate(plate_id)
+        return sorted((to_dict(w) for w in self._t.wells.query(plate.plate_id)), key=lambda d: d["source_id"])
+
+    def get_images_by_plate_and_well_id(self, plate_id: str, well_id: str) -> list[dict[str, Any]]:
+        """Images of a well; ``well_id`` is the well's id or its source name (``"G10"``)."""
+        plate = self._plate(plate_id)
+        wid = well_id if any(True for _ in self._t.wells.query(plate.plate_id, self._t.wells.well_id == well_id)) \
+            else stable_id("well", plate.plate_id, well_id)
+        rows = list(self._t.images.by_plate_well.query(plate.plate_id, self._t.images.well_id == wid))
+        if not rows:
+            raise NotFound(f"no well {well_id!r} on plate {plate.source_id}")
+        return [to_dict(r) for r in rows]
+
+    def get_plate_image_status(self, plate_id: str) -> dict[str, Any]:
+        """Counts of the plate's images per status, e.g. ``{"valid": 1190, "invalid": 10}``."""
+        plate = self._plate(plate_id)
+        counts = Tally(r.status for r in self._t.images.by_plate.query(
+            plate.plate_id, self._t.images.train_id == ORIGIN,
+            attributes_to_get=["image_id", "train_id", "plate_id", "status"]))
+        return {"plate_id": plate.plate_id, "status": plate.status, "images": dict(sorted(counts.items()))}
+
+    def create_plate_message_id(self, plate_id: str) -> str:
+        """Start a new activity log for the plate (replacing the reference to the previous one)."""
+        plate = self._plate(plate_id)
+        message_id = self._artifacts.create_message(f"message log of plate {plate.source_id}")
+        plate.update(actions=[self._t.plates.message_id.set(message_id)])
+        return message_id
+
+    def get_plate_message_id(self, plate_id: str) -> str:
+        plate = self._plate(plate_id)
+        if not plate.message_id:
+            raise NotFound(f"plate {plate.source_id} has no message log")
+        return str(plate.message_id)
+
+    def list_compatible_plates(self, width: int, height: int, depth: int, channels: int) -> list[dict[str, Any]]:
+        """Validated plates whose images have exactly these dims (pixels) and channel count."""
+        key = _shape_key(*(_positive_int(v, n) for v, n in
+                           ((width, "width"), (height, "height"), (depth, "depth"), (channels, "channels"))))
+        return sorted((to_dict(p) for p in self._t.plates.by_shape.query(key)), key=lambda d: d["source_id"])
+
+    def create_image_train_result(self, image_id: str, train_id: str, embedding: list[float] | None = None,
+                                  cell_count: int | None = None,
+                                  results: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Create or replace the (image, train run) row holding that run's results for the field."""
+        if not isinstance(train_id, str) or not train_id or train_id == ORIGIN:
+            raise InvalidInput(f"train_id must be a train run id, not {train_id!r}")
+        origin = self._image(image_id)
+        vector = None
+        if embedding is not None:
+            try:
+                array = np.asarray(embedding, dtype=np.float32)
+            except (TypeError, ValueError):
+                raise InvalidInput("embedding must be a list of numbers") from None
+            if array.ndim != 1 or not np.isfinite(array).all():
+                raise InvalidInput(f"embedding must be a finite 1-D vector, got shape {array.shape}")
+            vector = array.tobytes()
+        now = utcnow()
+        self._t.images(image_id, train_id, plate_id=origin.plate_id, embedding=vector, cell_count=cell_count,
+                       results=results, status="computed", created_at=now, updated_at=now).save()
+        return self.get_image_info(image_id, train_id)
+
+    def get_image_tags(self, image_id: str) -> list[dict[str, Any]]:
+        self._image(image_id)
+        return self._tags.get_image_tags(image_id)
+
+    def update_image_tags(self, image_id: str, tags: list[str]) -> list[dict[str, Any]]:
+        """Replace the tags of an image."""
+        self._image(image_id)
+        return self._tags.set_image_tags(image_id, tags)
+
+    # ================================================================= processing (jobs)
+    def process_plate(self, plate_id: str) -> str:
+        """Start the process-plate workflow (inspect -> validate -> thumbnails); returns the execution id."""
+        plate = self._plate(plate_id)
+        if self._runner is None:
+            raise InvalidInput("this runtime cannot start workflows")
+        return self._runner.start(PROCESS_PLATE, {"plate_id": plate.plate_id})
+
+    def describe_execution(self, execution_id: str) -> dict[str, Any]:
+        if self._runner is None:
+            raise InvalidInput("this runtime cannot start workflows")
+        return self._runner.describe(execution_id)
+
+    def inspect_image(self, image_id: str, *, force: bool = False) -> dict[str, Any]:
+        """Read every channel of a field; record dims and dtype (``valid``) or the exact problem
+        (``invalid``). Already inspected images are skipped unless ``force``."""
+        row = self._image(image_id)
+        if row.status in ("valid", "invalid") and not force and row.width is not None:
+            return {"image_id": image_id, "status": row.status, "skipped": True}
+        uris = [row.channel_uris[c] for c in row.channels]
+        actions: list[Any]
+        try:
+            info = inspect_field(uris, self._objects)
+        except InvalidInput as e:
+            actions = [self._t.images.status.set("invalid"), self._t.images.error.set(e.message)]
+            result = {"image_id": image_id, "status": "invalid", "error": e.message}
+            plate = self._find_plate(row.plate_id)
+            if plate is not None and plate.message_id:
+                self._artifacts.add_message(plate.message_id, f"image {image_id} invalid: {e.message}")
+        else:
+            actions = [self._t.images.status.set("valid"), self._t.images.error.remove(),
+                       self._t.images.width.set(info.width), self._t.images.height.set(info.height),
+                       self._t.images.depth.set(info.depth), self._t.images.dtype.set(info.dtype)]
+            result = {"image_id": image_id, "status": "valid", "width": info.width, "height": info.height,
+                      "depth": info.depth, "channels": info.channels, "dtype": info.dtype}
+        row.update(actions=actions + [self._t.images.updated_at.set(utcnow())])
+        return result
+
+    def validate_plate(self, plate_id: str) -> dict[str, Any]:
+        """A plate is valid (searchable, listed as compatible) when every image was inspected valid
+        and all share dims, channel count and dtype; otherwise the problems are recorded."""
+        plate = self._plate(plate_id)
+        rows = list(self._t.images.by_plate.query(plate.plate_id, self._t.images.train_id == ORIGIN))
+        problems: list[str] = []
+        status = Tally(r.status for r in rows)
+        if status["registered"]:
+            problems.append(f"{status['registered']} images not inspected yet")
+        if status["invalid"]:
+            first = next(r for r in rows if r.status == "invalid")
+            problems.append(f"{status['invalid']} invalid images (e.g. {first.image_id}: {first.error})")
+        shapes = Tally((int(r.width), int(r.height), int(r.depth), len(r.channels), r.dtype)
+                       for r in rows if r.status == "valid")
+        if len(shapes) > 1:
+            problems.append("inconsistent images: " + ", ".join(
+                f"{n} x {w}x{h}x{d} with {c} channels ({t})" for (w, h, d, c, t), n in shapes.most_common()))
+        if not rows:
+            problems.append("plate has no images")
+        actions = [self._t.plates.updated_at.set(utcnow())]
+        if not problems:
+            (w, h, d, c, _), = shapes
+            actions += [self._t.plates.status.set("validated"), self._t.plates.width.set(w),
+                        self._t.plates.height.set(h), self._t.plates.depth.set(d),
+                        self._t.plates.shape_key.set(_shape_key(w, h, d, c))]
+            actions.append(self._t.plates.problems.remove())
+        else:
+            actions += [self._t.plates.status.set("invalid"), self._t.plates.shape_key.remove(),
+                        self._t.plates.problems.set(problems)]
+        plate.update(actions=actions)
+        if plate.message_id:
+            self._artifacts.add_message(plate.message_id, "validated" if not problems
+                                        else "validation failed: " + "; ".join(problems))
+        return {"plate_id": plate.plate_id, "valid": not problems, "problems": problems,
+                "status": plate.status}
+
+    def thumbnail_widths(self) -> list[int]:
+        try:
+            widths = self._artifacts.get_parameter(THUMBNAIL_WIDTHS_PARAMETER)
+        except NotFound:
+            return list(DEFAULT_THUMBNAIL_WIDTHS)
+        if not isinstance(widths, list) or not all(isinstance(w, int) and w > 0 for w in widths):
+            raise InvalidInput(f"configuration {THUMBNAIL_WIDTHS_PARAMETER} must be a list of positive "
+                               f"integers, got {widths!r}")
+        return widths
+
+    def make_thumbnails(self, image_id: str, widths: Sequence[int] | None = None) -> dict[str, Any]:
+        """Colour max-projection PNGs of a valid field at each width (default: the configured ones),
+        recorded as artifacts of the image. Existing thumbnails are skipped."""
+        row = self._image(image_id)
+        if row.status != "valid":
+            return {"image_id": image_id, "skipped": True, "reason": f"image is {row.status}"}
+        widths = list(widths) if widths is not None else self.thumbnail_widths()
+        wanted = {w: self._keys.thumbnail(row.plate_id, image_id, w) for w in widths}
+        todo = [w for w, uri in wanted.items() if not self._objects.exists(uri)]
+        if todo:
+            field_ = read_field([row.channel_uris[c] for c in row.channels], self._objects)
+            for width in todo:
+                self._objects.put_bytes(wanted[width], thumbnail_png(field_, width))
+        for width, uri in wanted.items():  # (re)recording is idempotent: a kill between write and record heals
+            self._artifacts.create_artifact(image_id, uri, type=f"thumbnail-{width}", size=self._objects.size(uri))
+        return {"image_id": image_id, "thumbnails": wanted, "written": len(todo)}
+
+
+def _shape_key(width: int, height: int, depth: int, channels: int) -> str:
+    return f"{width}x{height}x{depth}x{channels}"
+
+
+def _positive_int(value: Any, name: str) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise InvalidInput(f"{name} must be a positive integer, got {value!r}") from None
+    if number <= 0 or number != float(value):
+        raise InvalidInput(f"{name} must be a positive integer, got {value!r}")
+    return number

@@ -1,0 +1,479 @@
+"""The data layer: every table as a PynamoDB model.
+
+The models below are unbound templates. :class:`Tables` binds each one to a table name (the configured
+prefix + the table's name), an endpoint (DynamoDB on AWS, dynalite locally, moto in unit tests) and a
+region, so several stacks (for example two test prefixes) can live in one process.
+
+Key design (hash key / range key; secondary indexes in brackets):
+
+======================  ==================================  =============================================
+table                   keys                                indexes (the walkthrough's queries)
+======================  ==================================  =============================================
+images                  image_id / train_id ("origin" row   by_plate (plate_id / train_id): images of a
+                        per field, one row per train run)   plate, and of a plate x train run;
+                                                            by_plate_well (plate_id / well_id, origin only)
+plates                  plate_id                            by_source (source_id); by_shape (shape_key,
+                                                            validated plates only): compatible plates
+wells                   plate_id / well_id
+tags                    value                               by_id (tag_id); by_type (type / value)
+image_tags              image_id / tag_id                   by_tag (tag_id / image_id)
+label_categories        category
+labels                  category / label
+embedding_specs         name
+train_runs              train_id                            by_spec (spec_name / created_at)
+artifacts               context_id / artifact_key           by_train (train_id / artifact_key)
+parameters              parameter / version                 (history = the versions of one parameter)
+messages                message_id / sort_key
+searches                search_id                           by_train (train_id / created_at)
+executions              execution_id
+counters                name                                (atomic id allocation)
+======================  ==================================  =============================================
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from pynamodb.attributes import (
+    BinaryAttribute,
+    BooleanAttribute,
+    JSONAttribute,
+    ListAttribute,
+    MapAttribute,
+    NumberAttribute,
+    UnicodeAttribute,
+    UTCDateTimeAttribute,
+)
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjection
+from pynamodb.models import Model
+
+ORIGIN = "origin"
+"""``train_id`` of an image's own row (as in the seed); other rows hold one train run's results."""
+
+
+class _Index(GlobalSecondaryIndex):  # type: ignore[type-arg]
+    pass
+
+
+# ----------------------------------------------------------------------------------------------- images
+class ImagesByPlate(_Index):
+    class Meta:
+        index_name = "by_plate"
+        projection = AllProjection()
+
+    plate_id = UnicodeAttribute(hash_key=True)
+    train_id = UnicodeAttribute(range_key=True)
+
+
+class ImagesByPlateWell(_Index):
+    class Meta:
+        index_name = "by_plate_well"
+        projection = AllProjection()
+
+    plate_id = UnicodeAttribute(hash_key=True)
+    well_id = UnicodeAttribute(range_key=True)
+
+
+class Image(Model):
+    """One field of view (``train_id == "origin"``) or one train run's result for it.
+
+    Origin rows carry the plate, well, source ids, ``channel_uris`` (channel name -> URI, in channel
+    order ``channels``), metadata (compound, concentration, moa, batch, replicate, ...), inspection
+    results (``width``, ``height``, ``depth``, ``dtype``), ``status`` (``registered`` -> ``valid`` |
+    ``invalid``) and ``error`` (the exact problem). Train rows carry ``embedding`` (float32 bytes),
+    ``cell_count`` and result URIs; they have no ``well_id`` so ``by_plate_well`` stays origin-only.
+    """
+
+    image_id = UnicodeAttribute(hash_key=True)
+    train_id = UnicodeAttribute(range_key=True)
+    plate_id = UnicodeAttribute()
+    well_id = UnicodeAttribute(null=True)
+    plate_source_id = UnicodeAttribute(null=True)
+    well_source_id = UnicodeAttribute(null=True)
+    field_source_id = UnicodeAttribute(null=True)
+    channels = ListAttribute(of=UnicodeAttribute, null=True)  # type: ignore[var-annotated]
+    channel_uris = MapAttribute(null=True)  # type: ignore[var-annotated]
+    metadata = MapAttribute(null=True)  # type: ignore[var-annotated]
+    width = NumberAttribute(null=True)
+    height = NumberAttribute(null=True)
+    depth = NumberAttribute(null=True)
+    dtype = UnicodeAttribute(null=True)
+    status = UnicodeAttribute(default="registered")
+    error = UnicodeAttribute(null=True)
+    cell_count = NumberAttribute(null=True)
+    embedding = BinaryAttribute(null=True, legacy_encoding=False)
+    results = MapAttribute(null=True)  # type: ignore[var-annotated]
+    created_at = UTCDateTimeAttribute(null=True)
+    updated_at = UTCDateTimeAttribute(null=True)
+
+    by_plate = ImagesByPlate()
+    by_plate_well = ImagesByPlateWell()
+
+
+# ----------------------------------------------------------------------------------------------- plates
+class PlatesBySource(_Index):
+    class Meta:
+        index_name = "by_source"
+        projection = AllProjection()
+
+    source_id = UnicodeAttribute(hash_key=True)
+
+
+class PlatesByShape(_Index):
+    class Meta:
+        index_name = "by_shape"
+        projection = AllProjection()
+
+    shape_key = UnicodeAttribute(hash_key=True)
+
+
+class Plate(Model):
+    """A plate. ``shape_key`` (``"{width}x{height}x{depth}x{channel_count}"``) is set only once the plate
+    is validated, so ``by_shape`` lists exactly the searchable plates of one image shape."""
+
+    plate_id = UnicodeAttribute(hash_key=True)
+    source_id = UnicodeAttribute()
+    experiment = UnicodeAttribute(null=True)
+    batch = UnicodeAttribute(null=True)
+    status = UnicodeAttribute(default="registered")
+    image_count = NumberAttribute(default=0)
+    well_count = NumberAttribute(default=0)
+    channels = ListAttribute(of=UnicodeAttribute, null=True)  # type: ignore[var-annotated]
+    width = NumberAttribute(null=True)
+    height = NumberAttribute(null=True)
+    depth = NumberAttribute(null=True)
+    shape_key = UnicodeAttribute(null=True)
+    message_id = UnicodeAttribute(null=True)
+    problems = ListAttribute(of=UnicodeAttribute, null=True)  # type: ignore[var-annotated]
+    created_at = UTCDateTimeAttribute(null=True)
+    updated_at = UTCDateTimeAttribute(null=True)
+
+    by_source = PlatesBySource()
+    by_shape = PlatesByShape()
+
+
+class Well(Model):
+    plate_id = UnicodeAttribute(hash_key=True)
+    well_id = UnicodeAttribute(range_key=True)
+    source_id = UnicodeAttribute()
+    image_count = NumberAttribute(default=0)
+    metadata = MapAttribute(null=True)  # type: ignore[var-annotated]
+
+
+# ------------------------------------------------------------------------------------------------- tags
+class TagsById(_Index):
+    class Meta:
+        index_name = "by_id"
+        projection = AllProjection()
+
+    tag_id = NumberAttribute(hash_key=True)
+
+
+class TagsByType(_Index):
+    class Meta:
+        index_name = "by_type"
+        projection = AllProjection()
+
+    type = UnicodeAttribute(hash_key=True)
+    value = UnicodeAttribute(range_key=True)
+
+
+class Tag(Model):
+    """A tag such as ``compound:ALLN``; ``type`` is the part before the first ``:`` (or ``""``)."""
+
+    value = UnicodeAttribute(hash_key=True)
+    tag_id = NumberAttribute()
+    type = UnicodeAttribute()
+    created_at = UTCDateTimeAttribute(null=True)
+
+    by_id = TagsById()
+    by_type = TagsByType()
+
+
+class ImageTagsByTag(_Index):
+    class Meta:
+        index_name = "by_tag"
+        projection = AllProjection()
+
+    tag_id = NumberAttribute(hash_key=True)
+    image_id = UnicodeAttribute(range_key=True)
+
+
+class ImageTag(Model):
+    image_id = UnicodeAttribute(hash_key=True)
+    tag_id = NumberAttribute(range_key=True)
+    value = UnicodeAttribute()
+    plate_id = UnicodeAttribute(null=True)
+
+    by_tag = ImageTagsByTag()
+
+
+class LabelCategory(Model):
+    category = UnicodeAttribute(hash_key=True)
+    description = UnicodeAttribute(null=True)
+    next_index = NumberAttribute(default=0)
+    created_at = UTCDateTimeAttribute(null=True)
+
+
+class Label(Model):
+    """A label of a category with a stable integer ``index`` (0, 1, ... in creation order)."""
+
+    category = UnicodeAttribute(hash_key=True)
+    label = UnicodeAttribute(range_key=True)
+    index = NumberAttribute()
+    description = UnicodeAttribute(null=True)
+
+
+# ------------------------------------------------------------------------------------------- training
+class EmbeddingSpec(Model):
+    name = UnicodeAttribute(hash_key=True)
+    spec = JSONAttribute()
+    created_at = UTCDateTimeAttribute(null=True)
+
+
+class TrainRunsBySpec(_Index):
+    class Meta:
+        index_name = "by_spec"
+        projection = AllProjection()
+
+    spec_name = UnicodeAttribute(hash_key=True)
+    created_at = UnicodeAttribute(range_key=True)
+
+
+class TrainRun(Model):
+    """A training run. The filter (image ids excluded from training) can hold thousands of ids, so it is
+    stored as an object (``filter_uri``) and only counted here."""
+
+    train_id = UnicodeAttribute(hash_key=True)
+    spec_name = UnicodeAttribute()
+    created_at = UnicodeAttribute()  # ISO-8601 UTC, sortable (range key of by_spec)
+    status = UnicodeAttribute(default="created")
+    holdout = ListAttribute(of=UnicodeAttribute, null=True)  # type: ignore[var-annotated]
+    filter_uri = UnicodeAttribute(null=True)
+    filter_count = NumberAttribute(default=0)
+    model_uris = MapAttribute(null=True)  # type: ignore[var-annotated]
+    metrics = JSONAttribute(null=True)
+    settings = JSONAttribute(null=True)
+    message_id = UnicodeAttribute(null=True)
+    started_at = UTCDateTimeAttribute(null=True)
+    finished_at = UTCDateTimeAttribute(null=True)
+
+    by_spec = TrainRunsBySpec()
+
+
+# ------------------------------------------------------------------------------------------- artifacts
+class ArtifactsByTrain(_Index):
+    class Meta:
+        index_name = "by_train"
+        projection = AllProjection()
+
+    train_id = UnicodeAttribute(hash_key=True)
+    artifact_key = UnicodeAttribute(range_key=True)
+
+
+class Artifact(Model):
+    """A stored object: ``artifact_key`` is ``"{train_id}#{uri}"`` so recording it twice is idempotent."""
+
+    context_id = UnicodeAttribute(hash_key=True)
+    artifact_key = UnicodeAttribute(range_key=True)
+    train_id = UnicodeAttribute()
+    uri = UnicodeAttribute()
+    type = UnicodeAttribute(null=True)
+    size = NumberAttribute(null=True)
+    annotations = ListAttribute(of=UnicodeAttribute, null=True)  # type: ignore[var-annotated]
+    created_at = UTCDateTimeAttribute(null=True)
+
+    by_train = ArtifactsByTrain()
+
+
+class Parameter(Model):
+    """One version of a configuration parameter; a deletion is recorded as a version with ``deleted``."""
+
+    parameter = UnicodeAttribute(hash_key=True)
+    version = NumberAttribute(range_key=True)
+    value = JSONAttribute(null=True)
+    deleted = BooleanAttribute(default=False)
+    created_at = UTCDateTimeAttribute(null=True)
+
+
+class Message(Model):
+    """One entry of an activity log; ``sort_key`` is ``"{ISO time}#{sequence}"`` (chronological)."""
+
+    message_id = UnicodeAttribute(hash_key=True)
+    sort_key = UnicodeAttribute(range_key=True)
+    message = UnicodeAttribute()
+    created_at = UTCDateTimeAttribute(null=True)
+
+
+class SearchesByTrain(_Index):
+    class Meta:
+        index_name = "by_train"
+        projection = KeysOnlyProjection()
+
+    train_id = UnicodeAttribute(hash_key=True)
+    created_at = UnicodeAttribute(range_key=True)
+
+
+class Search(Model):
+    search_id = UnicodeAttribute(hash_key=True)
+    train_id = UnicodeAttribute()
+    created_at = UnicodeAttribute()
+    status = UnicodeAttribute(default="submitted")
+    query = JSONAttribute(null=True)
+    hits = JSONAttribute(null=True)
+    error = UnicodeAttribute(null=True)
+    ms = NumberAttribute(null=True)
+
+    by_train = SearchesByTrain()
+
+
+class Execution(Model):
+    """A workflow execution (local runner; on AWS the Step Functions execution ARN is the id)."""
+
+    execution_id = UnicodeAttribute(hash_key=True)
+    workflow = UnicodeAttribute()
+    params = JSONAttribute(null=True)
+    status = UnicodeAttribute(default="RUNNING")
+    output = JSONAttribute(null=True)
+    error = UnicodeAttribute(null=True)
+    started_at = UTCDateTimeAttribute(null=True)
+    finished_at = UTCDateTimeAttribute(null=True)
+
+
+class Counter(Model):
+    name = UnicodeAttribute(hash_key=True)
+    value = NumberAttribute(default=0)
+
+
+MODELS: dict[str, type[Model]] = {
+    "images": Image,
+    "plates": Plate,
+    "wells": Well,
+    "tags": Tag,
+    "image_tags": ImageTag,
+    "label_categories": LabelCategory,
+    "labels": Label,
+    "embedding_specs": EmbeddingSpec,
+    "train_runs": TrainRun,
+    "artifacts": Artifact,
+    "parameters": Parameter,
+    "messages": Message,
+    "searches": Search,
+    "executions": Execution,
+    "counters": Counter,
+}
+
+
+class Tables:
+    """Every table model bound to one prefix and endpoint.
+
+    Parameters
+    ----------
+    prefix : str
+        Prepended to every table name (``"bioims-"`` gives ``bioims-images``, ...).
+    host : str or None
+        Endpoint URL (dynalite or a DynamoDB-compatible server); None means AWS DynamoDB.
+    region : str
+        AWS region.
+    credentials : (key id, secret) or None
+        Static credentials for local servers, which accept any.
+    """
+
+    images: type[Image]
+    plates: type[Plate]
+    wells: type[Well]
+    tags: type[Tag]
+    image_tags: type[ImageTag]
+    label_categories: type[LabelCategory]
+    labels: type[Label]
+    embedding_specs: type[EmbeddingSpec]
+    train_runs: type[TrainRun]
+    artifacts: type[Artifact]
+    parameters: type[Parameter]
+    messages: type[Message]
+    searches: type[Search]
+    executions: type[Execution]
+    counters: type[Counter]
+
+    def __init__(
+        self,
+        prefix: str,
+        *,
+        host: str | None = None,
+        region: str = "us-east-1",
+        credentials: tuple[str, str] | None = None,
+    ) -> None:
+        self.prefix = prefix
+        self.host = host
+        for attr, template in MODELS.items():
+            meta: dict[str, Any] = {
+                "table_name": f"{prefix}{attr.replace('_', '-')}",
+                "region": region,
+                "host": host,
+                "billing_mode": "PAY_PER_REQUEST",
+                "max_retry_attempts": 8,
+            }
+            if credentials is not None:
+                meta["aws_access_key_id"], meta["aws_secret_access_key"] = credentials
+            bound = type(template.__name__, (template,), {"Meta": type("Meta", (), meta)})
+            setattr(self, attr, bound)
+        # One botocore client for all tables: PynamoDB makes one per model, and each costs ~0.1 s to
+        # create (service model loading), which would dominate the start-up of every command.
+        connections = [m._get_connection().connection for m in self.models()]
+        shared_client = connections[0].client
+        for conn in connections[1:]:
+            conn._client = shared_client
+        self._client = shared_client
+
+    def models(self) -> list[type[Model]]:
+        return [getattr(self, attr) for attr in MODELS]
+
+    def create_all(self) -> list[str]:
+        """Create the missing tables (idempotent); returns the names created."""
+        existing: set[str] = set()
+        for page in self._client.get_paginator("list_tables").paginate():
+            existing.update(page["TableNames"])
+        created = []
+        for model in self.models():
+            if model.Meta.table_name not in existing:
+                model.create_table(billing_mode="PAY_PER_REQUEST", wait=False)
+                created.append(model.Meta.table_name)
+        for model in self.models():
+            if model.Meta.table_name in created:
+                _wait_active(model)
+        return created
+
+    def delete_all(self) -> None:
+        for model in self.models():
+            if model.exists():
+                model.delete_table()
+
+
+def _wait_active(model: type[Model], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    conn = model._get_connection().connection
+    while time.monotonic() < deadline:
+        status = conn.client.describe_table(TableName=model.Meta.table_name)["Table"]["TableStatus"]
+        if status == "ACTIVE":
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"table {model.Meta.table_name} not ACTIVE after {timeout:.0f} s")
+
+
+def to_dict(row: Model, *, exclude: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A row as plain JSON-ready values: datetimes -> ISO strings, maps -> dicts, unset attributes and
+    binary vectors left out (vectors are returned by the calls that need them)."""
+    out: dict[str, Any] = {}
+    for name in row.get_attributes():
+        if name in exclude:
+            continue
+        value = getattr(row, name)
+        if value is None or isinstance(value, bytes):
+            continue
+        if isinstance(value, MapAttribute):
+            value = value.as_dict()
+        elif hasattr(value, "isoformat"):
+            value = value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        out[name] = value
+    return out
