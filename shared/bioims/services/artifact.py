@@ -11,7 +11,7 @@ from pynamodb.exceptions import PutError
 
 from ..errors import InvalidInput, NotFound
 from ..ids import iso, new_id, utcnow
-from ..store.tables import ORIGIN, Tables, to_dict
+from ..store.tables import ORIGIN, Tables, condition_failed, to_dict
 
 DEFAULT_TRAIN_ID = "default-train-id"
 """The configuration parameter behind get/setDefaultTrainId."""
@@ -159,7 +159,9 @@ class ArtifactService:
             row = self._t.parameters(parameter, version, value=value, deleted=deleted, created_at=utcnow())
             try:
                 row.save(condition=self._t.parameters.version.does_not_exist())
-            except PutError:
+            except PutError as e:
+                if not condition_failed(e):
+                    raise
                 continue
             return {"parameter": parameter, "version": version, "value": value, "deleted": deleted}
         raise RuntimeError(f"could not write parameter {parameter!r}: too much contention")

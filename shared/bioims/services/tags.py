@@ -13,7 +13,7 @@ from typing import Any
 from pynamodb.exceptions import PutError
 
 from ..errors import Conflict, InvalidInput, NotFound
-from ..store.tables import Tables, to_dict
+from ..store.tables import Tables, condition_failed, to_dict
 from ..ids import utcnow
 
 _TAG_COUNTER = "tag_id"
@@ -97,11 +97,13 @@ class TagsService:
 
     def _ensure_one(self, value: str, tag_id: int | None = None) -> Any:
         tag_id = tag_id if tag_id is not None else self._allocate(1)[0]
-        row = self._t.tags(value, tag_id=tag_id, type=tag_type(value), created_at=utcnow())
+        row = self._t.tags(value, tag_id=tag_id, type=tag_type(value) or None, created_at=utcnow())
         try:
             row.save(condition=self._t.tags.value.does_not_exist())
             return row
-        except PutError:  # created concurrently: the first writer's id wins (ours is simply unused)
+        except PutError as e:  # created concurrently: the first writer's id wins (ours is simply unused)
+            if not condition_failed(e):
+                raise
             return self._t.tags.get(value)
 
     @staticmethod
@@ -113,7 +115,7 @@ class TagsService:
 
     @staticmethod
     def _tag_dict(row: Any) -> dict[str, Any]:
-        return {"tag_id": int(row.tag_id), "value": row.value, "type": row.type}
+        return {"tag_id": int(row.tag_id), "value": row.value, "type": row.type or ""}
 
     # ================================================================= image tags
     def tag_images(self, assignments: dict[str, list[str]], *, plate_id: str | None = None) -> int:
@@ -171,7 +173,9 @@ class TagsService:
                                        next_index=0, created_at=utcnow())
         try:
             row.save(condition=self._t.label_categories.category.does_not_exist())
-        except PutError:
+        except PutError as e:
+            if not condition_failed(e):
+                raise
             raise Conflict(f"label category {category!r} already exists") from None
         return to_dict(row, exclude=("next_index",))
 
@@ -245,7 +249,9 @@ class TagsService:
         row = self._t.labels(cat.category, label, index=int(cat.next_index) - 1, description=description)
         try:
             row.save(condition=self._t.labels.label.does_not_exist())
-        except PutError:
+        except PutError as e:
+            if not condition_failed(e):
+                raise
             return self._t.labels.get(cat.category, label)
         return row
 

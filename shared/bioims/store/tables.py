@@ -184,7 +184,7 @@ class Tag(Model):
 
     value = UnicodeAttribute(hash_key=True)
     tag_id = NumberAttribute()
-    type = UnicodeAttribute()
+    type = UnicodeAttribute(null=True)  # None for a tag without "type:" (kept out of by_type)
     created_at = UTCDateTimeAttribute(null=True)
 
     by_id = TagsById()
@@ -459,6 +459,11 @@ def _wait_active(model: type[Model], timeout: float = 60.0) -> None:
             return
         time.sleep(0.05)
     raise TimeoutError(f"table {model.Meta.table_name} not ACTIVE after {timeout:.0f} s")
+
+
+def condition_failed(error: Exception) -> bool:
+    """Whether a PynamoDB write error is a failed condition (a lost race), not a real failure."""
+    return getattr(error, "cause_response_code", None) == "ConditionalCheckFailedException"
 
 
 def to_dict(row: Model, *, exclude: tuple[str, ...] = ()) -> dict[str, Any]:

@@ -1,0 +1,5 @@
+"""``python -m bioims`` is the ``bioims`` command."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,473 @@
+"""The ``bioims`` command line (contract: ``../shared/design/CLI.md``).
+
+Every command accepts ``--json`` and then prints exactly one JSON document on stdout; logs and progress
+bars go to stderr. Exit codes: 0 success, 1 failure (one-line reason on stderr), 2 usage error.
+Commands that need the local stack start it on demand.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .errors import BioimsError, InvalidInput
+from .settings import Settings
+
+# --------------------------------------------------------------------------------------------- plumbing
+
+
+class Ctx:
+    """Per-invocation state: settings (read once) and the lazily built local container."""
+
+    def __init__(self) -> None:
+        self.settings = Settings.from_env()
+        self.progress = False
+        self._container: Any = None
+
+    @property
+    def container(self) -> Any:
+        if self._container is None:
+            from .runtime import local
+
+            self._container = local(self.settings)
+        return self._container
+
+
+def _emit(result: Any, as_json: bool, human: Callable[[Any], None] | None) -> None:
+    if as_json or human is None:
+        click.echo(json.dumps(result, indent=None if as_json else 2, default=str))
+    else:
+        human(result)
+
+
+def command(group: click.Group, name: str | None = None, human: Callable[[Any], None] | None = None,
+            **kwargs: Any) -> Callable[[Callable[..., Any]], click.Command]:
+    """Register a command that returns a JSON-ready result: adds ``--json``/``--quiet``, prints the
+    result (JSON or via ``human``), and turns domain errors into exit 1 with a one-line reason."""
+
+    def decorator(fn: Callable[..., Any]) -> click.Command:
+        @click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
+        @click.option("--quiet", is_flag=True, help="No progress bars.")
+        @click.pass_obj
+        @functools.wraps(fn)
+        def wrapper(obj: Ctx, as_json: bool, quiet: bool, **params: Any) -> None:
+            obj.progress = not quiet and sys.stderr.isatty()
+            try:
+                result = fn(obj, **params)
+            except BioimsError as e:
+                click.echo(f"error: {e.message}", err=True)
+                sys.exit(1)
+            _emit(result, as_json, human)
+
+        return group.command(name, **kwargs)(wrapper)
+
+    return decorator
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="bioims")
+@click.pass_context
+def main(ctx: click.Context) -> None:
+    """bioims: image embeddings and phenotype similarity search for high-content screening."""
+    try:
+        ctx.obj = Ctx()
+    except BioimsError as e:
+        click.echo(f"error: {e.message}", err=True)
+        sys.exit(1)
+
+
+def _table(rows: list[dict[str, Any]], columns: list[str]) -> None:
+    if not rows:
+        click.echo("(none)")
+        return
+    widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in columns}
+    click.echo("  ".join(c.upper().ljust(widths[c]) for c in columns))
+    for r in rows:
+        click.echo("  ".join(str(r.get(c, "")).ljust(widths[c]) for c in columns))
+
+
+def _kv(d: dict[str, Any]) -> None:
+    for k, v in d.items():
+        click.echo(f"{k}: {json.dumps(v, default=str) if isinstance(v, (dict, list)) else v}")
+
+
+# ------------------------------------------------------------------------------------------ local stack
+
+
+@command(main, human=_kv)
+def up(obj: Ctx) -> dict[str, Any]:
+    """Start the local stack (dynalite) and create missing tables (idempotent)."""
+    obj.container  # starts dynalite on demand and creates the tables
+    from .local_stack import LocalStack
+
+    return LocalStack(obj.settings).status()
+
+
+@command(main, human=_kv)
+def down(obj: Ctx) -> dict[str, Any]:
+    """Stop the local stack (its data is kept)."""
+    from .local_stack import LocalStack
+
+    stack = LocalStack(obj.settings)
+    was_running = stack.down()
+    return stack.status() | {"stopped": was_running}
+
+
+@command(main, human=_kv)
+def status(obj: Ctx) -> dict[str, Any]:
+    """Describe the local stack."""
+    from .local_stack import LocalStack
+
+    return LocalStack(obj.settings).status()
+
+
+# -------------------------------------------------------------------------------------------- ingestion
+
+
+@main.group()
+def ingest() -> None:
+    """Register plates, wells and fields (images are referenced in place, never copied)."""
+
+
+def _ingest(obj: Ctx, plates: list[Any]) -> dict[str, Any]:
+    started = time.perf_counter()
+    summary = obj.container.images.ingest(plates)
+    result = summary.to_dict()
+    result["seconds"] = round(time.perf_counter() - started, 2)
+    return result
+
+
+def _ingest_human(r: dict[str, Any]) -> None:
+    click.echo(f"registered {r['plates']} plates, {r['wells']} wells, {r['images']} images "
+               f"({r['invalid_images']} invalid) in {r['seconds']} s")
+    if r["skipped_plates"]:
+        click.echo(f"skipped {len(r['skipped_plates'])} plates already registered")
+
+
+@command(ingest, "loaddata", human=_ingest_human)
+@click.argument("csv", type=click.Path(path_type=Path))
+@click.option("--moa", "moa_csv", type=click.Path(path_type=Path), help="compound,concentration,moa CSV")
+@click.option("--root", help="Folder (or s3:// prefix) that PathName columns are relative to.")
+@click.option("--experiment", default="default", show_default=True)
+def ingest_loaddata(obj: Ctx, csv: Path, moa_csv: Path | None, root: str | None, experiment: str) -> dict[str, Any]:
+    """BBBC021-style image CSV or CellProfiler LoadData CSV."""
+    from .datasets.loaddata import read_loaddata
+
+    return _ingest(obj, read_loaddata(csv, moa_csv=moa_csv, root=root, experiment=experiment))
+
+
+@command(ingest, "manifest", human=_ingest_human)
+@click.argument("manifests", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--root", type=click.Path(path_type=Path), help="Folder that relative keys are relative to.")
+def ingest_manifest(obj: Ctx, manifests: tuple[Path, ...], root: Path | None) -> dict[str, Any]:
+    """The seed's sourcePlateInfo JSON (one plate per file)."""
+    from .datasets.manifest import read_manifest
+
+    records = []
+    for path in manifests:
+        try:
+            data = path.read_bytes()
+        except OSError as e:
+            raise InvalidInput(f"cannot read manifest {path}: {e.strerror}") from None
+        records.append(read_manifest(data, source=str(path), root=root))
+    return _ingest(obj, records)
+
+
+@command(ingest, "folder", human=_ingest_human)
+@click.argument("directory", type=click.Path(path_type=Path))
+@click.option("--pattern", required=True,
+              help="Regex on each file's relative path with groups (?P<plate>) (?P<well>) (?P<channel>) [(?P<site>)].")
+@click.option("--metadata", "metadata_csv", type=click.Path(path_type=Path), help="plate,well,compound,... CSV")
+@click.option("--experiment", default="default", show_default=True)
+def ingest_folder(obj: Ctx, directory: Path, pattern: str, metadata_csv: Path | None, experiment: str) -> dict[str, Any]:
+    """A folder of TIFF/PNG files named by a pattern."""
+    from .datasets.folder import scan_folder
+
+    return _ingest(obj, scan_folder(directory, pattern, metadata_csv=metadata_csv, experiment=experiment))
+
+
+# ----------------------------------------------------------------------------------------------- plates
+
+
+@main.group()
+def plate() -> None:
+    """Plates: list, show, process (inspect, validate, thumbnails), validate."""
+
+
+PLATE_COLUMNS = ["plate_id", "source_id", "batch", "status", "image_count", "well_count"]
+
+
+@command(plate, "list", human=lambda rows: _table(rows, PLATE_COLUMNS))
+def plate_list(obj: Ctx) -> list[dict[str, Any]]:
+    """Every registered plate."""
+    return obj.container.images.list_plates()
+
+
+@command(plate, "show", human=_kv)
+@click.argument("plate_id")
+def plate_show(obj: Ctx, plate_id: str) -> dict[str, Any]:
+    """A plate (by id or source id) with its image counts per status."""
+    images = obj.container.images
+    info = images.get_plate(plate_id)
+    info["images"] = info.pop("image_count")
+    info["image_status"] = images.get_plate_image_status(info["plate_id"])["images"]
+    return info
+
+
+@command(plate, "validate", human=_kv)
+@click.argument("plate_id")
+def plate_validate(obj: Ctx, plate_id: str) -> dict[str, Any]:
+    """Check that every image is valid and all share dims and channels (the plate becomes searchable)."""
+    return obj.container.images.validate_plate(plate_id)
+
+
+@command(plate, "process", human=_kv)
+@click.argument("plate_ids", nargs=-1)
+@click.option("--all", "all_plates", is_flag=True, help="Every registered plate.")
+@click.option("--workers", type=int, default=None, help="Processes (default: the CPU count).")
+def plate_process(obj: Ctx, plate_ids: tuple[str, ...], all_plates: bool, workers: int | None) -> dict[str, Any]:
+    """Inspect every image, validate, and make thumbnails (the process-plate workflow), foreground."""
+    from .jobs.runner import default_workers
+
+    c = obj.container
+    if all_plates:
+        plate_ids = tuple(p["plate_id"] for p in c.images.list_plates())
+    if not plate_ids:
+        raise InvalidInput("give plate ids or --all")
+    executions = [c.runner.run(c, "process-plate", {"plate_id": c.images.get_plate(p)["plate_id"]},
+                               workers=workers or default_workers(), progress=obj.progress)
+                  for p in plate_ids]
+    return {"executions": executions}
+
+
+@command(plate, "status", human=_kv)
+@click.argument("plate_id")
+def plate_status(obj: Ctx, plate_id: str) -> dict[str, Any]:
+    """Image counts per status."""
+    return obj.container.images.get_plate_image_status(plate_id)
+
+
+@command(plate, "wells", human=lambda rows: _table(rows, ["well_id", "source_id", "image_count"]))
+@click.argument("plate_id")
+def plate_wells(obj: Ctx, plate_id: str) -> list[dict[str, Any]]:
+    """Wells of a plate."""
+    return obj.container.images.get_wells_by_plate_id(plate_id)
+
+
+@command(plate, "compatible", human=lambda rows: _table(rows, PLATE_COLUMNS))
+@click.option("--width", type=int, required=True)
+@click.option("--height", type=int, required=True)
+@click.option("--depth", type=int, default=1, show_default=True)
+@click.option("--channels", type=int, required=True)
+def plate_compatible(obj: Ctx, width: int, height: int, depth: int, channels: int) -> list[dict[str, Any]]:
+    """Validated plates with these image dims and channel count."""
+    return obj.container.images.list_compatible_plates(width, height, depth, channels)
+
+
+@command(plate, "execution", human=_kv)
+@click.argument("execution_id")
+def plate_execution(obj: Ctx, execution_id: str) -> dict[str, Any]:
+    """Status and output of a process-plate execution."""
+    return obj.container.images.describe_execution(execution_id)
+
+
+# ----------------------------------------------------------------------------------------------- images
+
+IMAGE_COLUMNS = ["image_id", "well_source_id", "field_source_id", "status", "width", "height", "error"]
+
+
+@main.group()
+def image() -> None:
+    """Images (fields): list a plate's, show one, its tags."""
+
+
+@command(image, "list", human=lambda rows: _table(rows, IMAGE_COLUMNS))
+@click.option("--plate", "plate_id", required=True)
+@click.option("--well", "well_id", help="Only this well (id or source name, e.g. G10).")
+@click.option("--train", "train_id", help="The rows of a train run instead of the images themselves.")
+def image_list(obj: Ctx, plate_id: str, well_id: str | None, train_id: str | None) -> list[dict[str, Any]]:
+    """Images of a plate (or of one well, or one train run's rows)."""
+    images = obj.container.images
+    if well_id:
+        return images.get_images_by_plate_and_well_id(plate_id, well_id)
+    if train_id:
+        return images.get_images_by_plate_id_and_train_id(plate_id, train_id)
+    return images.get_images_by_plate_id(plate_id)
+
+
+@command(image, "show", human=_kv)
+@click.argument("image_id")
+@click.option("--train", "train_id", default="origin", show_default=True)
+def image_show(obj: Ctx, image_id: str, train_id: str) -> dict[str, Any]:
+    """One image with its tags and artifacts."""
+    c = obj.container
+    info = c.images.get_image_info(image_id, train_id)
+    info["tags"] = [t["value"] for t in c.images.get_image_tags(image_id)]
+    info["artifacts"] = [a["uri"] for a in c.artifacts.get_artifacts(image_id)]
+    return info
+
+
+@command(image, "tag", human=lambda tags: click.echo("\n".join(t["value"] for t in tags)))
+@click.argument("image_id")
+@click.option("--add", multiple=True, help="Tag to add (repeatable).")
+@click.option("--remove", multiple=True, help="Tag to remove (repeatable).")
+def image_tag(obj: Ctx, image_id: str, add: tuple[str, ...], remove: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Show, add or remove an image's tags."""
+    c = obj.container
+    c.images.get_image_info(image_id)
+    if remove:
+        c.tags.remove_image_tags(image_id, list(remove))
+    if add:
+        c.tags.add_image_tags(image_id, list(add))
+    return c.tags.get_image_tags(image_id)
+
+
+# ------------------------------------------------------------------------------------------ tags/labels
+
+
+@main.group()
+def tag() -> None:
+    """Tags such as compound:ALLN, moa:..., plate:..., batch:..., concentration:..."""
+
+
+@command(tag, "list", human=lambda rows: _table(rows, ["tag_id", "type", "value"]))
+@click.option("--type", "type_", help="Only tags of this type (compound, moa, plate, batch, concentration).")
+def tag_list(obj: Ctx, type_: str | None) -> list[dict[str, Any]]:
+    """Every tag (or every tag of a type)."""
+    return obj.container.tags.get_all_tags(type_)
+
+
+@command(tag, "create", human=_kv)
+@click.argument("value")
+def tag_create(obj: Ctx, value: str) -> dict[str, Any]:
+    """Create a tag."""
+    return obj.container.tags.create_tag(value)
+
+
+@command(tag, "show", human=_kv)
+@click.argument("tag")
+def tag_show(obj: Ctx, tag: str) -> dict[str, Any]:
+    """A tag by value or id, with the number of images carrying it."""
+    tags = obj.container.tags
+    info = tags.get_tag_by_id(int(tag)) if tag.isdigit() else tags.get_tag_by_value(tag)
+    info["images"] = len(tags.get_images_by_tag(info["value"]))
+    return info
+
+
+@main.group()
+def label() -> None:
+    """Label categories (e.g. moa) and their labels with stable indices."""
+
+
+@command(label, "list", human=lambda rows: _table(rows, ["index", "label", "description"]))
+@click.argument("category")
+def label_list(obj: Ctx, category: str) -> list[dict[str, Any]]:
+    """Labels of a category, by index."""
+    return obj.container.tags.list_labels(category)
+
+
+@command(label, "categories", human=lambda rows: _table(rows, ["category", "description"]))
+def label_categories(obj: Ctx) -> list[dict[str, Any]]:
+    """Every label category."""
+    return obj.container.tags.list_categories()
+
+
+@command(label, "create", human=lambda i: click.echo(i))
+@click.argument("category")
+@click.argument("label")
+@click.option("--description")
+def label_create(obj: Ctx, category: str, label: str, description: str | None) -> int:
+    """Add a label to a category (created if missing); prints its index."""
+    tags = obj.container.tags
+    tags.ensure_labels(category, [])
+    return tags.create_label(category, label, description)
+
+
+@command(label, "index", human=lambda i: click.echo(i))
+@click.argument("category")
+@click.argument("label")
+def label_index(obj: Ctx, category: str, label: str) -> int:
+    """The index of a label."""
+    return obj.container.tags.get_index(category, label)
+
+
+# ----------------------------------------------------------------------------------- configuration etc.
+
+
+@main.group()
+def config() -> None:
+    """Configuration parameters (values are JSON; every change is kept in the history)."""
+
+
+def _json_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text  # a bare word is a string
+
+
+@command(config, "get", human=lambda v: click.echo(json.dumps(v)))
+@click.argument("key")
+def config_get(obj: Ctx, key: str) -> Any:
+    """The current value of a parameter."""
+    return obj.container.artifacts.get_parameter(key)
+
+
+@command(config, "set", human=_kv)
+@click.argument("key")
+@click.argument("value")
+def config_set(obj: Ctx, key: str, value: str) -> dict[str, Any]:
+    """Set a parameter (VALUE is JSON, or a bare string)."""
+    return obj.container.artifacts.set_parameter(key, _json_value(value))
+
+
+@command(config, "history", human=lambda rows: _table(rows, ["version", "created_at", "deleted", "value"]))
+@click.argument("key")
+def config_history(obj: Ctx, key: str) -> list[dict[str, Any]]:
+    """Every version of a parameter."""
+    return obj.container.artifacts.get_history(key)
+
+
+@command(config, "list", human=_kv)
+def config_list(obj: Ctx) -> dict[str, Any]:
+    """Every parameter currently set."""
+    return obj.container.artifacts.get_all()
+
+
+@command(config, "delete", human=_kv)
+@click.argument("key")
+def config_delete(obj: Ctx, key: str) -> dict[str, Any]:
+    """Unset a parameter (kept in its history)."""
+    return obj.container.artifacts.delete_parameter(key)
+
+
+@main.group()
+def message() -> None:
+    """Message (activity) logs."""
+
+
+@command(message, "list", human=lambda rows: _table(rows, ["created_at", "message"]))
+@click.argument("message_id")
+def message_list(obj: Ctx, message_id: str) -> list[dict[str, Any]]:
+    """Every message of a log (a plate's log id is in `bioims plate show`)."""
+    return obj.container.artifacts.list_messages(message_id)
+
+
+@main.group()
+def artifact() -> None:
+    """The artifact registry: every stored object with its context and train id."""
+
+
+@command(artifact, "list", human=lambda rows: _table(rows, ["train_id", "type", "size", "uri"]))
+@click.argument("context_id")
+@click.option("--train", "train_id")
+def artifact_list(obj: Ctx, context_id: str, train_id: str | None) -> list[dict[str, Any]]:
+    """Artifacts of a context (plate, image, train run ...)."""
+    return obj.container.artifacts.get_artifacts(context_id, train_id)

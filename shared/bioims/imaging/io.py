@@ -1,0 +1,404 @@
+"""Read fluorescence images referenced by URI, one file per channel.
+
+A *field* (one site of one well) is a list of channel files of identical shape and dtype. Files are
+TIFF (plain, multi-page z-stacks, OME-TIFF, BigTIFF; read with tifffile) or PNG / JPEG (read with
+Pillow); the format is decided by the file's magic bytes, never by its extension. Pixels are
+returned in the file's native dtype; conversion to float is :func:`bioims.imaging.dtypes.to_float01`.
+
+Every unreadable image raises :class:`bioims.errors.InvalidInput` whose message starts with
+``cannot read image <uri>:`` followed by one of ``missing file``, ``empty file``, ``truncated or
+corrupt image``, ``unsupported image format``, ``unsupported dimensions`` or a message saying that
+channels must be stored as separate files.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Literal
+
+import numpy as np
+import tifffile
+from PIL import Image
+
+from ..errors import InvalidInput, NotFound
+from ..store.objects import ObjectStore, uri_to_path
+
+__all__ = ["FieldInfo", "inspect_field", "read_field", "read_image", "write_tiff"]
+
+_Format = Literal["tiff", "png", "jpeg"]
+
+_MAGIC: tuple[tuple[bytes, _Format], ...] = (
+    (b"II*\x00", "tiff"),  # classic TIFF, little-endian
+    (b"MM\x00*", "tiff"),  # classic TIFF, big-endian
+    (b"II+\x00", "tiff"),  # BigTIFF, little-endian
+    (b"MM\x00+", "tiff"),  # BigTIFF, big-endian
+    (b"\x89PNG\r\n\x1a\n", "png"),
+    (b"\xff\xd8\xff", "jpeg"),
+)
+_HEADER_SIZE = 8
+
+# TIFF axes (tifffile's codes) that may hold the depth of a z-stack: Z, or generic pages (Q, I).
+_DEPTH_AXES = "ZQI"
+
+# Pillow modes read as a single channel as is.
+_GREY_MODES = frozenset({"L", "I", "F", "I;16", "I;16L", "I;16B", "I;16N"})
+
+
+class _Unreadable(Exception):
+    """Internal: the reason an image cannot be read, turned into InvalidInput naming the URI."""
+
+
+@dataclass(frozen=True)
+class FieldInfo:
+    """Dimensions of a field (the channel files of one site).
+
+    Attributes
+    ----------
+    width, height : int
+        Image size in pixels (X and Y).
+    depth : int
+        Number of z-planes; 1 for 2-D images.
+    channels : int
+        Number of channel files.
+    dtype : str
+        NumPy dtype name shared by all channels, e.g. ``"uint16"``.
+    """
+
+    width: int
+    height: int
+    depth: int
+    channels: int
+    dtype: str
+
+
+# ---------------------------------------------------------------------------------------------- public
+
+
+def read_image(uri: str, objects: ObjectStore) -> np.ndarray:
+    """Read one single-channel image file.
+
+    Parameters
+    ----------
+    uri : str
+        ``file:///abs/path.tif`` (read directly from disk) or ``s3://bucket/key`` (read through
+        ``objects``).
+    objects : ObjectStore
+        Store used for non-local URIs.
+
+    Returns
+    -------
+    image : (H, W) or (Z, H, W) ndarray
+        Pixels in the file's native dtype (uint8, uint16, float32, ...), native byte order. Z is
+        present only for multi-page TIFF z-stacks.
+
+    Raises
+    ------
+    InvalidInput
+        If the file is missing, empty, truncated or corrupt, not a TIFF / PNG / JPEG, not 2-D or
+        3-D, or holds several channels (RGB, multi-sample or multi-channel OME-TIFF). An RGB file
+        whose three samples are identical is a greyscale image and is read as one channel.
+
+    Examples
+    --------
+    >>> image = read_image("file:///data/plate1/A01_s1_w1.tif", ObjectStore())  # doctest: +SKIP
+    >>> image.shape, image.dtype  # doctest: +SKIP
+    ((1080, 1080), dtype('uint16'))
+    """
+    try:
+        if uri.startswith("file://"):
+            image = _read_local(uri_to_path(uri))
+        else:
+            image = _read_remote(uri, objects)
+        return _check_dimensions(image)
+    except _Unreadable as exc:
+        raise InvalidInput(f"cannot read image {uri}: {exc}") from exc.__cause__
+
+
+def read_field(channel_uris: Sequence[str], objects: ObjectStore) -> np.ndarray:
+    """Read the channel files of one field and stack them.
+
+    Parameters
+    ----------
+    channel_uris : sequence of str
+        One URI per channel, in channel order (see :func:`read_image`).
+    objects : ObjectStore
+        Store used for non-local URIs.
+
+    Returns
+    -------
+    field : (C, H, W) or (C, Z, H, W) ndarray
+        Channels stacked along the first axis, in the files' common native dtype.
+
+    Raises
+    ------
+    InvalidInput
+        If ``channel_uris`` is empty or a single string, if any channel cannot be read
+        (:func:`read_image`), or if a channel's shape or dtype differs from channel 0's.
+
+    Examples
+    --------
+    >>> field = read_field([dna_uri, actin_uri, tubulin_uri], ObjectStore())  # doctest: +SKIP
+    >>> field.shape  # doctest: +SKIP
+    (3, 1080, 1080)
+    """
+    if isinstance(channel_uris, (str, bytes)):
+        raise InvalidInput(f"channel_uris must be a sequence of URIs, got a single string {channel_uris!r}")
+    if len(channel_uris) == 0:
+        raise InvalidInput("a field needs at least one channel URI, got none")
+    first = read_image(channel_uris[0], objects)
+    field = np.empty((len(channel_uris), *first.shape), dtype=first.dtype)
+    field[0] = first
+    for c, uri in enumerate(channel_uris[1:], start=1):
+        image = read_image(uri, objects)
+        if image.shape != first.shape:
+            raise InvalidInput(f"channel {c} ({uri}) has shape {image.shape}, channel 0 has {first.shape}")
+        if image.dtype != first.dtype:
+            raise InvalidInput(f"channel {c} ({uri}) has dtype {image.dtype}, channel 0 has {first.dtype}")
+        field[c] = image
+    return field
+
+
+def inspect_field(channel_uris: Sequence[str], objects: ObjectStore) -> FieldInfo:
+    """Read a field and return its dimensions (validating that its channels agree).
+
+    Parameters
+    ----------
+    channel_uris : sequence of str
+        One URI per channel, in channel order.
+    objects : ObjectStore
+        Store used for non-local URIs.
+
+    Returns
+    -------
+    info : FieldInfo
+        Width, height, depth (1 for 2-D images), number of channels and dtype name.
+
+    Raises
+    ------
+    InvalidInput
+        As :func:`read_field`.
+
+    Examples
+    --------
+    >>> inspect_field([dna_uri, actin_uri], ObjectStore())  # doctest: +SKIP
+    FieldInfo(width=1280, height=1024, depth=1, channels=2, dtype='uint16')
+    """
+    field = read_field(channel_uris, objects)
+    depth = field.shape[1] if field.ndim == 4 else 1
+    return FieldInfo(
+        width=int(field.shape[-1]),
+        height=int(field.shape[-2]),
+        depth=int(depth),
+        channels=int(field.shape[0]),
+        dtype=field.dtype.name,
+    )
+
+
+def write_tiff(path: str | os.PathLike[str], array: np.ndarray) -> None:
+    """Write one channel as an uncompressed greyscale TIFF, atomically.
+
+    The data go to a temporary file in the target folder, which is then renamed over ``path``:
+    readers never see a partial file. Parent folders are created.
+
+    Parameters
+    ----------
+    path : str or path-like
+        Destination file.
+    array : (H, W) or (Z, H, W) ndarray of uint8, uint16 or float32
+        One channel; a 3-D array is written as a multi-page z-stack (axes ``ZYX``). Written in its
+        own dtype (synthetic plates use uint16).
+
+    Raises
+    ------
+    ValueError
+        If ``array`` is not 2-D or 3-D, is empty, or has an unsupported dtype.
+
+    Examples
+    --------
+    >>> write_tiff(tmp_path / "A01_w1.tif", np.zeros((64, 64), np.uint16))  # doctest: +SKIP
+    """
+    array = np.asarray(array)
+    if array.ndim not in (2, 3):
+        raise ValueError(f"array must be 2-D (H, W) or 3-D (Z, H, W), got shape {array.shape}")
+    if array.size == 0:
+        raise ValueError(f"array is empty (shape {array.shape})")
+    if array.dtype.kind not in "uif" or array.dtype.itemsize > 8:
+        raise ValueError(f"array has dtype {array.dtype}; expected an integer or float dtype")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    metadata = {"axes": "ZYX" if array.ndim == 3 else "YX"}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)  # reopened by name: tifffile wants a file object with a path name
+    try:
+        with open(tmp, "wb") as f:
+            tifffile.imwrite(f, array, photometric="minisblack", metadata=metadata)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# --------------------------------------------------------------------------------------------- private
+
+
+def _read_local(path: Path) -> np.ndarray:
+    try:
+        with open(path, "rb") as fh:
+            return _decode(fh)
+    except FileNotFoundError:
+        raise _Unreadable(f"missing file: {path}") from None
+    except IsADirectoryError:
+        raise _Unreadable(f"not a file: {path} is a directory") from None
+    except OSError as exc:
+        raise _Unreadable(f"cannot open file {path}: {exc.strerror or exc}") from None
+
+
+def _read_remote(uri: str, objects: ObjectStore) -> np.ndarray:
+    try:
+        data = objects.get_bytes(uri)
+    except NotFound:
+        raise _Unreadable(f"missing file: {uri}") from None
+    return _decode(io.BytesIO(data))
+
+
+def _sniff(header: bytes) -> _Format | None:
+    for magic, fmt in _MAGIC:
+        if header.startswith(magic):
+            return fmt
+    return None
+
+
+def _decode(fh: BinaryIO) -> np.ndarray:
+    """Decode an open binary file positioned at its start."""
+    header = fh.read(_HEADER_SIZE)
+    if not header:
+        raise _Unreadable("empty file (0 bytes)")
+    fmt = _sniff(header)
+    if fmt is None and any(magic.startswith(header) for magic, _ in _MAGIC):
+        raise _Unreadable(f"truncated or corrupt image (only {len(header)} bytes)")
+    if fmt is None:
+        raise _Unreadable(f"unsupported image format (expected TIFF, PNG or JPEG; file starts with {header!r})")
+    fh.seek(0)
+    try:
+        if fmt == "tiff":
+            return _decode_tiff(fh)
+        return _decode_pillow(fh, fmt)
+    except (_Unreadable, MemoryError):
+        raise
+    except Image.DecompressionBombError as exc:
+        raise _Unreadable(f"image too large to decode safely ({exc})") from exc
+    # Decoders fail on damaged input with anything from struct.error to zlib.error or SyntaxError:
+    # every failure while decoding bytes that passed the magic check means a damaged file.
+    except Exception as exc:  # noqa: BLE001
+        raise _Unreadable(f"truncated or corrupt image ({type(exc).__name__}: {exc})") from exc
+
+
+def _decode_tiff(fh: BinaryIO) -> np.ndarray:
+    with tifffile.TiffFile(fh) as tif:
+        _check_ifd_chain(tif)
+        if not tif.series:
+            raise _Unreadable("truncated or corrupt image (TIFF without image data)")
+        series = tif.series[0]
+        if any(page is None for page in series.pages):
+            raise _Unreadable("truncated or corrupt image (TIFF series with missing pages)")
+        image = series.asarray()
+        axes = series.axes
+    return _squeeze_tiff_axes(np.asarray(image), axes)
+
+
+def _check_ifd_chain(tif: tifffile.TiffFile) -> None:
+    """Fail if the chain of image file directories stops before its end-of-chain marker.
+
+    tifffile logs and drops pages whose directory lies beyond the end of the file, so a z-stack cut
+    in half would otherwise be read as its first planes without an error.
+    """
+    if tif.is_scanimage or tif.is_lsm:  # their pages are indexed by other means
+        return
+    pages = tif.pages
+    count = len(pages)  # reads every directory offset
+    if count == 0:
+        raise _Unreadable("truncated or corrupt image (TIFF without pages)")
+    position = pages.next_page_offset
+    if position is None:
+        return
+    size = tif.tiff.offsetsize
+    fh = tif.filehandle
+    fh.seek(position)
+    raw = fh.read(size)
+    if len(raw) < size:
+        raise _Unreadable(f"truncated or corrupt image (TIFF directory {count} cut off)")
+    (next_offset,) = struct.unpack(tif.tiff.offsetformat, raw)
+    if next_offset != 0:
+        raise _Unreadable(
+            f"truncated or corrupt image (TIFF directory after page {count} at offset {next_offset} "
+            f"is unreadable; file size {fh.size})"
+        )
+
+
+def _squeeze_tiff_axes(image: np.ndarray, axes: str) -> np.ndarray:
+    """Reduce a TIFF series to (H, W) or (Z, H, W) using tifffile's axes codes."""
+    if len(axes) != image.ndim:  # should not happen; do not guess
+        raise _Unreadable(f"unsupported dimensions (shape {image.shape} does not match axes {axes!r})")
+    keep = [i for i, ax in enumerate(axes) if image.shape[i] > 1 or ax in "YX"]
+    image = image.reshape([image.shape[i] for i in keep])
+    axes = "".join(axes[i] for i in keep)
+    if "S" in axes:
+        image, axes = _single_sample(image, axes)
+    if "C" in axes:
+        n = image.shape[axes.index("C")]
+        raise _Unreadable(
+            f"file holds {n} channels (axes {axes!r}); channels must be separate single-channel files"
+        )
+    extra = axes.replace("Y", "").replace("X", "")
+    if not axes.endswith("YX") or len(extra) > 1 or (extra and extra not in _DEPTH_AXES):
+        raise _Unreadable(
+            f"unsupported dimensions (expected 2-D or 3-D, got shape {image.shape} with axes {axes!r})"
+        )
+    return image
+
+
+def _single_sample(image: np.ndarray, axes: str) -> tuple[np.ndarray, str]:
+    """Drop the samples axis of an RGB / multi-sample image whose samples are all equal."""
+    s = axes.index("S")
+    samples = np.moveaxis(image, s, 0)
+    if not (samples == samples[:1]).all():
+        raise _Unreadable(
+            f"image has {samples.shape[0]} samples per pixel (RGB or multi-sample, shape {image.shape}); "
+            "channels must be separate single-channel files"
+        )
+    return np.ascontiguousarray(samples[0]), axes.replace("S", "")
+
+
+def _decode_pillow(fh: BinaryIO, fmt: _Format) -> np.ndarray:
+    with Image.open(fh, formats=[fmt.upper()]) as img:
+        img.load()
+        if img.mode in _GREY_MODES:
+            return np.array(img)
+        if img.mode == "1":
+            return np.array(img.convert("L"))
+        if img.mode == "P" and "transparency" not in img.info:
+            img = img.convert("RGB")
+        if img.mode == "RGB":
+            image, _ = _single_sample(np.array(img), "YXS")
+            return image
+        bands = img.getbands()
+        raise _Unreadable(
+            f"image has {len(bands)} bands (Pillow mode {img.mode!r}); "
+            "channels must be separate single-channel files"
+        )
+
+
+def _check_dimensions(image: np.ndarray) -> np.ndarray:
+    if image.ndim not in (2, 3) or image.size == 0:
+        raise _Unreadable(f"unsupported dimensions (expected 2-D or 3-D, got shape {image.shape})")
+    if not image.dtype.isnative:
+        image = image.astype(image.dtype.newbyteorder("="))
+    return image
