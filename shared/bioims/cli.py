@@ -176,7 +176,7 @@ def ingest_manifest(obj: Ctx, manifests: tuple[Path, ...], root: Path | None) ->
             data = path.read_bytes()
         except OSError as e:
             raise InvalidInput(f"cannot read manifest {path}: {e.strerror}") from None
-        records.append(read_manifest(data, source=str(path), root=root))
+        records.append(read_manifest(data, source=str(path), root=root or path.parent))
     return _ingest(obj, records)
 
 
