@@ -471,3 +471,31 @@ def artifact() -> None:
 def artifact_list(obj: Ctx, context_id: str, train_id: str | None) -> list[dict[str, Any]]:
     """Artifacts of a context (plate, image, train run ...)."""
     return obj.container.artifacts.get_artifacts(context_id, train_id)
+
+
+# ------------------------------------------------------------------------------------------------ demo
+
+
+def _demo_human(r: dict[str, Any]) -> None:
+    reg = r["registry"]
+    ing = r["ingest"]
+    click.echo(f"ingest: {ing['plates']} new plates, {ing['images']} images "
+               f"({ing['invalid_images']} without image files), {ing['skipped_plates']} plates already registered")
+    click.echo(f"registry: {reg['plates']} plates, {reg['images']} images; image status {reg['image_status']}")
+    click.echo("plates per batch: " + ", ".join(f"{b} {n}" for b, n in reg["plates_per_batch"].items()))
+    click.echo("tags per type: " + ", ".join(f"{t} {n}" for t, n in reg["tags_per_type"].items()))
+    click.echo("MOA labels: " + ", ".join(f"{i} {label}" for label, i in sorted(reg["moa_labels"].items(),
+                                                                              key=lambda kv: kv[1])))
+    click.echo("steps: " + ", ".join(f"{s} {t:.2f} s" for s, t in r["steps"].items()) + f"; total {r['seconds']:.2f} s")
+    click.echo("next: `bioims plate list`, `bioims tag list --type moa`, `bioims serve` (HTTP APIs)")
+
+
+@command(main, human=_demo_human)
+@click.option("--bbbc021", type=click.Path(path_type=Path), default=None,
+              help="Folder with BBBC021_v1_image.csv.gz and BBBC021_v1_moa.csv (default: ../shared/data/bbbc021).")
+@click.option("--images", "image_root", help="Folder (or s3:// prefix) holding the BBBC021 Week*/ image folders.")
+def demo(obj: Ctx, bbbc021: Path | None, image_root: str | None) -> dict[str, Any]:
+    """The walkthrough: register BBBC021's layout and show the registry."""
+    from .demo import BBBC021_DEFAULT, run_demo
+
+    return run_demo(obj.container, bbbc021=bbbc021 or BBBC021_DEFAULT, image_root=image_root)
