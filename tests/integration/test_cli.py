@@ -1,0 +1,108 @@
+"""The `bioims` command as users run it: a real process against a real dynalite."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bioims.ids import new_id
+from tests.conftest import BBBC021
+from tests.unit.test_image_management import make_plate
+
+
+@pytest.fixture
+def bioims(stack_settings, tmp_path):
+    """Run `python -m bioims ARGS` on the session's dynalite with a table prefix of this test's own."""
+    env = {**os.environ, **stack_settings.to_env(), "BIOIMS_TABLE_PREFIX": f"cli{new_id()[:8]}-",
+           "BIOIMS_ARTIFACT_URI": (tmp_path / "artifacts").as_uri()}
+
+    def run(*args: str, expect: int = 0) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run([sys.executable, "-m", "bioims", *args], env=env, capture_output=True, text=True,
+                              timeout=300)
+        assert proc.returncode == expect, f"exit {proc.returncode}\nstdout: {proc.stdout}\nstderr: {proc.stderr}"
+        return proc
+
+    def run_json(*args: str) -> object:
+        return json.loads(run(*args, "--json").stdout)
+
+    run.json = run_json  # type: ignore[attr-defined]
+    return run
+
+
+def write_loaddata(tmp_path: Path, rng) -> Path:
+    record = make_plate(tmp_path, rng, source="Week2_7")
+    lines = ["Metadata_Plate,Metadata_Well,Metadata_Site,FileName_DAPI,PathName_DAPI,FileName_Tubulin,"
+             "PathName_Tubulin,FileName_Actin,PathName_Actin,Metadata_Compound,Metadata_Concentration"]
+    for f in record.fields:
+        paths = [Path(u[len("file://"):]) for u in f.channel_uris.values()]
+        lines.append(",".join([record.source_id, f.well, f.site] + [x for p in paths for x in (p.name, str(p.parent))]
+                              + [f.metadata["compound"], str(f.metadata["concentration"])]))
+    csv = tmp_path / "loaddata.csv"
+    csv.write_text("\n".join(lines) + "\n")
+    return csv
+
+
+def test_ingest_process_and_browse(bioims, tmp_path, rng):
+    csv = write_loaddata(tmp_path, rng)
+    first = bioims.json("ingest", "loaddata", str(csv))
+    assert (first["plates"], first["wells"], first["images"], first["invalid_images"]) == (1, 2, 4, 0)
+    assert bioims.json("ingest", "loaddata", str(csv))["plates"] == 0
+    plate_id = first["plate_ids"][0]
+    shown = bioims.json("plate", "show", "Week2_7")
+    assert shown["plate_id"] == plate_id and shown["images"] == 4 and shown["status"] == "registered"
+    processed = bioims.json("plate", "process", plate_id, "--workers", "2")
+    assert processed["executions"][0]["output"]["thumbnails"] == 8
+    assert bioims.json("plate", "validate", plate_id)["valid"] is True
+    assert [p["plate_id"] for p in bioims.json("plate", "compatible", "--width", "40", "--height", "32",
+                                               "--channels", "3")] == [plate_id]
+    images = bioims.json("image", "list", "--plate", plate_id)
+    shown = bioims.json("image", "show", images[0]["image_id"])
+    assert {"plate:Week2_7", "batch:Week2", "concentration:0.3"} < set(shown["tags"])
+    assert {"compound:taxol", "compound:DMSO"} & set(shown["tags"]) and len(shown["artifacts"]) == 2
+    assert {t["value"] for t in bioims.json("tag", "list", "--type", "compound")} == {"compound:taxol", "compound:DMSO"}
+    assert bioims.json("config", "set", "thumbnail-widths", "[64]")["version"] == 1
+    assert bioims.json("config", "get", "thumbnail-widths") == [64]
+    assert len(bioims.json("config", "history", "thumbnail-widths")) == 1
+    log = bioims.json("message", "list", shown_plate_log(bioims, plate_id))
+    assert any("validated" in m["message"] for m in log)
+    human = bioims("plate", "list").stdout
+    assert "Week2_7" in human and "validated" in human
+
+
+def shown_plate_log(bioims, plate_id: str) -> str:
+    return bioims.json("plate", "show", plate_id)["message_id"]
+
+
+def test_errors_are_one_line_with_exit_1(bioims, tmp_path):
+    proc = bioims("plate", "show", "nope", expect=1)
+    assert proc.stderr.strip() == "error: no plate 'nope'" and proc.stdout == ""
+    proc = bioims("ingest", "loaddata", str(tmp_path / "missing.csv"), expect=1)
+    assert proc.stderr.startswith("error: ") and "missing.csv" in proc.stderr and proc.stderr.count("\n") == 1
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    assert "not valid JSON" in bioims("ingest", "manifest", str(bad), expect=1).stderr
+    header_only = tmp_path / "cols.csv"
+    header_only.write_text("FileName_DAPI,PathName_DAPI\na.tif,.\n")
+    assert "missing required column" in bioims("ingest", "loaddata", str(header_only), expect=1).stderr
+    assert bioims("config", "get", "never-set", expect=1).stderr.startswith("error: ")
+    bioims("plate", "frobnicate", expect=2)
+    bioims("ingest", "loaddata", expect=2)
+
+
+@pytest.mark.skipif(not BBBC021.is_dir(), reason="BBBC021 metadata not beside the repository")
+def test_bbbc021_layout_registers_once(bioims):
+    args = ("ingest", "loaddata", str(BBBC021 / "BBBC021_v1_image.csv.gz"), "--moa",
+            str(BBBC021 / "BBBC021_v1_moa.csv"), "--root", "/nonexistent")
+    first = bioims.json(*args)
+    assert (first["plates"], first["images"], first["invalid_images"]) == (55, 13200, 13200)
+    second = bioims.json(*args)
+    assert (second["plates"], second["images"], len(second["skipped_plates"])) == (0, 0, 55)
+    assert len(bioims.json("tag", "list", "--type", "moa")) == 13  # 12 MOAs + DMSO
+    assert len(bioims.json("tag", "list", "--type", "plate")) == 55
+    image = bioims.json("image", "list", "--plate", "Week4_27481")[0]
+    assert image["status"] == "invalid" and image["error"].startswith("missing file: /nonexistent/Week4/")
