@@ -31,6 +31,7 @@ def bioims(stack_settings, tmp_path):
         return json.loads(run(*args, "--json").stdout)
 
     run.json = run_json  # type: ignore[attr-defined]
+    run.env = env  # type: ignore[attr-defined]
     return run
 
 
@@ -106,3 +107,24 @@ def test_bbbc021_layout_registers_once(bioims):
     assert len(bioims.json("tag", "list", "--type", "plate")) == 55
     image = bioims.json("image", "list", "--plate", "Week4_27481")[0]
     assert image["status"] == "invalid" and image["error"].startswith("missing file: /nonexistent/Week4/")
+
+
+def test_job_entry_point_runs_one_unit(bioims, tmp_path, rng):
+    """`python -m bioims.jobs STEP --params JSON`: the contract AWS Batch and the local runner share."""
+    csv = write_loaddata(tmp_path, rng)
+    plate_id = bioims.json("ingest", "loaddata", str(csv))["plate_ids"][0]
+    image_id = bioims.json("image", "list", "--plate", plate_id)[0]["image_id"]
+
+    def job(*args: str, expect: int = 0):
+        proc = subprocess.run([sys.executable, "-m", "bioims.jobs", *args], capture_output=True, text=True,
+                              env=bioims.env, timeout=120)
+        assert proc.returncode == expect, proc.stderr
+        return proc
+    out = json.loads(job("inspect-image", "--params", json.dumps({"image_id": image_id})).stdout)
+    assert out == {"image_id": image_id, "status": "valid", "width": 40, "height": 32, "depth": 1,
+                   "channels": 3, "dtype": "uint16"}
+    again = json.loads(job("inspect-image", "--params", json.dumps({"image_id": image_id})).stdout)
+    assert again["skipped"] is True
+    failed = json.loads(job("inspect-image", "--params", '{"image_id": "nope"}', expect=1).stdout)
+    assert failed["failure"] == "no image 'nope'"
+    job("inspect-image", "--params", "{not json", expect=2)
