@@ -228,7 +228,16 @@ def plate_validate(obj: Ctx, plate_id: str) -> dict[str, Any]:
     return obj.container.images.validate_plate(plate_id)
 
 
-@command(plate, "process", human=_kv)
+def _process_human(r: dict[str, Any]) -> None:
+    for e in r["executions"]:
+        o = e["output"]
+        v = o["validation"]
+        click.echo(f"plate {o['plate_id']}: {o['images']} images, {o['valid_images']} valid, "
+                   f"{o['invalid_images']} invalid, {o['thumbnails']} thumbnails written; "
+                   + ("validated" if v["valid"] else "not valid: " + "; ".join(v["problems"])))
+
+
+@command(plate, "process", human=_process_human)
 @click.argument("plate_ids", nargs=-1)
 @click.option("--all", "all_plates", is_flag=True, help="Every registered plate.")
 @click.option("--workers", type=int, default=None, help="Processes (default: the CPU count).")
