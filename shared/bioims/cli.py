@@ -508,3 +508,56 @@ def demo(obj: Ctx, bbbc021: Path | None, image_root: str | None) -> dict[str, An
     from .demo import BBBC021_DEFAULT, run_demo
 
     return run_demo(obj.container, bbbc021=bbbc021 or BBBC021_DEFAULT, image_root=image_root)
+
+
+# ------------------------------------------------------------------------------------------ APIs, SDK
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8700, show_default=True)
+@click.pass_obj
+def serve(obj: Ctx, host: str, port: int) -> None:
+    """Every service's HTTP API on one address (foreground; Ctrl-C stops)."""
+    from .api.server import serve as run_server
+
+    try:
+        container = obj.container
+    except BioimsError as e:
+        click.echo(f"error: {e.message}", err=True)
+        sys.exit(1)
+    click.echo(f"serving image-management, artifact, tags on http://{host}:{port}/<service>/... "
+               f"(health: /health)", err=True)
+    run_server(container, host=host, port=port)
+
+
+@command(main, "call")
+@click.argument("service", type=click.Choice(["image-management", "artifact", "tags"]))
+@click.argument("method")
+@click.argument("arguments", required=False, default="{}")
+@click.option("--url", help="Call a running `bioims serve` (e.g. http://127.0.0.1:8700) instead of in-process.")
+@click.option("--function", "function_name", help="Call the service's Lambda function (AWS) instead.")
+def call(obj: Ctx, service: str, method: str, arguments: str, url: str | None,
+         function_name: str | None) -> Any:
+    """Any operation of a service by its seed name or Python name, e.g.
+    `bioims call artifact getParameter '{"parameter": "thumbnail-widths"}'`."""
+    from .api.operations import find_operation, snake_case
+    from .client import connect
+
+    try:
+        args = json.loads(arguments)
+    except json.JSONDecodeError as e:
+        raise InvalidInput(f"ARGUMENTS is not valid JSON: {e}") from None
+    if not isinstance(args, dict):
+        raise InvalidInput("ARGUMENTS must be a JSON object")
+    if url:
+        client = connect(service, url=f"{url.rstrip('/')}/{service}")
+    elif function_name:
+        client = connect(service, function_name=function_name)
+    else:
+        client = connect(service, container=obj.container)
+    op = find_operation(service, method)
+    try:
+        return getattr(client, op.function)(**{snake_case(k): v for k, v in args.items()})
+    except TypeError as e:  # wrong or missing arguments, as the client's signature reports them
+        raise InvalidInput(str(e)) from None

@@ -128,3 +128,15 @@ def test_job_entry_point_runs_one_unit(bioims, tmp_path, rng):
     failed = json.loads(job("inspect-image", "--params", '{"image_id": "nope"}', expect=1).stdout)
     assert failed["failure"] == "no image 'nope'"
     job("inspect-image", "--params", "{not json", expect=2)
+
+
+def test_call_reaches_every_operation_by_its_seed_name(bioims):
+    assert bioims.json("call", "artifact", "setParameter", '{"parameter": "k", "value": "v"}')["version"] == 1
+    assert bioims.json("call", "artifact", "getParameter", '{"parameter": "k"}') == "v"
+    message_id = bioims.json("call", "artifact", "createMessage", '{"message": "hello"}')
+    assert bioims.json("call", "artifact", "listMessage", json.dumps({"messageId": message_id}))[0]["message"] == "hello"
+    assert bioims.json("call", "tags", "createTag", '{"value": "moa:x"}')["tag_id"] == 1
+    assert "already exists" in bioims("call", "tags", "createTag", '{"value": "moa:x"}', expect=1).stderr
+    assert "not valid JSON" in bioims("call", "tags", "getAllTags", "{oops", expect=1).stderr
+    assert "unknown method" in bioims("call", "tags", "frobnicate", expect=1).stderr
+    bioims("call", "nosuchservice", "getAllTags", expect=2)

@@ -426,7 +426,8 @@ class ImageManagementService:
 
     def make_thumbnails(self, image_id: str, widths: Sequence[int] | None = None) -> dict[str, Any]:
         """Colour max-projection PNGs of a valid field at each width (default: the configured ones),
-        recorded as artifacts of the image. Existing thumbnails are skipped."""
+        recorded as artifacts of the image. Existing thumbnails are skipped. Returns
+        ``{"image_id", "thumbnails": {"<width>": uri}, "written": n}``."""
         row = self._image(image_id)
         if row.status != "valid":
             return {"image_id": image_id, "skipped": True, "reason": f"image is {row.status}"}
@@ -439,7 +440,7 @@ class ImageManagementService:
                 self._objects.put_bytes(wanted[width], thumbnail_png(field_, width))
         for width, uri in wanted.items():  # (re)recording is idempotent: a kill between write and record heals
             self._artifacts.create_artifact(image_id, uri, type=f"thumbnail-{width}", size=self._objects.size(uri))
-        return {"image_id": image_id, "thumbnails": wanted, "written": len(todo)}
+        return {"image_id": image_id, "thumbnails": {str(w): uri for w, uri in wanted.items()}, "written": len(todo)}
 
 
 def _shape_key(width: int, height: int, depth: int, channels: int) -> str:

@@ -1,0 +1,173 @@
+"""Chalice apps generated from the operation table: HTTP routes and the ``{"method": ...}`` Lambda handler.
+
+Routes are thin: they collect the arguments of a request (path, query string, JSON body), call
+:func:`bioims.api.operations.dispatch` on the service, and answer JSON. Domain errors become their
+HTTP status with ``{"error": {"code", "message"}}``; anything unexpected is logged and answered with a
+500 that does not leak its details. Chalice's own error answers (405 method not allowed, 415
+unsupported media type) are rewritten into the same shape.
+
+A service's ``app.py`` is one line (see ``services/<name>/app.py``)::
+
+    app = create_app("artifact", lazy_container(bioims.runtime.aws))
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
+
+from chalice import Blueprint, Chalice, Response
+from chalice.app import Request
+
+from ..errors import BioimsError, InvalidInput, PayloadTooLarge
+from .operations import Operation, dispatch, operations
+
+if TYPE_CHECKING:
+    from ..runtime import Container
+
+MAX_BODY_BYTES = 6 * 1024 * 1024
+"""Largest accepted request body: Lambda's synchronous payload limit (6 MB)."""
+
+ContainerFactory = Callable[[], "Container"]
+LambdaHandler = Callable[[Any, Any], Any]
+
+
+def lazy_container(factory: ContainerFactory) -> ContainerFactory:
+    """Wrap a composition root so that it runs once, on first use, in this process (thread-safe).
+
+    Nothing happens at import: settings are read and clients created by the first request that a Lambda
+    execution environment (or a server) handles, then reused by every later one.
+    """
+    lock = threading.Lock()
+    built: list[Container] = []
+
+    def get() -> Container:
+        if not built:
+            with lock:
+                if not built:
+                    built.append(factory())
+        return built[0]
+
+    return get
+
+
+def json_response(document: Any, status: int = 200) -> Response:
+    """A JSON response (strings too are JSON-encoded, unlike Chalice's default)."""
+    return Response(body=json.dumps(document), status_code=status, headers={"Content-Type": "application/json"})
+
+
+def error_response(error: BioimsError) -> Response:
+    """``{"error": {"code", "message"}}`` with the error's HTTP status."""
+    return json_response({"error": error.to_dict()}, error.status)
+
+
+def request_arguments(request: Request, path_variables: Mapping[str, str]) -> dict[str, Any]:
+    """The arguments of a request: its path variables (percent-decoded), its query string and the fields
+    of its JSON object body.
+
+    Raises
+    ------
+    PayloadTooLarge
+        The body exceeds :data:`MAX_BODY_BYTES`.
+    InvalidInput
+        The body is not a JSON object; a query parameter is repeated; a name is given twice.
+    """
+    args: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+
+    def add(name: str, value: Any, where: str) -> None:
+        if name in args:
+            raise InvalidInput(f"argument {name!r} given twice (in the {sources[name]} and in the {where})")
+        args[name], sources[name] = value, where
+
+    for name, value in path_variables.items():
+        add(name, unquote(value), "path")
+    if request.query_params is not None:
+        for name in request.query_params:
+            values = request.query_params.getlist(name)
+            if len(values) > 1:
+                raise InvalidInput(f"query parameter {name!r} is given {len(values)} times")
+            add(name, values[0], "query string")
+    raw = request.raw_body or b""
+    if len(raw) > MAX_BODY_BYTES:
+        raise PayloadTooLarge(f"request body of {len(raw)} bytes exceeds the limit of {MAX_BODY_BYTES} bytes")
+    if raw.strip():
+        try:
+            body = json.loads(raw)
+        except ValueError as e:
+            raise InvalidInput(f"request body is not valid JSON: {e}") from None
+        if not isinstance(body, dict):
+            raise InvalidInput(f"request body must be a JSON object, got {type(body).__name__}")
+        for name, value in body.items():
+            add(name, value, "body")
+    return args
+
+
+def routes(service_name: str, get_container: ContainerFactory) -> Blueprint:
+    """A blueprint with one route per operation of ``service_name`` (see :mod:`bioims.api.operations`)."""
+    blueprint = Blueprint(f"bioims.api.{service_name}")
+    for op in operations(service_name):
+        blueprint.route(op.path, methods=[op.http_method], name=op.function)(
+            _view(blueprint, service_name, op, get_container))
+    blueprint.register_middleware(_chalice_errors_as_json, "http")
+    return blueprint
+
+
+def invoke_handler(service_name: str, get_container: ContainerFactory) -> LambdaHandler:
+    """The handler of the seed's cross-service protocol: ``{"method": "getParameter", "parameter": "x"}``.
+
+    Returns the operation's result unchanged. Failures are raised, so that Lambda reports them as
+    ``{"errorType", "errorMessage"}`` with the domain error's class name as ``errorType``
+    (``NotFound``, ``InvalidInput``, ``Conflict``), which :mod:`bioims.client` maps back to the class.
+    """
+    operations(service_name)  # fail at assembly for an unknown service
+
+    def invoke(event: Any, context: Any) -> Any:
+        if not isinstance(event, dict):
+            raise InvalidInput(f"the event must be a JSON object, got {type(event).__name__}")
+        args = dict(event)
+        method = args.pop("method", None)
+        if not isinstance(method, str) or not method:
+            raise InvalidInput('the event needs a "method", e.g. {"method": "getParameter", "parameter": "x"}')
+        return dispatch(get_container().service(service_name), service_name, method, args)
+
+    return invoke
+
+
+def create_app(service_name: str, get_container: ContainerFactory) -> Chalice:
+    """The Chalice app of a service: its routes at the root and the Lambda function ``invoke``."""
+    app = Chalice(app_name=f"bioims-{service_name}")
+    app.register_blueprint(routes(service_name, get_container))
+    app.lambda_function(name="invoke")(invoke_handler(service_name, get_container))
+    return app
+
+
+def _view(blueprint: Blueprint, service_name: str, op: Operation,
+          get_container: ContainerFactory) -> Callable[..., Response]:
+    def view(**path_variables: str) -> Response:
+        try:
+            args = request_arguments(blueprint.current_request, path_variables)
+            result = dispatch(get_container().service(service_name), service_name, op.function, args)
+            return json_response(op.http_body(result), op.status)
+        except BioimsError as e:
+            return error_response(e)
+        except Exception:  # noqa: BLE001 - logged here; the caller gets a 500 without internals
+            blueprint.log.exception("%s %s (%s) failed", op.http_method, op.path, op.method)
+            return error_response(BioimsError("internal error (see the service log)"))
+
+    view.__name__ = view.__qualname__ = op.function
+    view.__doc__ = f"{op.route} -> {service_name} {op.function} (Lambda method {op.method})."
+    return view
+
+
+def _chalice_errors_as_json(request: Request, get_response: Callable[[Request], Response]) -> Response:
+    """Rewrite the errors Chalice answers itself (``{"Code", "Message"}``) into our error shape."""
+    response = get_response(request)
+    body = response.body
+    if response.status_code >= 400 and isinstance(body, dict) and "Code" in body:
+        response.body = json.dumps({"error": {"code": body["Code"], "message": body.get("Message", "")}})
+        response.headers["Content-Type"] = "application/json"
+    return response

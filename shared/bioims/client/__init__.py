@@ -1,0 +1,25 @@
+"""The bioims SDK: one client per service over three transports.
+
+>>> from bioims.client import connect
+>>> tags = connect("tags", url="http://127.0.0.1:8700/tags")        # bioims serve
+>>> tags = connect("tags", function_name="bioims-tags-dev-invoke")   # AWS, cross-service protocol
+>>> tags = connect("tags", container=bioims.runtime.local())         # in this process
+
+Clients have the methods (names, parameters, results, errors) of the services in :mod:`bioims.services`.
+"""
+
+from .clients import CLIENTS, ArtifactClient, ImageManagementClient, ServiceClient, TagsClient, connect
+from .transports import HttpTransport, InProcessTransport, LambdaTransport, Transport
+
+__all__ = [
+    "CLIENTS",
+    "ArtifactClient",
+    "HttpTransport",
+    "ImageManagementClient",
+    "InProcessTransport",
+    "LambdaTransport",
+    "ServiceClient",
+    "TagsClient",
+    "Transport",
+    "connect",
+]

@@ -1,0 +1,122 @@
+"""One client per service, generated from the operation table.
+
+A client's methods have the names, parameters and docstrings of the service's methods
+(``TagsClient.get_tag_by_value(value)`` is ``TagsService.get_tag_by_value(value)``), so a client can
+stand in for the service wherever one is expected — e.g. as the ``TagsPort`` and ``ArtifactsPort`` of
+:class:`~bioims.services.image_management.ImageManagementService`.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from ..api.operations import SERVICE_CLASSES, Operation, operations, public_signature
+from ..errors import InvalidInput
+from .transports import HttpTransport, InProcessTransport, LambdaTransport, Transport
+
+if TYPE_CHECKING:
+    import requests
+
+    from ..runtime import Container
+
+
+class ServiceClient:
+    """Base of the clients: each operation of ``service`` as a method forwarded to a transport.
+
+    Subclasses name their service: ``class TagsClient(ServiceClient, service="tags")``.
+    """
+
+    service: ClassVar[str]
+
+    def __init__(self, transport: Transport) -> None:
+        self.transport = transport
+
+    def __init_subclass__(cls, *, service: str, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.service = service
+        for op in operations(service):
+            setattr(cls, op.function, _client_method(cls, service, op))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.transport!r})"
+
+
+def _client_method(cls: type, service: str, op: Operation) -> Callable[..., Any]:
+    signature = public_signature(service, op.function)
+
+    def method(self: ServiceClient, *args: Any, **kwargs: Any) -> Any:
+        try:
+            bound = signature.bind(*args, **kwargs)
+        except TypeError as e:
+            raise TypeError(f"{op.function}(): {e}") from None
+        return self.transport.call(service, op, bound.arguments)
+
+    self_parameter = inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    method.__name__ = op.function
+    method.__qualname__ = f"{cls.__name__}.{op.function}"
+    method.__doc__ = getattr(SERVICE_CLASSES[service], op.function).__doc__
+    method.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=[self_parameter, *signature.parameters.values()])
+    return method
+
+
+class ArtifactClient(ServiceClient, service="artifact"):
+    """The artifact service: artifact registry, configuration parameters, message logs."""
+
+
+class TagsClient(ServiceClient, service="tags"):
+    """The tags service: tags, label categories, image-tag assignment."""
+
+
+class ImageManagementClient(ServiceClient, service="image-management"):
+    """The image-management service: plates, wells, images, inspection, validation, thumbnails."""
+
+
+CLIENTS: Mapping[str, type[ServiceClient]] = MappingProxyType({
+    client.service: client for client in (ArtifactClient, TagsClient, ImageManagementClient)})
+"""Service name -> its client class."""
+
+
+def connect(service: str, url: str | None = None, function_name: str | None = None,
+            container: Container | None = None, *, lambda_client: Any | None = None,
+            session: requests.Session | None = None, timeout: float = 30) -> ServiceClient:
+    """A client of ``service`` over exactly one of: HTTP (``url``), Lambda (``function_name``) or
+    in-process (``container``).
+
+    Parameters
+    ----------
+    service : str
+        ``"artifact"``, ``"tags"`` or ``"image-management"``.
+    url : str, optional
+        The service's API: ``http://127.0.0.1:8700/<service>`` under ``bioims serve``.
+    function_name : str, optional
+        The service's ``invoke`` Lambda function; ``lambda_client`` defaults to ``boto3.client("lambda")``.
+    container : Container, optional
+        Call the services of this container directly.
+
+    Examples
+    --------
+    >>> tags = connect("tags", url="http://127.0.0.1:8700/tags")
+    >>> tags.get_tag_by_value("compound:ALLN")
+    {'tag_id': 3, 'value': 'compound:ALLN', 'type': 'compound'}
+    """
+    if service not in CLIENTS:
+        raise InvalidInput(f"unknown service {service!r}; known: {', '.join(CLIENTS)}")
+    if sum(x is not None for x in (url, function_name, container)) != 1:
+        raise InvalidInput("connect() needs exactly one of url, function_name or container")
+    transport: Transport
+    if url is not None:
+        transport = HttpTransport(url, session=session, timeout=timeout)
+    elif function_name is not None:
+        if lambda_client is None:
+            import boto3
+
+            lambda_client = boto3.client("lambda")
+        transport = LambdaTransport(function_name, lambda_client)
+    else:
+        assert container is not None
+        transport = InProcessTransport(container)
+    return CLIENTS[service](transport)
