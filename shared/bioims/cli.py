@@ -541,7 +541,7 @@ def call(obj: Ctx, service: str, method: str, arguments: str, url: str | None,
          function_name: str | None) -> Any:
     """Any operation of a service by its seed name or Python name, e.g.
     `bioims call artifact getParameter '{"parameter": "thumbnail-widths"}'`."""
-    from .api.operations import find_operation, snake_case
+    from .api.operations import dispatch
     from .client import connect
 
     try:
@@ -556,8 +556,4 @@ def call(obj: Ctx, service: str, method: str, arguments: str, url: str | None,
         client = connect(service, function_name=function_name)
     else:
         client = connect(service, container=obj.container)
-    op = find_operation(service, method)
-    try:
-        return getattr(client, op.function)(**{snake_case(k): v for k, v in args.items()})
-    except TypeError as e:  # wrong or missing arguments, as the client's signature reports them
-        raise InvalidInput(str(e)) from None
+    return dispatch(client, service, method, args)
