@@ -8,7 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bioims.runtime import Container
 from bioims.settings import Settings
+from bioims.store.tables import Tables
 
 REPO = Path(__file__).resolve().parents[1]
 BBBC021 = REPO.parent / "shared" / "data" / "bbbc021"
@@ -32,11 +34,9 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def tables(aws_env: None) -> Iterator["Tables"]:
+def tables(aws_env: None) -> Iterator[Tables]:
     """Every table, created in moto (in-process DynamoDB)."""
     from moto import mock_aws
-
-    from bioims.store.tables import Tables
 
     with mock_aws():
         t = Tables("test-", region="us-east-1")
@@ -45,7 +45,7 @@ def tables(aws_env: None) -> Iterator["Tables"]:
 
 
 @pytest.fixture
-def container(settings: Settings, tables: "Tables") -> "Container":
+def container(settings: Settings, tables: Tables) -> Container:
     """Services on moto tables, objects under tmp_path, a runner recording executions in moto."""
     from bioims.jobs.runner import LocalRunner
     from bioims.runtime import build

@@ -16,7 +16,6 @@ from __future__ import annotations
 import io
 import os
 import struct
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +26,7 @@ import tifffile
 from PIL import Image
 
 from ..errors import InvalidInput, NotFound
-from ..store.objects import ObjectStore, uri_to_path
+from ..store.objects import ObjectStore, uri_to_path, write_file_atomic
 
 __all__ = ["FieldInfo", "inspect_field", "read_field", "read_image", "write_tiff"]
 
@@ -230,20 +229,9 @@ def write_tiff(path: str | os.PathLike[str], array: np.ndarray) -> None:
         raise ValueError(f"array is empty (shape {array.shape})")
     if array.dtype.kind not in "uif" or array.dtype.itemsize > 8:
         raise ValueError(f"array has dtype {array.dtype}; expected an integer or float dtype")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    metadata = {"axes": "ZYX" if array.ndim == 3 else "YX"}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)  # reopened by name: tifffile wants a file object with a path name
-    try:
-        with open(tmp, "wb") as f:
-            tifffile.imwrite(f, array, photometric="minisblack", metadata=metadata)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    buffer = io.BytesIO()
+    tifffile.imwrite(buffer, array, photometric="minisblack", metadata={"axes": "ZYX" if array.ndim == 3 else "YX"})
+    write_file_atomic(Path(path), buffer.getvalue())
 
 
 # --------------------------------------------------------------------------------------------- private

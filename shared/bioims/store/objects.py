@@ -31,6 +31,22 @@ def uri_to_path(uri: str) -> Path:
     return Path(uri)
 
 
+def write_file_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temporary file beside ``path``, fsync it, then rename it over ``path``:
+    readers see the old file or the new one, never a partial one (parent folders are created)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def join(root: str, *parts: str) -> str:
     """Join a root URI and key parts with ``/`` (parts are percent-quoted for ``file://``)."""
     key = "/".join(p.strip("/") for p in parts if p)
@@ -79,18 +95,7 @@ class ObjectStore:
             bucket, key = _split_s3(uri)
             self._s3_client(uri).put_object(Bucket=bucket, Key=key, Body=data)
             return
-        path = uri_to_path(uri)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_file_atomic(uri_to_path(uri), data)
 
     def get_bytes(self, uri: str) -> bytes:
         """Read a whole object; :class:`NotFound` if it does not exist."""
