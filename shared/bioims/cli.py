@@ -137,8 +137,11 @@ def ingest() -> None:
 
 
 def _ingest(obj: Ctx, plates: list[Any]) -> dict[str, Any]:
+    from tqdm import tqdm
+
     started = time.perf_counter()
-    summary = obj.container.images.ingest(plates)
+    with tqdm(total=len(plates), desc="ingest", unit="plate", disable=not obj.progress, file=sys.stderr) as bar:
+        summary = obj.container.images.ingest(plates, on_plate=lambda _: bar.update())
     result = summary.to_dict()
     result["seconds"] = round(time.perf_counter() - started, 2)
     return result

@@ -46,8 +46,9 @@ def test_ingest_registers_everything_once(container, tmp_path, rng):
     summary = images.ingest([record])
     assert (summary.plates, summary.wells, summary.images, summary.invalid_images) == (1, 4, 6, 1)
     plate_id = summary.plate_ids[0]
-    again = images.ingest([record])
-    assert again.plates == 0 and again.skipped_plates == [plate_id]
+    done: list[str] = []
+    again = images.ingest([record], on_plate=done.append)
+    assert again.plates == 0 and again.skipped_plates == [plate_id] and done == ["Week1_100"]
     assert len(images.get_image_ids_by_plate_id(plate_id)) == 6
     assert images.get_plate("Week1_100")["plate_id"] == plate_id  # lookup by source id
     assert [w["source_id"] for w in images.get_wells_by_plate_id(plate_id)] == ["B02", "B03", "B04", "B05"]

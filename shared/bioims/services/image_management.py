@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter as Tally
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -119,10 +119,12 @@ class ImageManagementService:
         self._runner = runner
 
     # ================================================================= ingestion
-    def ingest(self, plates: Sequence[PlateRecord], *, if_exists: str = "skip") -> IngestSummary:
+    def ingest(self, plates: Sequence[PlateRecord], *, if_exists: str = "skip",
+               on_plate: Callable[[str], None] | None = None) -> IngestSummary:
         """Register plates (see the module docstring). ``if_exists``: ``"skip"`` an already registered
         plate or raise ``"error"`` (:class:`Conflict`). Input files are referenced in place; local
-        files that do not exist mark their image ``invalid`` with the missing path."""
+        files that do not exist mark their image ``invalid`` with the missing path. ``on_plate`` is
+        called with each plate's source id once it is done (progress bars)."""
         if if_exists not in ("skip", "error"):
             raise InvalidInput(f"if_exists must be 'skip' or 'error', not {if_exists!r}")
         seen: dict[str, str] = {}
@@ -138,6 +140,8 @@ class ImageManagementService:
                 if if_exists == "error":
                     raise Conflict(f"plate {record.source_id!r} is already registered as {plate_id}")
                 summary.skipped_plates.append(plate_id)
+                if on_plate is not None:
+                    on_plate(record.source_id)
                 continue
             wells, images, invalid = self._register_plate(plate_id, record)
             summary.plates += 1
@@ -145,6 +149,8 @@ class ImageManagementService:
             summary.images += images
             summary.invalid_images += invalid
             summary.plate_ids.append(plate_id)
+            if on_plate is not None:
+                on_plate(record.source_id)
         return summary
 
     @staticmethod
