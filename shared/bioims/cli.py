@@ -128,6 +128,43 @@ def status(obj: Ctx) -> dict[str, Any]:
     return LocalStack(obj.settings).status()
 
 
+# ---------------------------------------------------------------------------------------------- dataset
+
+
+@main.group()
+def dataset() -> None:
+    """Datasets: generate the synthetic screen."""
+
+
+def _synth_human(r: dict[str, Any]) -> None:
+    click.echo(f"wrote {r['fields']} fields ({r['rendered']} rendered, {r['skipped']} already there) of "
+               f"{r['plates']} plates, {r['cells']} cells, {r['treatments']} treatments of {r['compounds']} "
+               f"compounds in {r['moas']} MOAs to {r['out']} ({r['bytes'] / 1e9:.2f} GB) in {r['seconds']} s")
+    click.echo(f"next: bioims ingest loaddata {r['out']}/synth_image.csv --moa {r['out']}/synth_moa.csv")
+
+
+@command(dataset, "synth", human=_synth_human)
+@click.argument("out", type=click.Path(path_type=Path))
+@click.option("--preset", type=click.Choice(["tiny", "demo", "full"]), default="demo", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--workers", type=int, default=None, help="Processes (default: the CPU count).")
+@click.option("--option", "options", multiple=True, metavar="KEY=VALUE",
+              help="Override a preset setting, e.g. --option sites=4 --option batches=12 (repeatable).")
+def dataset_synth(obj: Ctx, out: Path, preset: str, seed: int, workers: int | None,
+                  options: tuple[str, ...]) -> dict[str, Any]:
+    """Write a synthetic HCS screen (BBBC021 layout, 16-bit TIFFs, image and MOA CSVs, ground truth)."""
+    from .datasets.synth import synthesize
+    from .jobs.runner import default_workers
+
+    overrides: dict[str, Any] = {}
+    for item in options:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise InvalidInput(f"--option must be KEY=VALUE, got {item!r}")
+        overrides[key] = _json_value(value)
+    return synthesize(out, preset, seed, workers=workers or default_workers(), progress=obj.progress, **overrides)
+
+
 # -------------------------------------------------------------------------------------------- ingestion
 
 

@@ -140,3 +140,14 @@ def test_call_reaches_every_operation_by_its_seed_name(bioims):
     assert "not valid JSON" in bioims("call", "tags", "getAllTags", "{oops", expect=1).stderr
     assert "unknown method" in bioims("call", "tags", "frobnicate", expect=1).stderr
     bioims("call", "nosuchservice", "getAllTags", expect=2)
+
+
+def test_dataset_synth_then_ingest_unchanged(bioims, tmp_path):
+    out = tmp_path / "tiny"
+    made = bioims.json("dataset", "synth", str(out), "--preset", "tiny", "--seed", "2", "--workers", "2")
+    assert (made["plates"], made["fields"], made["rendered"]) == (4, 40, 40)
+    assert bioims.json("dataset", "synth", str(out), "--preset", "tiny", "--seed", "2")["skipped"] == 40
+    ingested = bioims.json("ingest", "loaddata", str(out / "synth_image.csv"), "--moa", str(out / "synth_moa.csv"))
+    assert (ingested["plates"], ingested["images"], ingested["invalid_images"]) == (4, 40, 0)
+    assert "sites must be an integer" in bioims("dataset", "synth", str(out), "--option", "sites=0", expect=1).stderr
+    assert "KEY=VALUE" in bioims("dataset", "synth", str(out), "--option", "sites", expect=1).stderr
