@@ -283,16 +283,16 @@ def _process_human(r: dict[str, Any]) -> None:
 @click.option("--workers", type=int, default=None, help="Processes (default: the CPU count).")
 def plate_process(obj: Ctx, plate_ids: tuple[str, ...], all_plates: bool, workers: int | None) -> dict[str, Any]:
     """Inspect every image, validate, and make thumbnails (the process-plate workflow), foreground."""
-    from .jobs.runner import default_workers
+    from .jobs.runner import LocalPool, default_workers
 
     c = obj.container
     if all_plates:
         plate_ids = tuple(p["plate_id"] for p in c.images.list_plates())
     if not plate_ids:
         raise InvalidInput("give plate ids or --all")
-    executions = [c.runner.run(c, "process-plate", {"plate_id": c.images.get_plate(p)["plate_id"]},
-                               workers=workers or default_workers(), progress=obj.progress)
-                  for p in plate_ids]
+    with LocalPool(c, workers=workers or default_workers(), progress=obj.progress) as pool:
+        executions = [c.runner.run(c, "process-plate", {"plate_id": c.images.get_plate(p)["plate_id"]}, pool=pool)
+                      for p in plate_ids]
     return {"executions": executions}
 
 
@@ -526,28 +526,35 @@ def artifact_list(obj: Ctx, context_id: str, train_id: str | None) -> list[dict[
 
 
 def _demo_human(r: dict[str, Any]) -> None:
-    reg = r["registry"]
-    ing = r["ingest"]
-    click.echo(f"ingest: {ing['plates']} new plates, {ing['images']} images "
-               f"({ing['invalid_images']} without image files), {ing['skipped_plates']} plates already registered")
-    click.echo(f"registry: {reg['plates']} plates, {reg['images']} images; image status {reg['image_status']}")
+    d, ing, reg = r["dataset"], r["ingest"], r["registry"]
+    click.echo(f"dataset: {d['out']} ({d['preset']}, seed {d['seed']}): {d['plates']} plates, {d['fields']} fields, "
+               f"{d['cells']} cells, {d['treatments']} treatments, {d['compounds']} compounds, {d['moas']} MOAs")
+    click.echo(f"ingest: {ing['plates']} new plates, {ing['images']} images ({ing['invalid_images']} invalid), "
+               f"{ing['skipped_plates']} already registered")
+    click.echo(f"registry: {reg['plates']} plates ({reg['validated_plates']} validated), {reg['images']} images; "
+               f"image status {reg['image_status']}")
     click.echo("plates per batch: " + ", ".join(f"{b} {n}" for b, n in reg["plates_per_batch"].items()))
     click.echo("tags per type: " + ", ".join(f"{t} {n}" for t, n in reg["tags_per_type"].items()))
     click.echo("MOA labels: " + ", ".join(f"{i} {label}" for label, i in sorted(reg["moa_labels"].items(),
                                                                               key=lambda kv: kv[1])))
-    click.echo("steps: " + ", ".join(f"{s} {t:.2f} s" for s, t in r["steps"].items()) + f"; total {r['seconds']:.2f} s")
-    click.echo("next: `bioims plate list`, `bioims tag list --type moa`, `bioims serve` (HTTP APIs)")
+    click.echo("steps: " + ", ".join(f"{s} {t:.1f} s" for s, t in r["steps"].items()) + f"; total {r['seconds']:.1f} s")
+    click.echo("next: `bioims plate list`, `bioims image show ID`, `bioims tag list --type moa`, "
+               "`bioims serve` (HTTP APIs on 127.0.0.1:8700); README.md has the tutorial")
 
 
 @command(main, human=_demo_human)
-@click.option("--bbbc021", type=click.Path(path_type=Path), default=None,
-              help="Folder with BBBC021_v1_image.csv.gz and BBBC021_v1_moa.csv (default: ../shared/data/bbbc021).")
-@click.option("--images", "image_root", help="Folder (or s3:// prefix) holding the BBBC021 Week*/ image folders.")
-def demo(obj: Ctx, bbbc021: Path | None, image_root: str | None) -> dict[str, Any]:
-    """The walkthrough: register BBBC021's layout and show the registry."""
-    from .demo import BBBC021_DEFAULT, run_demo
+@click.option("--preset", type=click.Choice(["tiny", "demo", "full"]), default="demo", show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Where the synthetic dataset goes (default: $BIOIMS_HOME/datasets/<preset>).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--workers", type=int, default=None, help="Processes (default: the CPU count).")
+def demo(obj: Ctx, preset: str, out: Path | None, seed: int, workers: int | None) -> dict[str, Any]:
+    """The walkthrough: synthetic screen -> registry -> inspected, validated plates with thumbnails."""
+    from .demo import run_demo
+    from .jobs.runner import default_workers
 
-    return run_demo(obj.container, bbbc021=bbbc021 or BBBC021_DEFAULT, image_root=image_root)
+    return run_demo(obj.container, preset=preset, out=out, seed=seed, workers=workers or default_workers(),
+                    progress=obj.progress)
 
 
 # ------------------------------------------------------------------------------------------ APIs, SDK

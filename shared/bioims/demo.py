@@ -1,8 +1,9 @@
 """The walkthrough in one command (``bioims demo``), as far as it exists today.
 
-Steps: register a dataset (the real BBBC021 layout: 55 plates, 13,200 fields, compounds, MOAs) and
-show the registry (plates per batch, image status, tags per type, MOA labels with their indices).
-Every step is idempotent, so an interrupted demo is finished by running it again.
+Steps: generate the synthetic screen (:mod:`bioims.datasets.synth`), register it, process every plate
+(inspect each image, validate the plate, make thumbnails), and summarise the registry (plates per
+batch, image status, tags per type, MOA labels with their indices). Every step is idempotent, so an
+interrupted demo is finished by running it again, and a finished one reruns in seconds.
 """
 
 from __future__ import annotations
@@ -13,11 +14,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .errors import InvalidInput, NotFound
+from .errors import NotFound
+from .jobs.runner import LocalPool
 from .runtime import Container
-
-BBBC021_DEFAULT = Path(__file__).resolve().parents[3] / "shared" / "data" / "bbbc021"
-"""The BBBC021 metadata handed out beside the repository (``../shared/data/bbbc021``)."""
 
 
 def _timed(steps: dict[str, float], name: str, fn: Callable[[], Any]) -> Any:
@@ -40,6 +39,7 @@ def registry_summary(c: Container) -> dict[str, Any]:
         moa_labels = {}
     return {
         "plates": len(plates),
+        "validated_plates": sum(p["status"] == "validated" for p in plates),
         "plates_per_batch": dict(sorted(Counter(p.get("batch") or "-" for p in plates).items())),
         "images": sum(int(p["image_count"]) for p in plates),
         "image_status": dict(sorted(status.items())),
@@ -48,22 +48,32 @@ def registry_summary(c: Container) -> dict[str, Any]:
     }
 
 
-def run_demo(c: Container, *, bbbc021: Path = BBBC021_DEFAULT, image_root: str | None = None) -> dict[str, Any]:
-    """Run the walkthrough; returns ``{"steps": {step: seconds}, "seconds", "ingest", "registry"}``."""
+def run_demo(c: Container, *, preset: str = "demo", out: Path | None = None, seed: int = 0, workers: int = 1,
+             progress: bool = False) -> dict[str, Any]:
+    """Run the walkthrough; returns ``{"steps": {step: seconds}, "seconds", "dataset", "ingest",
+    "processed", "registry"}``. The dataset goes to ``out`` (default ``$BIOIMS_HOME/datasets/<preset>``)."""
     from .datasets.loaddata import read_loaddata
+    from .datasets.synth import IMAGE_CSV, MOA_CSV, synthesize
 
-    image_csv, moa_csv = bbbc021 / "BBBC021_v1_image.csv.gz", bbbc021 / "BBBC021_v1_moa.csv"
-    if not image_csv.is_file() or not moa_csv.is_file():
-        raise InvalidInput(f"BBBC021 metadata not found in {bbbc021} (expected BBBC021_v1_image.csv.gz and "
-                           "BBBC021_v1_moa.csv); pass --bbbc021 DIR")
+    out = out or c.settings.home / "datasets" / preset
     started = time.perf_counter()
     steps: dict[str, float] = {}
-    root = image_root or str(bbbc021 / "images")
-    records = _timed(steps, "parse", lambda: read_loaddata(image_csv, moa_csv=moa_csv, root=root,
-                                                           experiment="BBBC021"))
+    dataset = _timed(steps, "synth", lambda: synthesize(out, preset, seed, workers=workers, progress=progress))
+    records = read_loaddata(out / IMAGE_CSV, moa_csv=out / MOA_CSV, experiment=f"synth-{preset}-{seed}")
     ingest = _timed(steps, "ingest", lambda: c.images.ingest(records).to_dict())
+    plate_ids = [c.images.plate_id_for(r) for r in records]
+
+    def process() -> dict[str, int]:
+        todo = [p for p in plate_ids if c.images.get_plate(p)["status"] != "validated"]
+        with LocalPool(c, workers=workers, progress=progress) as pool:
+            for plate_id in todo:
+                c.runner.run(c, "process-plate", {"plate_id": plate_id}, pool=pool)
+        return {"plates": len(todo), "already_validated": len(plate_ids) - len(todo)}
+
+    processed = _timed(steps, "process_plates", process)
     registry = _timed(steps, "registry", lambda: registry_summary(c))
     return {"steps": steps, "seconds": round(time.perf_counter() - started, 2),
+            "dataset": {k: v for k, v in dataset.items() if k != "seconds"},
             "ingest": {k: v for k, v in ingest.items() if not isinstance(v, list)}
             | {"skipped_plates": len(ingest["skipped_plates"])},
-            "registry": registry}
+            "processed": processed, "registry": registry}

@@ -74,30 +74,45 @@ class LocalPool:
         self.container = container
         self.workers = workers
         self.progress = progress
+        self._executor: ProcessPoolExecutor | None = None
+
+    def __enter__(self) -> LocalPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the worker processes (they are started by the first parallel map and then reused)."""
+        if self._executor is not None:
+            self._executor.shutdown()
+            self._executor = None
+
+    def _processes(self) -> ProcessPoolExecutor:
+        if self._executor is None:
+            settings = self.container.settings
+            if not settings.dynamodb_url and self.container.tables.host:
+                settings = settings.with_(dynamodb_url=self.container.tables.host)
+            self._executor = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                                 initializer=_init_worker, initargs=(settings,))
+        return self._executor
 
     def map(self, step: str, params: list[dict[str, Any]], *, desc: str) -> list[dict[str, Any]]:
+        """Run ``step`` once per parameter set; results in the same order (failures as
+        ``{"failure": ...}``, see :func:`run_unit`)."""
         if step not in STEPS:
             raise InvalidInput(f"unknown job step {step!r}")
-        bar = tqdm(total=len(params), desc=desc, unit="job", disable=not self.progress, file=sys.stderr)
-        try:
+        with tqdm(total=len(params), desc=desc, unit="job", disable=not self.progress, file=sys.stderr) as bar:
             if self.workers == 1 or len(params) <= 1:
                 results = []
                 for p in params:
                     results.append(run_unit(self.container, step, p))
                     bar.update()
                 return results
-            settings = self.container.settings
-            if not settings.dynamodb_url and self.container.tables.host:
-                settings = settings.with_(dynamodb_url=self.container.tables.host)
-            ctx = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(min(self.workers, len(params)), mp_context=ctx,
-                                     initializer=_init_worker, initargs=(settings,)) as ex:
-                futures = [ex.submit(_worker_unit, step, p) for p in params]
-                for f in futures:
-                    f.add_done_callback(lambda _: bar.update())
-                return [f.result() for f in futures]
-        finally:
-            bar.close()
+            futures = [self._processes().submit(_worker_unit, step, p) for p in params]
+            for f in futures:
+                f.add_done_callback(lambda _: bar.update())
+            return [f.result() for f in futures]
 
 
 class LocalRunner:
@@ -122,15 +137,17 @@ class LocalRunner:
         return execution_id
 
     def run(self, container: Container, workflow: str, params: dict[str, Any], *,
-            workers: int = 1, progress: bool = False) -> dict[str, Any]:
-        """Record an execution and run it in the foreground; returns its description."""
+            pool: LocalPool | None = None, workers: int = 1, progress: bool = False) -> dict[str, Any]:
+        """Record an execution and run it in the foreground (on ``pool``, or on a pool of ``workers``
+        made for it); returns its description."""
         execution_id = self._create(workflow, params)
-        return self.execute(container, execution_id, workers=workers, progress=progress)
+        return self.execute(container, execution_id, pool=pool, workers=workers, progress=progress)
 
-    def execute(self, container: Container, execution_id: str, *, workers: int = 1,
-                progress: bool = False) -> dict[str, Any]:
+    def execute(self, container: Container, execution_id: str, *, pool: LocalPool | None = None,
+                workers: int = 1, progress: bool = False) -> dict[str, Any]:
         row = self._row(execution_id)
-        pool = LocalPool(container, workers=workers, progress=progress)
+        own_pool = pool is None
+        pool = pool or LocalPool(container, workers=workers, progress=progress)
         try:
             output = WORKFLOWS[row.workflow](container, pool, **row.params)
         except Exception as e:
@@ -138,6 +155,9 @@ class LocalRunner:
             row.update(actions=[self._t.executions.status.set("FAILED"), self._t.executions.error.set(reason),
                                 self._t.executions.finished_at.set(utcnow())])
             raise
+        finally:
+            if own_pool:
+                pool.close()
         row.update(actions=[self._t.executions.status.set("SUCCEEDED"), self._t.executions.output.set(output),
                             self._t.executions.finished_at.set(utcnow())])
         return self.describe(execution_id)

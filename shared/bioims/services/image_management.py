@@ -432,7 +432,8 @@ class ImageManagementService:
 
     def make_thumbnails(self, image_id: str, widths: Sequence[int] | None = None) -> dict[str, Any]:
         """Colour max-projection PNGs of a valid field at each width (default: the configured ones),
-        recorded as artifacts of the image. Existing thumbnails are skipped. Returns
+        recorded as artifacts of the image (a field narrower than a width is not upscaled). Existing
+        thumbnails are skipped. Returns
         ``{"image_id", "thumbnails": {"<width>": uri}, "written": n}``."""
         row = self._image(image_id)
         if row.status != "valid":
@@ -443,7 +444,8 @@ class ImageManagementService:
         if todo:
             field_ = read_field([row.channel_uris[c] for c in row.channels], self._objects)
             for width in todo:
-                self._objects.put_bytes(wanted[width], thumbnail_png(field_, width))
+                # never upscale: a field narrower than the requested width keeps its own width
+                self._objects.put_bytes(wanted[width], thumbnail_png(field_, min(width, field_.shape[-1])))
         for width, uri in wanted.items():  # (re)recording is idempotent: a kill between write and record heals
             self._artifacts.create_artifact(image_id, uri, type=f"thumbnail-{width}", size=self._objects.size(uri))
         return {"image_id": image_id, "thumbnails": {str(w): uri for w, uri in wanted.items()}, "written": len(todo)}
