@@ -447,6 +447,71 @@ def label_index(obj: Ctx, category: str, label: str) -> int:
     return obj.container.tags.get_index(category, label)
 
 
+# ------------------------------------------------------------------------------ specs and preprocessing
+
+
+@main.group()
+def spec() -> None:
+    """Embedding specs: input dims and channels, ROI size, segmentation, network, training settings."""
+
+
+@command(spec, "create", human=_kv)
+@click.argument("file", type=click.Path(path_type=Path))
+def spec_create(obj: Ctx, file: Path) -> dict[str, Any]:
+    """Register a spec from a JSON file (format: bioims.specs; unknown keys are refused)."""
+    from .specs import EmbeddingSpec
+
+    try:
+        text = file.read_text()
+    except OSError as e:
+        raise InvalidInput(f"cannot read spec {file}: {e.strerror}") from None
+    return obj.container.training.create_embedding(EmbeddingSpec.from_json(text, str(file)).to_dict())
+
+
+@command(spec, "list", human=lambda rows: _table(
+    [{"name": r["name"], "input": f"{r['input']['width']}x{r['input']['height']}x{r['input']['depth']}",
+      "channels": ",".join(r["input"]["channels"]), "roi_size": r["roi_size"], "network": r["network"],
+      "embedding_length": r["embedding_length"]} for r in rows],
+    ["name", "input", "channels", "roi_size", "network", "embedding_length"]))
+def spec_list(obj: Ctx) -> list[dict[str, Any]]:
+    """Every spec."""
+    return obj.container.training.list_embeddings()
+
+
+@command(spec, "show", human=lambda d: click.echo(json.dumps(d, indent=2)))
+@click.argument("name")
+def spec_show(obj: Ctx, name: str) -> dict[str, Any]:
+    """A spec with every default filled in, and its compatible plates."""
+    training = obj.container.training
+    return training.get_embedding_info(name) | {
+        "compatible_plates": [p["source_id"] for p in training.get_compatible_plates(name)]}
+
+
+def _preprocess_human(r: dict[str, Any]) -> None:
+    click.echo(f"{r['fields']} fields preprocessed ({r['skipped']} already done), {r['failed']} failed, "
+               f"{r['cells']} cells, {r['plates']} plates, {r['seconds']} s")
+    for failure in r["failures"][:10]:
+        click.echo(f"  failed: {failure.get('image_id') or failure.get('plate_id')}: {failure['failure']}")
+
+
+@command(main, human=_preprocess_human)
+@click.argument("spec_name", metavar="SPEC")
+@click.option("--plate", "plates", multiple=True, help="Only these plates (id or source id; repeatable).")
+@click.option("--workers", type=int, default=None, help="Processes (default: the CPU count).")
+@click.option("--force", is_flag=True, help="Recompute outputs that exist.")
+def preprocess(obj: Ctx, spec_name: str, plates: tuple[str, ...], workers: int | None, force: bool) -> dict[str, Any]:
+    """Flat-fields, then single-cell crops of every valid field of the spec's compatible plates."""
+    from .jobs.runner import LocalPool, default_workers
+
+    c = obj.container
+    c.training.spec(spec_name)
+    plate_ids = [c.images.get_plate(p)["plate_id"] for p in plates] or None
+    with LocalPool(c, workers=workers or default_workers(), progress=obj.progress) as pool:
+        execution = c.runner.run(c, "preprocess", {"spec": spec_name, "plate_ids": plate_ids, "force": force},
+                                 pool=pool)
+    return execution["output"] | {"execution_id": execution["execution_id"]}
+
+
 # ----------------------------------------------------------------------------------- configuration etc.
 
 
@@ -573,13 +638,13 @@ def serve(obj: Ctx, host: str, port: int) -> None:
     except BioimsError as e:
         click.echo(f"error: {e.message}", err=True)
         sys.exit(1)
-    click.echo(f"serving image-management, artifact, tags on http://{host}:{port}/<service>/... "
+    click.echo(f"serving image-management, artifact, tags, training on http://{host}:{port}/<service>/... "
                f"(health: /health)", err=True)
     run_server(container, host=host, port=port)
 
 
 @command(main, "call")
-@click.argument("service", type=click.Choice(["image-management", "artifact", "tags"]))
+@click.argument("service", type=click.Choice(["image-management", "artifact", "tags", "training"]))
 @click.argument("method")
 @click.argument("arguments", required=False, default="{}")
 @click.option("--url", help="Call a running `bioims serve` (e.g. http://127.0.0.1:8700) instead of in-process.")

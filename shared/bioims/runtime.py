@@ -13,7 +13,9 @@ from typing import Any
 
 from .services.artifact import ArtifactService
 from .services.image_management import ImageManagementService, RunnerPort
+from .services.preprocessing import PreprocessingService
 from .services.tags import TagsService
+from .services.training import TrainingService
 from .settings import Settings
 from .store.keys import Keys
 from .store.objects import ObjectStore
@@ -33,11 +35,14 @@ class Container:
     artifacts: ArtifactService
     tags: TagsService
     images: ImageManagementService
+    training: TrainingService
+    preprocessing: PreprocessingService
     runner: RunnerPort | None
 
     def service(self, name: str) -> Any:
-        """The service object behind an API name (``image-management``, ``artifact``, ``tags``)."""
-        services = {"image-management": self.images, "artifact": self.artifacts, "tags": self.tags}
+        """The service object behind an API name (``image-management``, ``artifact``, ``tags``, ``training``)."""
+        services = {"image-management": self.images, "artifact": self.artifacts, "tags": self.tags,
+                    "training": self.training}
         try:
             return services[name]
         except KeyError:
@@ -48,8 +53,10 @@ def build(settings: Settings, tables: Tables, objects: ObjectStore, runner: Runn
     artifacts = ArtifactService(tables)
     tags = TagsService(tables)
     keys = Keys(settings.artifact_uri)
-    images = ImageManagementService(tables, objects, keys, tags, artifacts, runner)
-    return Container(settings, tables, objects, keys, artifacts, tags, images, runner)
+    training = TrainingService(tables)
+    preprocessing = PreprocessingService(tables, objects, keys, training, tags, artifacts)
+    images = ImageManagementService(tables, objects, keys, tags, artifacts, runner, preprocessing)
+    return Container(settings, tables, objects, keys, artifacts, tags, images, training, preprocessing, runner)
 
 
 def local(settings: Settings | None = None) -> Container:

@@ -51,7 +51,7 @@ SEED_OPERATIONS = {
 }
 """The seed's Lambda methods of these services (MISSION.md, last table)."""
 
-INTERNAL_METHODS = {"image-management": {"ingest", "plate_id_for", "thumbnail_widths"}}
+INTERNAL_METHODS = {"image-management": {"ingest", "plate_id_for", "thumbnail_widths"}, "training": {"spec"}}
 """Public service methods that are deliberately not operations (Python objects in or out, or helpers)."""
 
 CHANNELS = ("DAPI", "Tubulin")
@@ -580,13 +580,13 @@ def test_wsgi_app_dispatches_by_prefix(services: Container) -> None:
         return answer["status"], json.loads(data)
 
     assert request("GET", "/health") == ("200 OK", {"status": "ok", "services": ["artifact", "image-management",
-                                                                                    "tags"]})
+                                                                                    "tags", "training"]})
     status, tag = request("POST", "/tags/tags", b'{"value": "moa:Protein degradation"}')
     assert status == "201 Created" and tag["tag_id"] == 1
     assert request("GET", "/tags/tags/by-value/moa:Protein degradation") == ("200 OK", tag)
     assert request("GET", "/tags/tags", query="type=moa") == ("200 OK", [tag])
-    status, document = request("GET", "/training/specs")
-    assert status == "404 Not Found" and error("NotFound", "no service at /training")(document)
+    status, document = request("GET", "/embedding/specs")
+    assert status == "404 Not Found" and error("NotFound", "no service at /embedding")(document)
     status, document = request("GET", "/artifact/nothing")
     assert status == "404 Not Found" and error("NotFound", "no route GET /artifact/nothing")(document)
     status, document = request("POST", "/tags/tags", length=MAX_BODY_BYTES + 1)

@@ -48,6 +48,7 @@ from ..errors import BioimsError, InvalidInput
 from ..services.artifact import ArtifactService
 from ..services.image_management import ImageManagementService
 from ..services.tags import TagsService
+from ..services.training import TrainingService
 
 HTTP_METHODS = ("GET", "POST", "PUT", "DELETE")
 BODY_METHODS = ("POST", "PUT")
@@ -220,12 +221,27 @@ IMAGE_MANAGEMENT: tuple[Operation, ...] = (
     _Op("updateImageTags", "update_image_tags", "PUT /images/{image_id}/tags"),
     _Op("inspectImage", "inspect_image", "POST /images/{image_id}/inspect"),
     _Op("makeThumbnails", "make_thumbnails", "POST /images/{image_id}/thumbnails"),
+    # preprocessing under an embedding spec
+    _Op("startPreprocess", "start_preprocess", "POST /preprocess/{spec}", status=202, result_key="execution_id"),
+    _Op("computeFlatField", "compute_flatfield", "POST /plates/{plate_id}/flatfields/{spec}/{channel}"),
+    _Op("preprocessImage", "preprocess_image", "POST /images/{image_id}/preprocess/{spec}"),
+)
+
+TRAINING: tuple[Operation, ...] = (
+    # embedding specs (the seed's "embedding")
+    _Op("createEmbedding", "create_embedding", "POST /embeddings", status=201),
+    _Op("listEmbeddings", "list_embeddings", "GET /embeddings"),
+    _Op("getEmbeddingInfo", "get_embedding_info", "GET /embeddings/{name}", aliases={"embedding_name": "name"}),
+    _Op("deleteEmbedding", "delete_embedding", "DELETE /embeddings/{name}", aliases={"embedding_name": "name"}),
+    _Op("getCompatiblePlates", "get_compatible_plates", "GET /embeddings/{name}/plates",
+        aliases={"embedding_name": "name"}),
 )
 
 OPERATIONS: Mapping[str, tuple[Operation, ...]] = types.MappingProxyType({
     "artifact": ARTIFACT,
     "tags": TAGS,
     "image-management": IMAGE_MANAGEMENT,
+    "training": TRAINING,
 })
 """Service name (its API prefix) -> its operations."""
 
@@ -233,6 +249,7 @@ SERVICE_CLASSES: Mapping[str, type] = types.MappingProxyType({
     "artifact": ArtifactService,
     "tags": TagsService,
     "image-management": ImageManagementService,
+    "training": TrainingService,
 })
 """Service name -> the class whose methods the operations call (their signatures are the contract)."""
 

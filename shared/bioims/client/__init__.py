@@ -8,7 +8,8 @@
 Clients have the methods (names, parameters, results, errors) of the services in :mod:`bioims.services`.
 """
 
-from .clients import CLIENTS, ArtifactClient, ImageManagementClient, ServiceClient, TagsClient, connect
+from .clients import (CLIENTS, ArtifactClient, ImageManagementClient, ServiceClient, TagsClient, TrainingClient,
+                      connect)
 from .transports import HttpTransport, InProcessTransport, LambdaTransport, Transport
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "LambdaTransport",
     "ServiceClient",
     "TagsClient",
+    "TrainingClient",
     "Transport",
     "connect",
 ]

@@ -75,8 +75,12 @@ class ImageManagementClient(ServiceClient, service="image-management"):
     """The image-management service: plates, wells, images, inspection, validation, thumbnails."""
 
 
+class TrainingClient(ServiceClient, service="training"):
+    """The training service: embedding specs (train runs and models follow)."""
+
+
 CLIENTS: Mapping[str, type[ServiceClient]] = MappingProxyType({
-    client.service: client for client in (ArtifactClient, TagsClient, ImageManagementClient)})
+    client.service: client for client in (ArtifactClient, TagsClient, ImageManagementClient, TrainingClient)})
 """Service name -> its client class."""
 
 

@@ -1,12 +1,16 @@
-"""``python -m bioims.jobs STEP|WORKFLOW --params JSON`` and ``python -m bioims.jobs execute ID``."""
+"""``python -m bioims.jobs STEP|WORKFLOW --params JSON``, ``... STEP --array-params URI`` (AWS Batch array
+child ``$AWS_BATCH_JOB_ARRAY_INDEX``) and ``python -m bioims.jobs execute ID``."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from ..errors import BioimsError
+from ..settings import Settings
+from .batch import array_element
 from .runner import LocalRunner, default_workers, run_unit
 from .steps import STEPS, WORKFLOWS
 
@@ -16,6 +20,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("name", choices=sorted([*STEPS, *WORKFLOWS, "execute"]))
     parser.add_argument("execution_id", nargs="?", help="with `execute`: the execution to run")
     parser.add_argument("--params", default="{}", help="JSON object of the step's parameters")
+    parser.add_argument("--array-params", help="URI of a JSON list of parameter sets (AWS Batch array job)")
+    parser.add_argument("--index", type=int, default=None,
+                        help="element of --array-params to run (default: $AWS_BATCH_JOB_ARRAY_INDEX, else 0)")
     parser.add_argument("--workers", type=int, default=default_workers())
     parser.add_argument("--progress", action="store_true")
     args = parser.parse_args(argv)
@@ -26,20 +33,26 @@ def main(argv: list[str] | None = None) -> int:
     if not isinstance(params, dict):
         parser.error("--params must be a JSON object")
 
-    from ..runtime import local
+    from .. import runtime
 
     try:
-        container = local()
-        runner = container.runner
-        assert isinstance(runner, LocalRunner)
-        if args.name == "execute":
-            if not args.execution_id:
-                parser.error("execute needs an EXECUTION_ID")
-            result = runner.execute(container, args.execution_id, workers=args.workers, progress=args.progress)
-        elif args.name in WORKFLOWS:
-            result = runner.run(container, args.name, params, workers=args.workers, progress=args.progress)
-        else:
+        settings = Settings.from_env()
+        container = runtime.aws(settings) if settings.runtime == "aws" else runtime.local(settings)
+        if args.array_params:
+            index = args.index if args.index is not None else int(os.environ.get("AWS_BATCH_JOB_ARRAY_INDEX", "0"))
+            params = array_element(container.objects.get_json(args.array_params), index)
+        if args.name in STEPS:
             result = run_unit(container, args.name, params)
+        else:
+            runner = container.runner
+            if not isinstance(runner, LocalRunner):
+                raise BioimsError(f"workflows run locally; on AWS {args.name} is a Step Functions state machine")
+            if args.name == "execute":
+                if not args.execution_id:
+                    parser.error("execute needs an EXECUTION_ID")
+                result = runner.execute(container, args.execution_id, workers=args.workers, progress=args.progress)
+            else:
+                result = runner.run(container, args.name, params, workers=args.workers, progress=args.progress)
     except BioimsError as e:
         print(f"error: {e.message}", file=sys.stderr)
         return 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -27,10 +28,22 @@ def thumbnails(c: Container, image_id: str, widths: list[int] | None = None) -> 
     return c.images.make_thumbnails(image_id, widths)
 
 
+def flatfield(c: Container, spec: str, plate_id: str, channel: str, force: bool = False) -> dict[str, Any]:
+    """One plate x channel flat-field under an embedding spec."""
+    return c.images.compute_flatfield(spec, plate_id, channel, force)
+
+
+def preprocess_image(c: Container, spec: str, image_id: str, force: bool = False) -> dict[str, Any]:
+    """One field's single-cell crops under an embedding spec."""
+    return c.images.preprocess_image(spec, image_id, force)
+
+
 STEPS: dict[str, Callable[..., dict[str, Any]]] = {
     "inspect-image": inspect_image,
     "validate-plate": validate_plate,
     "thumbnails": thumbnails,
+    "flatfield": flatfield,
+    "preprocess-image": preprocess_image,
 }
 
 
@@ -52,6 +65,30 @@ def process_plate(c: Container, pool: Pool, plate_id: str) -> dict[str, Any]:
     }
 
 
+def preprocess(c: Container, pool: Pool, spec: str, plate_ids: list[str] | None = None,
+               force: bool = False) -> dict[str, Any]:
+    """Flat-fields of every plate x channel, then every valid field's crops, for a spec's compatible
+    plates (or ``plate_ids``). Returns ``{"plates", "fields", "skipped", "failed", "cells", "seconds",
+    "failures"}``: ``fields`` counts the fields with crops after the run (``skipped`` of them were done
+    before), ``failed`` those that could not be processed (reasons in ``failures``)."""
+    started = time.perf_counter()
+    spec_obj = c.training.spec(spec)
+    plates = plate_ids if plate_ids is not None else [p["plate_id"] for p in c.training.get_compatible_plates(spec)]
+    flat = pool.map("flatfield", [{"spec": spec, "plate_id": p, "channel": ch, "force": force}
+                                  for p in plates for ch in spec_obj.input.channels], desc="flat-fields")
+    broken = {r["plate_id"] for r in flat if "failure" in r}
+    image_ids = [i for p in plates if p not in broken for i in c.preprocessing.valid_image_ids(p)]
+    done = pool.map("preprocess-image", [{"spec": spec, "image_id": i, "force": force} for i in image_ids],
+                    desc="fields")
+    failures = [r for r in flat + done if "failure" in r]
+    ok = [r for r in done if "failure" not in r]
+    return {"spec": spec, "plates": len(plates), "fields": len(ok), "skipped": sum(r["skipped"] for r in ok),
+            "failed": len(failures), "cells": sum(r["cells"] for r in ok),
+            "seconds": round(time.perf_counter() - started, 2),
+            "failures": [{k: v for k, v in r.items() if k != "traceback"} for r in failures[:50]]}
+
+
 WORKFLOWS: dict[str, Callable[..., dict[str, Any]]] = {
     "process-plate": process_plate,
+    "preprocess": preprocess,
 }

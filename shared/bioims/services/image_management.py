@@ -29,6 +29,7 @@ from ..store.tables import ORIGIN, Tables, to_dict
 THUMBNAIL_WIDTHS_PARAMETER = "thumbnail-widths"
 DEFAULT_THUMBNAIL_WIDTHS = (100, 1000)
 PROCESS_PLATE = "process-plate"
+PREPROCESS = "preprocess"
 
 
 class TagsPort(Protocol):
@@ -44,6 +45,11 @@ class ArtifactsPort(Protocol):
     def create_message(self, message: str) -> str: ...
     def add_message(self, message_id: str, message: str) -> dict[str, Any]: ...
     def get_parameter(self, parameter: str) -> Any: ...
+
+
+class PreprocessingPort(Protocol):
+    def compute_flatfield(self, spec: str, plate_id: str, channel: str, force: bool = ...) -> dict[str, Any]: ...
+    def preprocess_image(self, spec: str, image_id: str, force: bool = ...) -> dict[str, Any]: ...
 
 
 class RunnerPort(Protocol):
@@ -106,17 +112,21 @@ class ImageManagementService:
     artifacts : ArtifactsPort
         The artifact service: artifact registry, message logs, configuration.
     runner : RunnerPort or None
-        Starts workflows (``process-plate``); None where workflows cannot be started.
+        Starts workflows (``process-plate``, ``preprocess``); None where workflows cannot be started.
+    preprocessing : PreprocessingPort or None
+        Flat-fields and single-cell crops (:class:`~bioims.services.preprocessing.PreprocessingService`).
     """
 
     def __init__(self, tables: Tables, objects: ObjectStore, keys: Keys, tags: TagsPort,
-                 artifacts: ArtifactsPort, runner: RunnerPort | None = None) -> None:
+                 artifacts: ArtifactsPort, runner: RunnerPort | None = None,
+                 preprocessing: PreprocessingPort | None = None) -> None:
         self._t = tables
         self._objects = objects
         self._keys = keys
         self._tags = tags
         self._artifacts = artifacts
         self._runner = runner
+        self._preprocessing = preprocessing
 
     # ================================================================= ingestion
     def ingest(self, plates: Sequence[PlateRecord], *, if_exists: str = "skip",
@@ -312,9 +322,7 @@ class ImageManagementService:
 
     def list_compatible_plates(self, width: int, height: int, depth: int, channels: int) -> list[dict[str, Any]]:
         """Validated plates whose images have exactly these dims (pixels) and channel count."""
-        key = _shape_key(*(_positive_int(v, n) for v, n in
-                           ((width, "width"), (height, "height"), (depth, "depth"), (channels, "channels"))))
-        return sorted((to_dict(p) for p in self._t.plates.by_shape.query(key)), key=lambda d: d["source_id"])
+        return compatible_plates(self._t, width, height, depth, channels)
 
     def create_image_train_result(self, image_id: str, train_id: str, embedding: list[float] | None = None,
                                   cell_count: int | None = None,
@@ -353,6 +361,27 @@ class ImageManagementService:
         if self._runner is None:
             raise InvalidInput("this runtime cannot start workflows")
         return self._runner.start(PROCESS_PLATE, {"plate_id": plate.plate_id})
+
+    def start_preprocess(self, spec: str, plate_ids: list[str] | None = None) -> str:
+        """Start the preprocess workflow (flat-fields, then every field's crops) for a spec's compatible
+        plates (or the given ones); returns the execution id."""
+        if self._runner is None:
+            raise InvalidInput("this runtime cannot start workflows")
+        plates = None if plate_ids is None else [self._plate(p).plate_id for p in plate_ids]
+        return self._runner.start(PREPROCESS, {"spec": spec, "plate_ids": plates})
+
+    def compute_flatfield(self, spec: str, plate_id: str, channel: str, force: bool = False) -> dict[str, Any]:
+        """One plate x channel flat-field under a spec (a job unit of the preprocess workflow)."""
+        return self._preprocessor().compute_flatfield(spec, self._plate(plate_id).plate_id, channel, force)
+
+    def preprocess_image(self, spec: str, image_id: str, force: bool = False) -> dict[str, Any]:
+        """One field's single-cell crops under a spec (a job unit of the preprocess workflow)."""
+        return self._preprocessor().preprocess_image(spec, image_id, force)
+
+    def _preprocessor(self) -> PreprocessingPort:
+        if self._preprocessing is None:
+            raise InvalidInput("this runtime has no preprocessing")
+        return self._preprocessing
 
     def describe_execution(self, execution_id: str) -> dict[str, Any]:
         if self._runner is None:
@@ -449,6 +478,13 @@ class ImageManagementService:
         for width, uri in wanted.items():  # (re)recording is idempotent: a kill between write and record heals
             self._artifacts.create_artifact(image_id, uri, type=f"thumbnail-{width}", size=self._objects.size(uri))
         return {"image_id": image_id, "thumbnails": {str(w): uri for w, uri in wanted.items()}, "written": len(todo)}
+
+
+def compatible_plates(tables: Tables, width: int, height: int, depth: int, channels: int) -> list[dict[str, Any]]:
+    """Validated plates whose images have exactly these dims (pixels) and channel count, by source id."""
+    key = _shape_key(*(_positive_int(v, n) for v, n in
+                       ((width, "width"), (height, "height"), (depth, "depth"), (channels, "channels"))))
+    return sorted((to_dict(p) for p in tables.plates.by_shape.query(key)), key=lambda d: d["source_id"])
 
 
 def _shape_key(width: int, height: int, depth: int, channels: int) -> str:

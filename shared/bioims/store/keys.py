@@ -3,6 +3,10 @@
 Every stored object's URI is built here, so the layout can be read (and changed) in one place::
 
     {root}/plates/{plate_id}/thumbnails/{image_id}-{width}.png
+    {root}/specs/{spec}/plates/{plate_id}/flatfield-{channel}.npy
+    {root}/specs/{spec}/plates/{plate_id}/fields/{image_id}-crops.npy   (N, C, H, W) uint16
+    {root}/specs/{spec}/plates/{plate_id}/fields/{image_id}-rois.json   coordinates, labels, subclasses
+    {root}/jobs/{job_id}/params.json                                     parameters of an array job
 """
 
 from __future__ import annotations
@@ -19,3 +23,19 @@ class Keys:
     def thumbnail(self, plate_id: str, image_id: str, width: int) -> str:
         """Colour max-projection PNG of a field, ``width`` pixels wide."""
         return join(self.root, "plates", plate_id, "thumbnails", f"{image_id}-{width}.png")
+
+    def flatfield(self, spec: str, plate_id: str, channel: str) -> str:
+        """A plate's flat-field for one channel under a spec: float32 (H, W) or (Z, H, W) in [0, 1] units."""
+        return join(self.root, "specs", spec, "plates", plate_id, f"flatfield-{channel}.npy")
+
+    def crops(self, spec: str, plate_id: str, image_id: str) -> str:
+        """A field's single-cell crops: uint16 (N, C, H, W) (or (N, C, Z, H, W))."""
+        return join(self.root, "specs", spec, "plates", plate_id, "fields", f"{image_id}-crops.npy")
+
+    def rois(self, spec: str, plate_id: str, image_id: str) -> str:
+        """A field's crop coordinates, label and subclass indices (JSON); written last (commit marker)."""
+        return join(self.root, "specs", spec, "plates", plate_id, "fields", f"{image_id}-rois.json")
+
+    def job_params(self, job_id: str) -> str:
+        """The parameter list of an AWS Batch array job (child i runs element i)."""
+        return join(self.root, "jobs", job_id, "params.json")

@@ -1,0 +1,63 @@
+"""AWS Batch submission of job steps, against moto (no containers are run)."""
+
+from __future__ import annotations
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from bioims.errors import InvalidInput
+from bioims.jobs.batch import BatchSubmitter, array_element
+from bioims.store.keys import Keys
+from bioims.store.objects import ObjectStore
+
+
+@pytest.fixture
+def batch(aws_env):
+    with mock_aws(config={"batch": {"use_docker": False}}):
+        iam = boto3.client("iam", region_name="us-east-1")
+        role = iam.create_role(RoleName="batch", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+        client = boto3.client("batch", region_name="us-east-1")
+        env = client.create_compute_environment(computeEnvironmentName="cpu", type="UNMANAGED", serviceRole=role)
+        client.create_job_queue(jobQueueName="bioims-cpu", priority=1, state="ENABLED",
+                                computeEnvironmentOrder=[{"order": 1, "computeEnvironment": env["computeEnvironmentArn"]}])
+        client.register_job_definition(jobDefinitionName="bioims-job", type="container",
+                                       containerProperties={"image": "bioims-job:latest", "vcpus": 1, "memory": 2048,
+                                                            "command": ["python", "-m", "bioims.jobs"]})
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="artifacts")
+        objects = ObjectStore(s3)
+        yield BatchSubmitter(client, "bioims-cpu", "bioims-job", objects, Keys("s3://artifacts/bioims")), objects
+
+
+def test_array_job_carries_its_parameter_list(batch):
+    submitter, objects = batch
+    params = [{"spec": "demo", "image_id": f"img{i}"} for i in range(5)]
+    job_id = submitter.submit("preprocess-image", params)
+    described = submitter.describe(job_id)
+    assert described["size"] == 5
+    job = submitter._batch.describe_jobs(jobs=[job_id])["jobs"][0]
+    command = job["container"]["command"]
+    assert command[:4] == ["python", "-m", "bioims.jobs", "preprocess-image"] and command[4] == "--array-params"
+    assert objects.get_json(command[5]) == params
+    assert array_element(objects.get_json(command[5]), 3) == {"spec": "demo", "image_id": "img3"}
+
+
+def test_single_jobs_and_dependencies(batch):
+    submitter, _ = batch
+    first = submitter.submit("flatfield", [{"spec": "demo", "plate_id": "p", "channel": "DAPI"}])
+    second = submitter.submit("preprocess-image", [{"spec": "demo", "image_id": "a"}, {"spec": "demo", "image_id": "b"}],
+                              depends_on=[first])
+    job = submitter._batch.describe_jobs(jobs=[second])["jobs"][0]
+    assert job["dependsOn"] == [{"jobId": first}]
+    assert submitter.describe(first)["size"] == 1
+
+
+def test_bad_submissions(batch):
+    submitter, _ = batch
+    with pytest.raises(InvalidInput, match="unknown job step"):
+        submitter.submit("train-everything", [{}])
+    with pytest.raises(InvalidInput, match="empty"):
+        submitter.submit("flatfield", [])
+    with pytest.raises(InvalidInput, match="outside the 2 parameter sets"):
+        array_element([{}, {}], 2)
