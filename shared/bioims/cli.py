@@ -602,6 +602,9 @@ def _demo_human(r: dict[str, Any]) -> None:
     click.echo("tags per type: " + ", ".join(f"{t} {n}" for t, n in reg["tags_per_type"].items()))
     click.echo("MOA labels: " + ", ".join(f"{i} {label}" for label, i in sorted(reg["moa_labels"].items(),
                                                                               key=lambda kv: kv[1])))
+    pre = r["preprocess"]
+    click.echo(f"preprocess ({pre['spec']}): {pre['fields']} fields ({pre['skipped']} already done), "
+               f"{pre['failed']} failed, {pre['cells']} single-cell crops")
     click.echo("steps: " + ", ".join(f"{s} {t:.1f} s" for s, t in r["steps"].items()) + f"; total {r['seconds']:.1f} s")
     click.echo("next: `bioims plate list`, `bioims image show ID`, `bioims tag list --type moa`, "
                "`bioims serve` (HTTP APIs on 127.0.0.1:8700); README.md has the tutorial")
@@ -614,7 +617,7 @@ def _demo_human(r: dict[str, Any]) -> None:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--workers", type=int, default=None, help="Processes (default: the CPU count).")
 def demo(obj: Ctx, preset: str, out: Path | None, seed: int, workers: int | None) -> dict[str, Any]:
-    """The walkthrough: synthetic screen -> registry -> inspected, validated plates with thumbnails."""
+    """The walkthrough: synthetic screen -> registry -> validated plates with thumbnails -> crops."""
     from .demo import run_demo
     from .jobs.runner import default_workers
 

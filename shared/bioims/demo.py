@@ -1,19 +1,23 @@
 """The walkthrough in one command (``bioims demo``), as far as it exists today.
 
 Steps: generate the synthetic screen (:mod:`bioims.datasets.synth`), register it, process every plate
-(inspect each image, validate the plate, make thumbnails), and summarise the registry (plates per
-batch, image status, tags per type, MOA labels with their indices). Every step is idempotent, so an
+(inspect each image, validate the plate, make thumbnails), create the preset's embedding spec,
+preprocess (flat-fields, single-cell crops), and summarise the registry (plates per batch, image status,
+tags per type, MOA labels with their indices). Every step is idempotent, so an
 interrupted demo is finished by running it again, and a finished one reruns in seconds.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .datasets.synth import IMAGE_CSV, MOA_CSV, PRESETS, Preset, synthesize
+from .datasets.synth.design import CHANNELS
 from .errors import NotFound
 from .jobs.runner import LocalPool
 from .runtime import Container
@@ -53,7 +57,6 @@ def run_demo(c: Container, *, preset: str = "demo", out: Path | None = None, see
     """Run the walkthrough; returns ``{"steps": {step: seconds}, "seconds", "dataset", "ingest",
     "processed", "registry"}``. The dataset goes to ``out`` (default ``$BIOIMS_HOME/datasets/<preset>``)."""
     from .datasets.loaddata import read_loaddata
-    from .datasets.synth import IMAGE_CSV, MOA_CSV, synthesize
 
     out = out or c.settings.home / "datasets" / preset
     started = time.perf_counter()
@@ -71,9 +74,33 @@ def run_demo(c: Container, *, preset: str = "demo", out: Path | None = None, see
         return {"plates": len(todo), "already_validated": len(plate_ids) - len(todo)}
 
     processed = _timed(steps, "process_plates", process)
+    spec = _timed(steps, "spec", lambda: ensure_spec(c, PRESETS[preset]))
+
+    def run_preprocess() -> dict[str, Any]:
+        with LocalPool(c, workers=workers, progress=progress) as pool:
+            output = c.runner.run(c, "preprocess", {"spec": spec, "plate_ids": plate_ids}, pool=pool)["output"]
+        return {k: v for k, v in output.items() if k != "failures"}
+
+    preprocessed = _timed(steps, "preprocess", run_preprocess)
     registry = _timed(steps, "registry", lambda: registry_summary(c))
     return {"steps": steps, "seconds": round(time.perf_counter() - started, 2),
             "dataset": {k: v for k, v in dataset.items() if k != "seconds"},
             "ingest": {k: v for k, v in ingest.items() if not isinstance(v, list)}
             | {"skipped_plates": len(ingest["skipped_plates"])},
-            "processed": processed, "registry": registry}
+            "processed": processed, "preprocess": preprocessed, "registry": registry}
+
+
+def ensure_spec(c: Container, preset: Preset) -> str:
+    """The demo's embedding spec for a synthetic preset (created on first use): crops of about six
+    nucleus radii, nuclei of at least a quarter of the median nucleus area."""
+    name = f"synth-{preset.name}"
+    try:
+        c.training.get_embedding_info(name)
+    except NotFound:
+        r = preset.nucleus_radius
+        c.training.create_embedding({
+            "name": name, "input": {"width": preset.width, "height": preset.height, "depth": 1,
+                                    "channels": list(CHANNELS)},
+            "segmentation_channel": CHANNELS[0], "roi_size": int(8 * round(6 * r / 8)),
+            "min_nucleus_voxels": int(0.25 * math.pi * r * r), "embedding_length": 128})
+    return name

@@ -151,3 +151,25 @@ def test_dataset_synth_then_ingest_unchanged(bioims, tmp_path):
     assert (ingested["plates"], ingested["images"], ingested["invalid_images"]) == (4, 40, 0)
     assert "sites must be an integer" in bioims("dataset", "synth", str(out), "--option", "sites=0", expect=1).stderr
     assert "KEY=VALUE" in bioims("dataset", "synth", str(out), "--option", "sites", expect=1).stderr
+
+
+def test_spec_and_preprocess_commands(bioims, tmp_path):
+    out = tmp_path / "tiny"
+    bioims.json("dataset", "synth", str(out), "--preset", "tiny", "--seed", "1")
+    bioims.json("ingest", "loaddata", str(out / "synth_image.csv"), "--moa", str(out / "synth_moa.csv"))
+    bioims.json("config", "set", "thumbnail-widths", "[32]")
+    bioims.json("plate", "process", "--all", "--workers", "2")
+    spec = {"name": "tiny", "input": {"width": 160, "height": 128, "depth": 1, "channels": ["DAPI", "Tubulin", "Actin"]},
+            "segmentation_channel": "DAPI", "roi_size": 32, "min_nucleus_voxels": 30, "embedding_length": 64}
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    assert bioims.json("spec", "create", str(tmp_path / "spec.json"))["training"]["epochs"] == 30
+    assert "already exists" in bioims("spec", "create", str(tmp_path / "spec.json"), expect=1).stderr
+    (tmp_path / "bad.json").write_text(json.dumps(spec | {"name": "bad", "colour": 1}))
+    assert "unknown key(s) in spec: colour" in bioims("spec", "create", str(tmp_path / "bad.json"), expect=1).stderr
+    assert [s["name"] for s in bioims.json("spec", "list")] == ["tiny"]
+    assert len(bioims.json("spec", "show", "tiny")["compatible_plates"]) == 4
+    done = bioims.json("preprocess", "tiny", "--workers", "2")
+    assert (done["fields"], done["skipped"], done["failed"]) == (40, 0, 0) and done["cells"] > 100
+    again = bioims.json("preprocess", "tiny")
+    assert (again["fields"], again["skipped"], again["cells"]) == (40, 40, done["cells"])
+    assert "no embedding spec 'nope'" in bioims("preprocess", "nope", expect=1).stderr

