@@ -16,6 +16,8 @@ Optional sections and their defaults:
   mean image clipped at its 30th percentile, Gaussian-smoothed with sigma 50 px);
 - ``normalization``: ``{"clip_percentile": 99.0, "log_cap": 5.0}`` (clip each channel at its 99th
   percentile, divide by the flat-field, log, cap, rescale to [0, 1]);
+- ``segmentation``: ``{"declump": false}`` (the seed's Otsu + openings + components; ``true`` also
+  splits touching nuclei at their dense cores, about 0.1 s more per 1024x1280 field);
 - ``network``: ``"resnet"`` (bioims default) or ``"seed"`` (the seed's six stride-2 convolutions);
 - ``loss``: ``"supcon"`` (multi-positive supervised contrastive, bioims default) or ``"seed"`` (one
   anchor-positive pair per class, softmax over similarities);
@@ -61,6 +63,11 @@ class NormalizationSettings:
 
 
 @dataclass(frozen=True)
+class SegmentationSettings:
+    declump: bool = False
+
+
+@dataclass(frozen=True)
 class TrainingSettings:
     epochs: int = 30
     batch_size: int = 128
@@ -86,6 +93,7 @@ class EmbeddingSpec:
     embedding_length: int
     flatfield: FlatFieldSettings = field(default_factory=FlatFieldSettings)
     normalization: NormalizationSettings = field(default_factory=NormalizationSettings)
+    segmentation: SegmentationSettings = field(default_factory=SegmentationSettings)
     network: Network = "resnet"
     loss: Loss = "supcon"
     training: TrainingSettings = field(default_factory=TrainingSettings)
@@ -122,6 +130,7 @@ class EmbeddingSpec:
             embedding_length=_int(data["embedding_length"], "embedding_length", 2, 65536),
             flatfield=_section(data.get("flatfield", {}), FlatFieldSettings, "flatfield"),
             normalization=_section(data.get("normalization", {}), NormalizationSettings, "normalization"),
+            segmentation=_section(data.get("segmentation", {}), SegmentationSettings, "segmentation"),
             network=_choice(data.get("network", "resnet"), "network", ("resnet", "seed")),
             loss=_choice(data.get("loss", "supcon"), "loss", ("supcon", "seed")),
             training=_section(data.get("training", {}), TrainingSettings, "training"),

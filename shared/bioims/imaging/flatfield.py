@@ -61,7 +61,7 @@ class FlatFieldAccumulator:
         """
         image = np.asarray(image)
         if image.ndim not in (2, 3) or image.size == 0:
-            raise InvalidInput(f"flat-field images must be non-empty (H, W) or (Z, H, W) arrays, got shape {image.shape}")
+            raise InvalidInput(f"image must be a non-empty (H, W) or (Z, H, W) array, got shape {image.shape}")
         if self._sum is not None and image.shape != self._sum.shape:
             raise InvalidInput(
                 f"image shape {image.shape} does not match the shape {self._sum.shape} of the images added before"

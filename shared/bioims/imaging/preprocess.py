@@ -57,11 +57,12 @@ def preprocess_field(
     min_nucleus_voxels: int,
     clip_percentile: float = 99.0,
     log_cap: float = 5.0,
+    declump: bool = False,
 ) -> FieldCrops:
     """Normalise a field, find its nuclei and crop one ROI around each.
 
     Steps: :func:`~bioims.imaging.normalize.normalize_field` (percentile cutoff, flat-field, log,
-    [0, 1]); :func:`~bioims.imaging.segment.find_nuclei` on ``segmentation_channel``;
+    [0, 1]); :func:`~bioims.imaging.segment.find_nuclei` on ``segmentation_channel`` (in 3-D);
     :func:`~bioims.imaging.roi.roi_windows` with the seed's edge rules;
     :func:`~bioims.imaging.roi.extract_rois` from every normalised channel.
 
@@ -79,6 +80,9 @@ def preprocess_field(
         Smaller segmented objects are not nuclei, >= 1.
     clip_percentile, log_cap : float, optional
         Normalisation options (:func:`~bioims.imaging.normalize.normalize_channel`).
+    declump : bool, optional
+        Split touching nuclei (:func:`~bioims.imaging.segment.find_nuclei`); off by default, as in
+        the seed.
 
     Returns
     -------
@@ -112,7 +116,7 @@ def preprocess_field(
         raise InvalidInput(f"min_nucleus_voxels must be an integer >= 1, got {min_nucleus_voxels!r}")
     normalized = normalize_field(field, flatfields, clip_percentile=clip_percentile, log_cap=log_cap)
     volume = normalized.reshape(channels, -1, *field.shape[-2:])  # (C, Z, H, W), Z = 1 for a 2-D field
-    nuclei = find_nuclei(volume[segmentation_channel], min_size=min_nucleus_voxels)
+    nuclei = find_nuclei(volume[segmentation_channel], min_size=min_nucleus_voxels, declump=declump)
     windows = roi_windows(nuclei.centroids, volume.shape[1:], roi_size)
     crops = extract_rois(volume, windows)
     np.multiply(crops, np.float32(CROP_SCALE), out=crops)

@@ -110,11 +110,11 @@ def find_nuclei(image: np.ndarray, *, min_size: int, openings: int = 2, declump:
     declump : bool, optional
         Split touching nuclei (not in the seed; off by default). A component is split when its
         distance transform has several cores: connected regions where the distance to the
-        background is at least :data:`DECLUMP_CORE_FRACTION` of the component's maximum (two
-        overlapping discs separate when the neck's half-width is below that fraction of the larger
-        radius; a convex shape never splits). Each voxel of a split component joins its nearest
+        background is at least :data:`DECLUMP_CORE_FRACTION` of the component's maximum (a convex
+        shape never splits; two overlapping discs of radius 6 to 15 px split once their centres
+        are 1.5 to 1.75 radii apart). Each voxel of a split component joins its nearest
         core (Euclidean); ``min_size`` applies to the pieces. Costs two distance transforms (about
-        0.12 s more on a 1024 x 1280 field).
+        0.15 s more on a 1024 x 1280 field).
 
     Returns
     -------
@@ -151,8 +151,10 @@ def find_nuclei(image: np.ndarray, *, min_size: int, openings: int = 2, declump:
     labels, count = ndi.label(mask, structure=cross)
     if count == 0:
         return empty
-    if declump:
-        labels, count = _split_touching(labels, count, cross)
+    if declump:  # distance transforms are faster without singleton axes (a depth-1 stack)
+        squeezed = labels.reshape([n for n in labels.shape if n > 1] or [1])
+        split, count = _split_touching(squeezed, count)
+        labels = split.reshape(labels.shape)
     flat = labels.ravel()
     voxels = np.flatnonzero(flat)
     owner = flat[voxels]
@@ -165,35 +167,38 @@ def find_nuclei(image: np.ndarray, *, min_size: int, openings: int = 2, declump:
     return Nuclei(np.stack(sums, axis=1) / kept_sizes[:, None], kept_sizes)
 
 
-def _split_touching(labels: np.ndarray, count: int, cross: np.ndarray) -> tuple[np.ndarray, int]:
+def _split_touching(labels: np.ndarray, count: int) -> tuple[np.ndarray, int]:
     """Relabel components so that each core of the distance transform is its own object.
 
-    Returns the new labels (0 = background) and their count. Components with one core keep all
-    their voxels; in components with several, each voxel takes the label of the nearest core, and
-    the rare voxels whose nearest core lies in another component are left out (label 0).
+    Works on the components with their holes (dark chromatin) filled, so that a hole neither makes
+    the distance dip inside a nucleus nor cuts its core apart. Returns the new labels (0 =
+    background) and their count. Components with one core keep all their voxels; in components
+    with several, each voxel takes the label of the nearest core, and the rare voxels whose nearest
+    core lies in another component are left out (label 0).
     """
+    cross = ndi.generate_binary_structure(labels.ndim, 1)
     mask = labels > 0
-    # Holes (dark chromatin) would make the distance dip inside a nucleus: measure it without them.
-    distance = ndi.distance_transform_edt(mask | _holes(mask, cross))
-    voxels = np.flatnonzero(mask)
-    owner = labels.ravel()[voxels]
-    peak = np.zeros(count + 1)
-    np.maximum.at(peak, owner, distance.ravel()[voxels])
-    cores = mask & (distance >= DECLUMP_CORE_FRACTION * peak[labels])
+    filled = mask | _holes(mask, cross)
+    regions, region_count = ndi.label(filled, structure=cross)
+    distance = ndi.distance_transform_edt(filled)
+    voxels = np.flatnonzero(filled)
+    peak = np.zeros(region_count + 1)
+    np.maximum.at(peak, regions.ravel()[voxels], distance.ravel()[voxels])
+    cores = filled & (distance >= DECLUMP_CORE_FRACTION * peak[regions])
     core_labels, core_count = ndi.label(cores, structure=cross)
-    component_of_core = np.zeros(core_count + 1, dtype=labels.dtype)
-    component_of_core[core_labels[cores]] = labels[cores]
-    cores_per_component = np.bincount(component_of_core[1:], minlength=count + 1)
-    if cores_per_component.max() <= 1:
+    region_of_core = np.zeros(core_count + 1, dtype=regions.dtype)
+    region_of_core[core_labels[cores]] = regions[cores]
+    cores_per_region = np.bincount(region_of_core[1:], minlength=region_count + 1)
+    if cores_per_region.max() <= 1:
         return labels, count
     # One core: the whole component becomes that core's object.
-    core_of_component = np.zeros(count + 1, dtype=core_labels.dtype)
-    core_of_component[component_of_core[1:]] = np.arange(1, core_count + 1, dtype=core_labels.dtype)
-    out = core_of_component[labels]
+    core_of_region = np.zeros(region_count + 1, dtype=core_labels.dtype)
+    core_of_region[region_of_core[1:]] = np.arange(1, core_count + 1, dtype=core_labels.dtype)
+    out = np.where(mask, core_of_region[regions], 0)
     # Several cores: every voxel joins its nearest core, within its own component.
-    clumped = cores_per_component[labels] > 1
+    clumped = mask & (cores_per_region[regions] > 1)
     nearest = tuple(ndi.distance_transform_edt(core_labels == 0, return_distances=False, return_indices=True))
-    own = clumped & (labels[nearest] == labels)
+    own = clumped & (regions[nearest] == regions)
     out[clumped] = 0
     out[own] = core_labels[nearest][own]
     return out, core_count

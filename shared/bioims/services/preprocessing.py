@@ -171,7 +171,7 @@ class PreprocessingService:
                                       segmentation_channel=s.segmentation_index, roi_size=s.roi_size,
                                       min_nucleus_voxels=s.min_nucleus_voxels,
                                       clip_percentile=s.normalization.clip_percentile,
-                                      log_cap=s.normalization.log_cap)
+                                      log_cap=s.normalization.log_cap, declump=s.segmentation.declump)
         except InvalidInput as e:
             self._record_failure(s, row, e.message)
             raise

@@ -116,7 +116,7 @@ def make_field(design: Design, job: FieldJob, out: Path, render: bool) -> dict[s
     defocus = float(rng.uniform(1.5, 3.0) * preset.nucleus_radius / 8) if rng.random() < DEFOCUS_RATE else 0.0
     n = 0 if kind == "empty" else int(rng.poisson(preset.cells_per_field * density * (1 - moa.toxicity * fraction)))
     states = [sample_cell(moa, compound, fraction, rng) for _ in range(n)]
-    centres = _place(n, moa.clustering * fraction, preset.height, preset.width, 1.6 * preset.nucleus_radius, rng)
+    centres = _place(n, moa.clustering * fraction, preset.height, preset.width, 2.4 * preset.nucleus_radius, rng)
     states = states[:len(centres)]
 
     cells = []

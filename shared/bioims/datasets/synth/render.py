@@ -169,7 +169,7 @@ def draw_debris(canvas: np.ndarray, rng: np.random.Generator, nucleus_radius: fl
     _, height, width = canvas.shape
     for _ in range(int(rng.poisson(1.5))):
         y, x = rng.uniform(0, height), rng.uniform(0, width)
-        sigma = rng.uniform(0.15, 0.35) * nucleus_radius
+        sigma = rng.uniform(0.1, 0.2) * nucleus_radius
         half = int(3 * sigma) + 1
         y0, y1, x0, x1 = max(int(y) - half, 0), min(int(y) + half + 1, height), max(int(x) - half, 0), \
             min(int(x) + half + 1, width)
