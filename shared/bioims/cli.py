@@ -512,6 +512,97 @@ def preprocess(obj: Ctx, spec_name: str, plates: tuple[str, ...], workers: int |
     return execution["output"] | {"execution_id": execution["execution_id"]}
 
 
+# ---------------------------------------------------------------------------- profiles and evaluation
+
+
+@main.group()
+def profiles() -> None:
+    """Feature-profile sets (e.g. CellProfiler per-well tables) kept as named embeddings."""
+
+
+@command(profiles, "import", human=_kv)
+@click.argument("csv", type=click.Path(path_type=Path))
+@click.option("--metadata", "metadata_csv", required=True, type=click.Path(path_type=Path),
+              help="Plate map or image CSV: plate, well -> compound, concentration (BBBC021 image CSV works).")
+@click.option("--moa", "moa_csv", type=click.Path(path_type=Path), help="compound,concentration,moa CSV")
+@click.option("--name", required=True, help="Name of the profile set (an embedding name).")
+@click.option("--no-feature-selection", is_flag=True, help="Keep every feature.")
+@click.option("--normalization", type=click.Choice(["standardize", "mad_robustize", "none"]), default="standardize",
+              show_default=True, help="Per-plate normalisation to the DMSO wells.")
+@click.option("--sphere", is_flag=True, help="Whiten with a transform fitted on the DMSO wells.")
+@click.option("--aggregation", type=click.Choice(["mean", "median"]), default="mean", show_default=True)
+@click.option("--metric", type=click.Choice(["pearson", "cosine", "euclidean"]), default="pearson",
+              show_default=True, help="Similarity used when the set is evaluated.")
+def profiles_import(obj: Ctx, csv: Path, metadata_csv: Path, moa_csv: Path | None, name: str,
+                    no_feature_selection: bool, normalization: str, sphere: bool, aggregation: str,
+                    metric: str) -> dict[str, Any]:
+    """Import a feature table; by default the standard pipeline of the BBBC021 reference (feature
+    selection, per-plate standardisation to DMSO, treatment means, Pearson)."""
+    from .profiles.pipeline import ProfileProcessing
+
+    options = ProfileProcessing(**({"feature_selection": ()} if no_feature_selection else {}),
+                                normalization=None if normalization == "none" else normalization,
+                                sphering=sphere, aggregation=aggregation, metric=metric)
+    return obj.container.profiles.import_table(name, csv, metadata_csv, moa_csv, options)
+
+
+@command(profiles, "compute", human=_kv)
+@click.argument("kind", type=click.Choice(["handcrafted", "naive"]))
+@click.option("--spec", "spec_name", required=True, help="Embedding spec whose preprocessed fields are used.")
+@click.option("--name", required=True, help="Name of the profile set.")
+@click.option("--plate", "plates", multiple=True, help="Only these plates (default: the spec's compatible ones).")
+def profiles_compute(obj: Ctx, kind: str, spec_name: str, name: str, plates: tuple[str, ...]) -> dict[str, Any]:
+    """Baseline profiles of registered images: handcrafted per-cell features of the spec's crops, or the
+    naive per-channel intensity mean and std of each field; stored like an imported set."""
+    c = obj.container
+    spec = c.training.spec(spec_name)
+    plate_ids = [c.images.get_plate(p)["plate_id"] for p in plates] or \
+        [p["plate_id"] for p in c.training.get_compatible_plates(spec_name)]
+    return c.profiles.compute(name, spec, kind, plate_ids)
+
+
+@command(profiles, "list", human=lambda rows: _table(
+    [{"name": r["name"], "wells": r["rows"]["well"], "treatments": r["rows"]["treatment"],
+      "features": r["features"], "metric": r["processing"]["metric"]} for r in rows],
+    ["name", "wells", "treatments", "features", "metric"]))
+def profiles_list(obj: Ctx) -> list[dict[str, Any]]:
+    """Every profile set."""
+    return obj.container.profiles.list()
+
+
+def _evaluate_human(r: dict[str, Any]) -> None:
+    def pct(x: float | None) -> str:
+        return "-" if x is None else f"{x:.3f}"
+
+    click.echo(f"NSC {pct(r['nsc'])}  NSCB {pct(r['nscb'])}  compound-level {pct(r['compound_level'])}  "
+               f"mAP {pct(r['map'])}  ({r['treatments']} treatments, {r['compounds']} compounds, {r['moas']} MOAs, "
+               f"{r['metric']})")
+    if r.get("report"):
+        click.echo(f"report: {r['report']}")
+
+
+@command(main, human=_evaluate_human)
+@click.option("--profiles", "profile_set", required=True, help="The named profile set to evaluate.")
+@click.option("--metric", type=click.Choice(["pearson", "cosine", "euclidean"]), default=None,
+              help="Similarity (default: the profile set's).")
+@click.option("--level", type=click.Choice(["treatment"]), default="treatment", show_default=True)
+@click.option("--report", "report_path", type=click.Path(path_type=Path), help="Write an HTML report here.")
+def evaluate(obj: Ctx, profile_set: str, metric: str | None, level: str, report_path: Path | None) -> dict[str, Any]:
+    """NSC / NSCB / compound-level accuracy and mAP of MOA retrieval at treatment level."""
+    from .evaluation.evaluate import evaluate as run_evaluation
+    from .evaluation.report import write_report
+
+    c = obj.container
+    info = c.profiles.info(profile_set)
+    metric = metric or info["processing"]["metric"]
+    treatments = c.profiles.read(profile_set, level)
+    result = run_evaluation(treatments, metric=metric)
+    report = None
+    if report_path:
+        report = str(write_report(result, treatments, report_path, title=f"{profile_set} ({metric})", metric=metric))
+    return result.to_document(report=report)
+
+
 # ----------------------------------------------------------------------------------- configuration etc.
 
 

@@ -14,6 +14,7 @@ from typing import Any
 from .services.artifact import ArtifactService
 from .services.image_management import ImageManagementService, RunnerPort
 from .services.preprocessing import PreprocessingService
+from .services.profiles import ProfileSets
 from .services.tags import TagsService
 from .services.training import TrainingService
 from .settings import Settings
@@ -37,6 +38,7 @@ class Container:
     images: ImageManagementService
     training: TrainingService
     preprocessing: PreprocessingService
+    profiles: ProfileSets
     runner: RunnerPort | None
 
     def service(self, name: str) -> Any:
@@ -56,7 +58,9 @@ def build(settings: Settings, tables: Tables, objects: ObjectStore, runner: Runn
     training = TrainingService(tables)
     preprocessing = PreprocessingService(tables, objects, keys, training, tags, artifacts)
     images = ImageManagementService(tables, objects, keys, tags, artifacts, runner, preprocessing)
-    return Container(settings, tables, objects, keys, artifacts, tags, images, training, preprocessing, runner)
+    profiles = ProfileSets(tables, objects, keys, artifacts)
+    return Container(settings, tables, objects, keys, artifacts, tags, images, training, preprocessing, profiles,
+                     runner)
 
 
 def local(settings: Settings | None = None) -> Container:

@@ -173,3 +173,28 @@ def test_spec_and_preprocess_commands(bioims, tmp_path):
     again = bioims.json("preprocess", "tiny")
     assert (again["fields"], again["skipped"], again["cells"]) == (40, 40, done["cells"])
     assert "no embedding spec 'nope'" in bioims("preprocess", "nope", expect=1).stderr
+    for kind in ("handcrafted", "naive"):
+        made = bioims.json("profiles", "compute", kind, "--spec", "tiny", "--name", f"tiny-{kind}")
+        assert made["rows"]["treatment"] == 16 and made["source"]["fields"] == 40
+        scored = bioims.json("evaluate", "--profiles", f"tiny-{kind}")
+        assert scored["treatments"] == 16 and scored["metric"] == "cosine" and scored["nsc"] is not None
+    assert {p["name"] for p in bioims.json("profiles", "list")} == {"tiny-handcrafted", "tiny-naive"}
+
+
+@pytest.mark.skipif(not BBBC021.is_dir(), reason="BBBC021 metadata not beside the repository")
+def test_bbbc021_cellprofiler_profiles_reproduce_the_reference(bioims, tmp_path):
+    imported = bioims.json("profiles", "import", str(BBBC021 / "ljosa_jbiomolscreen_2013_per_well_mean.csv.gz"),
+                           "--metadata", str(BBBC021 / "BBBC021_v1_image.csv.gz"),
+                           "--moa", str(BBBC021 / "BBBC021_v1_moa.csv"), "--name", "bbbc021-cp")
+    assert imported["rows"] == {"well": 632, "treatment": 103}
+    report = tmp_path / "report.html"
+    result = bioims.json("evaluate", "--profiles", "bbbc021-cp", "--report", str(report))
+    assert (result["nsc"], result["treatments"], result["moas"], result["compounds"]) == (84 / 103, 103, 12, 38)
+    assert result["nscb"] == 70 / 92 and result["metric"] == "pearson"
+    assert 0 < result["map"] < 1 and 0 < result["compound_level"] <= 1
+    html = report.read_text()
+    assert "Microtubule stabilizers" in html and html.count("data:image/png;base64,") >= 4
+    assert "already exists" in bioims("profiles", "import", str(BBBC021 / "ljosa_jbiomolscreen_2013_per_well_mean.csv.gz"),
+                                      "--metadata", str(BBBC021 / "BBBC021_v1_image.csv.gz"), "--name", "bbbc021-cp",
+                                      expect=1).stderr
+    assert "no profile set 'nope'" in bioims("evaluate", "--profiles", "nope", expect=1).stderr

@@ -19,16 +19,12 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InvalidInput
+from ..profiles.io import feature_columns, require_columns
 
 Metric = Literal["cosine", "pearson", "euclidean"]
 COMPOUND, CONCENTRATION, MOA, BATCH = ("Metadata_Compound", "Metadata_Concentration", "Metadata_MoA",
                                        "Metadata_Batch")
 CONTROL = "DMSO"
-
-
-def feature_columns(profiles: pd.DataFrame) -> list[str]:
-    """Every column not prefixed ``Metadata_``."""
-    return [c for c in profiles.columns if not str(c).startswith("Metadata_")]
 
 
 def similarity(x: np.ndarray, metric: Metric = "cosine") -> np.ndarray:
@@ -50,7 +46,7 @@ def similarity(x: np.ndarray, metric: Metric = "cosine") -> np.ndarray:
 def treatment_profiles(profiles: pd.DataFrame) -> pd.DataFrame:
     """Mean profile per treatment (compound, concentration); the MOA and batch are carried along (a
     treatment seen in several batches keeps them joined by ``;``)."""
-    _require(profiles, [COMPOUND, CONCENTRATION, MOA])
+    require_columns(profiles, [COMPOUND, CONCENTRATION, MOA])
     features = feature_columns(profiles)
     keys = [COMPOUND, CONCENTRATION]
     means = profiles.groupby(keys, sort=True)[features].mean()
@@ -87,41 +83,94 @@ def nsc(treatments: pd.DataFrame, *, metric: Metric = "cosine", exclude_batch: b
     -------
     KnnResult
         ``predictions`` has one row per evaluated treatment: its compound, concentration, MOA, the
-        matched treatment's compound and MOA, and ``correct``.
+        matched treatment's compound, MOA and similarity, and ``correct``.
     """
-    _require(treatments, [COMPOUND, MOA] + ([BATCH] if exclude_batch else []))
-    data = treatments[treatments[MOA] != CONTROL].reset_index(drop=True)
+    require_columns(treatments, [COMPOUND, MOA] + ([BATCH] if exclude_batch else []))
+    data = without_controls(treatments)
     dropped: tuple[str, ...] = ()
     if exclude_batch:
-        batches = data[BATCH].astype(str).str.split(";").apply(frozenset)
-        per_moa = {moa: frozenset().union(*batches[data[MOA] == moa]) for moa in data[MOA].unique()}
-        dropped = tuple(sorted(m for m, b in per_moa.items() if len(b) < 2))
-        keep = ~data[MOA].isin(dropped)
-        data, batches = data[keep].reset_index(drop=True), batches[keep].reset_index(drop=True)
+        dropped = single_batch_moas(data)
+        data = data[~data[MOA].isin(dropped)].reset_index(drop=True)
     features = feature_columns(data)
     if len(data) < 2 or not features:
         return KnnResult(None, len(data), data[MOA].nunique(), data[COMPOUND].nunique(), dropped)
     sim = similarity(data[features].to_numpy(), metric)
-    compounds = data[COMPOUND].to_numpy()
-    excluded = compounds[:, None] == compounds[None, :]
+    predictions = nearest(data, sim, excluded_pairs(data, exclude_batch=exclude_batch))
+    return knn_result(predictions, dropped)
+
+
+def without_controls(treatments: pd.DataFrame) -> pd.DataFrame:
+    """The non-DMSO rows, re-indexed from 0 (row ``i`` is row/column ``i`` of their similarity matrix)."""
+    return treatments[treatments[MOA] != CONTROL].reset_index(drop=True)
+
+
+def single_batch_moas(data: pd.DataFrame) -> tuple[str, ...]:
+    """MOAs whose treatments all lie in one batch (NSCB can never match them), sorted."""
+    batches = _batch_sets(data)
+    per_moa = {moa: frozenset().union(*batches[(data[MOA] == moa).to_numpy()]) for moa in data[MOA].unique()}
+    return tuple(sorted(str(m) for m, b in per_moa.items() if len(b) < 2))
+
+
+def excluded_pairs(data: pd.DataFrame, *, exclude_batch: bool = False) -> np.ndarray:
+    """Boolean (n, n) mask of the pairs a query may not be matched with: same compound (hence itself)
+    and, with ``exclude_batch``, treatments sharing a batch (``;``-joined batch lists overlap)."""
+    codes = pd.factorize(data[COMPOUND])[0]
+    excluded = codes[:, None] == codes[None, :]
     if exclude_batch:
-        excluded |= np.array([[bool(a & b) for b in batches] for a in batches])
-    sim = np.where(excluded, -np.inf, sim)
-    has_candidate = np.isfinite(sim).any(axis=1)
-    best = np.argmax(sim, axis=1)
-    moas = data[MOA].to_numpy()
+        batches = _batch_sets(data)
+        vocabulary = {b: i for i, b in enumerate(sorted(frozenset().union(*batches)))}
+        membership = np.zeros((len(data), len(vocabulary)), dtype=np.float32)
+        for row, names in enumerate(batches):
+            membership[row, [vocabulary[b] for b in names]] = 1.0
+        excluded |= (membership @ membership.T) > 0
+    return excluded
+
+
+def nearest(data: pd.DataFrame, sim: np.ndarray, excluded: np.ndarray,
+            queries: np.ndarray | None = None) -> pd.DataFrame:
+    """1-NN MOA predictions of the ``queries`` rows of ``data``.
+
+    Parameters
+    ----------
+    data : DataFrame
+        n treatments, DMSO removed, index 0..n-1.
+    sim : (n, n) ndarray of float
+        Similarity of the treatments, larger is more similar.
+    excluded : (n, n) ndarray of bool
+        Pairs that may not be matched (see :func:`excluded_pairs`).
+    queries : (n,) ndarray of bool, optional
+        Rows to predict; all by default. Candidates are always every non-excluded row.
+
+    Returns
+    -------
+    DataFrame
+        One row per query that has a candidate: compound, concentration, MOA, ``match_compound``,
+        ``match_moa``, ``match_similarity``, ``correct``.
+    """
+    all_rows = queries is None or bool(np.all(queries))
+    rows = np.arange(len(data)) if all_rows else np.flatnonzero(queries)
+    scores = np.where(excluded, -np.inf, sim) if all_rows else np.where(excluded[rows], -np.inf, sim[rows])
+    has_candidate = np.isfinite(scores).any(axis=1)
+    best = np.argmax(scores, axis=1)
+    compounds, moas = data[COMPOUND].to_numpy(), data[MOA].to_numpy()
+    concentrations = data[CONCENTRATION].to_numpy()[rows] if CONCENTRATION in data else None
     predictions = pd.DataFrame({
-        COMPOUND: compounds, CONCENTRATION: data.get(CONCENTRATION), MOA: moas,
+        COMPOUND: compounds[rows], CONCENTRATION: concentrations, MOA: moas[rows],
         "match_compound": np.where(has_candidate, compounds[best], None),
         "match_moa": np.where(has_candidate, moas[best], None),
-    })[has_candidate]
+        "match_similarity": scores[np.arange(len(rows)), best],
+    })[has_candidate].reset_index(drop=True)
     predictions["correct"] = predictions[MOA] == predictions["match_moa"]
+    return predictions
+
+
+def knn_result(predictions: pd.DataFrame, dropped_moas: tuple[str, ...] = ()) -> KnnResult:
+    """Summarise :func:`nearest` predictions (possibly concatenated from several models)."""
     accuracy = float(predictions["correct"].mean()) if len(predictions) else None
     return KnnResult(accuracy, len(predictions), predictions[MOA].nunique(), predictions[COMPOUND].nunique(),
-                     dropped, predictions.reset_index(drop=True))
+                     dropped_moas, predictions)
 
 
-def _require(frame: pd.DataFrame, columns: list[str]) -> None:
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        raise InvalidInput(f"profiles lack column(s) {', '.join(missing)}")
+def _batch_sets(data: pd.DataFrame) -> pd.Series:
+    return data[BATCH].astype(str).str.split(";").apply(frozenset)
+

@@ -86,3 +86,8 @@ def to_float01(image: np.ndarray) -> np.ndarray:
     if image.dtype.itemsize <= 2:
         return image.astype(np.float32) / np.float32(maximum)
     return (image.astype(np.float64) / maximum).astype(np.float32)
+
+
+def is_integer(value: object) -> bool:
+    """Whether ``value`` is a Python or numpy integer (``bool`` is not), for option checks."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InvalidInput
+from .dtypes import is_integer
 from .normalize import normalize_field
 from .roi import extract_rois, roi_windows
 from .segment import find_nuclei
@@ -110,9 +111,9 @@ def preprocess_field(
     if flatfields.shape != field.shape:
         raise InvalidInput(f"flatfields shape {flatfields.shape} does not match field shape {field.shape}")
     channels = field.shape[0]
-    if not _is_int(segmentation_channel) or not 0 <= segmentation_channel < channels:
+    if not is_integer(segmentation_channel) or not 0 <= segmentation_channel < channels:
         raise InvalidInput(f"segmentation_channel must be an integer in [0, {channels}), got {segmentation_channel!r}")
-    if not _is_int(min_nucleus_voxels) or min_nucleus_voxels < 1:
+    if not is_integer(min_nucleus_voxels) or min_nucleus_voxels < 1:
         raise InvalidInput(f"min_nucleus_voxels must be an integer >= 1, got {min_nucleus_voxels!r}")
     normalized = normalize_field(field, flatfields, clip_percentile=clip_percentile, log_cap=log_cap)
     volume = normalized.reshape(channels, -1, *field.shape[-2:])  # (C, Z, H, W), Z = 1 for a 2-D field
@@ -128,5 +129,3 @@ def preprocess_field(
     return FieldCrops(crops16, windows.starts, size, nuclei.centroids[windows.index], nuclei.sizes[windows.index])
 
 
-def _is_int(value: object) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)

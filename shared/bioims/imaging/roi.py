@@ -24,6 +24,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from ..errors import InvalidInput
+from .dtypes import is_integer
 
 __all__ = ["RoiWindows", "extract_rois", "roi_windows"]
 
@@ -77,9 +78,9 @@ def roi_windows(centres: np.ndarray, shape: Sequence[int], roi_size: int) -> Roi
     (array([[ 0, 68]]), (1, 64), array([1]))
     """
     dims = tuple(shape)
-    if not dims or any(isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1 for n in dims):
+    if not dims or any(not is_integer(n) or n < 1 for n in dims):
         raise InvalidInput(f"shape must be a non-empty sequence of positive integers, got {shape!r}")
-    if isinstance(roi_size, bool) or not isinstance(roi_size, (int, np.integer)) or roi_size < 1:
+    if not is_integer(roi_size) or roi_size < 1:
         raise InvalidInput(f"roi_size must be a positive integer, got {roi_size!r}")
     points = np.asarray(centres, dtype=np.float64)
     if points.ndim != 2 or points.shape[1] != len(dims):

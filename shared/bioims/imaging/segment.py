@@ -15,7 +15,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from ..errors import InvalidInput
-from .dtypes import check_real_dtype
+from .dtypes import check_real_dtype, is_integer
 
 __all__ = ["DECLUMP_CORE_FRACTION", "Nuclei", "find_nuclei", "otsu_threshold"]
 
@@ -73,7 +73,7 @@ def otsu_threshold(image: np.ndarray, *, nbins: int = 256) -> float:
     """
     image = np.asarray(image)
     check_real_dtype(image)
-    if isinstance(nbins, bool) or not isinstance(nbins, (int, np.integer)) or nbins < 2:
+    if not is_integer(nbins) or nbins < 2:
         raise InvalidInput(f"nbins must be an integer >= 2, got {nbins!r}")
     if image.size == 0:
         raise InvalidInput("cannot threshold an empty image")
@@ -138,7 +138,7 @@ def find_nuclei(image: np.ndarray, *, min_size: int, openings: int = 2, declump:
     if image.ndim not in (2, 3) or image.size == 0:
         raise InvalidInput(f"image must be a non-empty (H, W) or (Z, H, W) array, got shape {image.shape}")
     for name, value, minimum in (("min_size", min_size, 1), ("openings", openings, 0)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        if not is_integer(value) or value < minimum:
             raise InvalidInput(f"{name} must be an integer >= {minimum}, got {value!r}")
     empty = Nuclei(np.zeros((0, image.ndim), np.float64), np.zeros(0, np.int64))
     low, high = _finite_range(image)

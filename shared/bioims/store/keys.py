@@ -7,6 +7,8 @@ Every stored object's URI is built here, so the layout can be read (and changed)
     {root}/specs/{spec}/plates/{plate_id}/fields/{image_id}-crops.npy   (N, C, H, W) uint16
     {root}/specs/{spec}/plates/{plate_id}/fields/{image_id}-rois.json   coordinates, labels, subclasses
     {root}/jobs/{job_id}/params.json                                     parameters of an array job
+    {root}/profiles/{name}/{level}.parquet                               a named profile set (well, treatment)
+    {root}/profiles/{name}/profiles.json                                 its processing and counts
 """
 
 from __future__ import annotations
@@ -39,3 +41,11 @@ class Keys:
     def job_params(self, job_id: str) -> str:
         """The parameter list of an AWS Batch array job (child i runs element i)."""
         return join(self.root, "jobs", job_id, "params.json")
+
+    def profiles(self, name: str, level: str) -> str:
+        """A named profile set at one level (``well`` or ``treatment``), pycytominer-style Parquet."""
+        return join(self.root, "profiles", name, f"{level}.parquet")
+
+    def profiles_info(self, name: str) -> str:
+        """A named profile set's sidecar: source files, processing options, counts (written last)."""
+        return join(self.root, "profiles", name, "profiles.json")
