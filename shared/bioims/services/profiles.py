@@ -66,11 +66,16 @@ class ProfileSets:
         self._check_new(name)
         fields = []
         for plate_id in plate_ids:
-            plate = self._t.plates.get(plate_id)
-            rows = self._t.images.by_plate.query(plate_id, self._t.images.train_id == spec_row_id(spec.name),
-                                                 filter_condition=self._t.images.status == "preprocessed")
-            for row in rows:
-                origin = self._t.images.get(row.image_id, ORIGIN)
+            try:
+                plate = self._t.plates.get(plate_id)
+            except self._t.plates.DoesNotExist:
+                raise NotFound(f"no plate {plate_id!r}") from None
+            rows = {r.image_id: r for r in self._t.images.by_plate.query(
+                plate_id, self._t.images.train_id == spec_row_id(spec.name),
+                filter_condition=self._t.images.status == "preprocessed")}
+            # one batched read of the fields' own rows (metadata, channels) instead of a get per field
+            for origin in self._t.images.batch_get([(i, ORIGIN) for i in sorted(rows)]):
+                row = rows[origin.image_id]
                 meta = origin.metadata.as_dict() if origin.metadata else {}
                 metadata = {"Metadata_Plate": plate.source_id, "Metadata_Well": origin.well_source_id,
                             "Metadata_Site": origin.field_source_id, "Metadata_Batch": meta.get("batch", plate.batch),
