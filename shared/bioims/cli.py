@@ -512,6 +512,74 @@ def preprocess(obj: Ctx, spec_name: str, plates: tuple[str, ...], workers: int |
     return execution["output"] | {"execution_id": execution["execution_id"]}
 
 
+# ---------------------------------------------------------------------------- training
+
+
+def _train_human(r: dict[str, Any]) -> None:
+    for m in r["models"]:
+        click.echo(f"{m['train_id']}: {m['status']}, best epoch {m['best_epoch']}/{m['epochs_done']}, validation "
+                   f"NSC {m['validation_nsc']}, holdout {', '.join(m['holdout']) or '-'}"
+                   + (" (already complete)" if m.get("skipped") else f", {m.get('seconds')} s"))
+    for failure in r["failures"]:
+        click.echo(f"  failed: {failure['train_id']}: {failure['failure']}")
+    click.echo(f"{len(r['models'])} models, {r['failed']} failed, {r['seconds']} s")
+
+
+@command(main, human=_train_human)
+@click.argument("spec_name", metavar="SPEC")
+@click.option("--holdout", type=click.Choice(["none", "compound", "folds"]), default="none", show_default=True,
+              help="none: one model on every compound; compound: one model per left-out compound; folds: K "
+                   "models, each holding out at most one compound per MOA.")
+@click.option("--epochs", type=int, default=None, help="Override the spec's training.epochs.")
+@click.option("--seed", type=int, default=None, help="Override the spec's training.seed.")
+@click.option("--workers", type=int, default=1, show_default=True,
+              help="Runs trained at once (the CPU cores are shared among them).")
+def train(obj: Ctx, spec_name: str, holdout: str, epochs: int | None, seed: int | None, workers: int) -> dict[str, Any]:
+    """Train the spec's models (resuming killed runs, skipping complete ones); prints the train run ids."""
+    from .jobs.runner import LocalPool
+
+    c = obj.container
+    runs = c.training.create_trainings(spec_name, holdout, epochs, seed)
+    ids = [r["train_id"] for r in runs]
+    with LocalPool(c, workers=workers, progress=obj.progress) as pool:
+        execution = c.runner.run(c, "train", {"train_ids": ids, "progress": obj.progress}, pool=pool)
+    output = execution["output"]
+    if output["failed"]:
+        raise BioimsError(f"{output['failed']} of {len(ids)} train runs failed: "
+                          + "; ".join(f"{f['train_id']}: {f['failure']}" for f in output["failures"][:3]))
+    return {"train_ids": ids, **output, "execution_id": execution["execution_id"]}
+
+
+@main.group()
+def training() -> None:
+    """Train runs: list, show, filter, delete."""
+
+
+TRAINING_COLUMNS = ["train_id", "status", "holdout", "filter_count", "created_at"]
+
+
+@command(training, "list", human=lambda rows: _table(rows, TRAINING_COLUMNS))
+@click.argument("spec_name", metavar="SPEC")
+def training_list(obj: Ctx, spec_name: str) -> list[dict[str, Any]]:
+    """The train runs of a spec."""
+    return obj.container.training.get_embedding_trainings(spec_name)
+
+
+@command(training, "show", human=lambda d: click.echo(json.dumps(d, indent=2, default=str)))
+@click.argument("train_id")
+def training_show(obj: Ctx, train_id: str) -> dict[str, Any]:
+    """A train run and its job's progress (per-epoch loss and validation NSC, messages)."""
+    c = obj.container
+    return c.training.get_training(train_id) | {"job": c.training.get_training_job_info(train_id)}
+
+
+@command(training, "delete", human=_kv)
+@click.argument("train_id")
+def training_delete(obj: Ctx, train_id: str) -> dict[str, Any]:
+    """Delete a train run with its checkpoints and model."""
+    return obj.container.training.delete_training(train_id)
+
+
 # ---------------------------------------------------------------------------- profiles and evaluation
 
 

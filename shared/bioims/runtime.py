@@ -55,7 +55,7 @@ def build(settings: Settings, tables: Tables, objects: ObjectStore, runner: Runn
     artifacts = ArtifactService(tables)
     tags = TagsService(tables)
     keys = Keys(settings.artifact_uri)
-    training = TrainingService(tables)
+    training = TrainingService(tables, objects, keys, artifacts, runner)
     preprocessing = PreprocessingService(tables, objects, keys, training, tags, artifacts)
     images = ImageManagementService(tables, objects, keys, tags, artifacts, runner, preprocessing)
     profiles = ProfileSets(tables, objects, keys, artifacts)

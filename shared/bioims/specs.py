@@ -18,12 +18,18 @@ Optional sections and their defaults:
   percentile, divide by the flat-field, log, cap, rescale to [0, 1]);
 - ``segmentation``: ``{"declump": false}`` (the seed's Otsu + openings + components; ``true`` also
   splits touching nuclei at their dense cores, about 0.1 s more per 1024x1280 field);
-- ``network``: ``"resnet"`` (bioims default) or ``"seed"`` (the seed's six stride-2 convolutions);
-- ``loss``: ``"supcon"`` (multi-positive supervised contrastive, bioims default) or ``"seed"`` (one
-  anchor-positive pair per class, softmax over similarities);
-- ``training``: ``{"epochs": 30, "batch_size": 128, "learning_rate": 0.001, "weight_decay": 0.0001,
-  "temperature": 0.2, "patience": 5, "seed": 0, "folds": 5, "label_category": "moa",
-  "compute": "cpu"}``.
+- ``network``: ``"resnet"`` (bioims default: residual stages with batch normalisation) or ``"seed"``
+  (the seed's six stride-2 convolutions); see :mod:`bioims.training.networks`;
+- ``loss``: ``"proxy"`` (bioims default: cosine softmax against one learned proxy per class),
+  ``"supcon"`` (multi-positive supervised contrastive, positives from other compounds of the class) or
+  ``"seed"`` (one anchor-positive pair per class, softmax over similarities, the seed's temperature
+  0.2); see :mod:`bioims.training.losses`;
+- ``training``: ``{"epochs": 30, "batch_size": 128, "learning_rate": 0.002, "weight_decay": 0.0001,
+  "temperature": 0.1, "patience": 5, "seed": 0, "folds": 5, "label_category": "moa",
+  "compute": "cpu", "validation_fraction": 0.2}``: AdamW with a cosine learning-rate decay over
+  ``epochs``; early stopping after ``patience`` epochs without a better validation score; ``folds`` is K of
+  ``bioims train --holdout folds``; ``validation_fraction`` of each compound's wells (compounds with at
+  least three wells) validate instead of training.
 """
 
 from __future__ import annotations
@@ -37,7 +43,10 @@ from .errors import InvalidInput
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 Network = Literal["resnet", "seed"]
-Loss = Literal["supcon", "seed"]
+MIN_ROI = {"resnet": 16, "seed": 32}
+"""Smallest ROI side each network accepts (its total stride: the last stage still sees a pixel)."""
+Loss = Literal["proxy", "supcon", "seed"]
+LOSSES = ("proxy", "supcon", "seed")
 
 
 @dataclass(frozen=True)
@@ -71,14 +80,15 @@ class SegmentationSettings:
 class TrainingSettings:
     epochs: int = 30
     batch_size: int = 128
-    learning_rate: float = 1e-3
+    learning_rate: float = 2e-3
     weight_decay: float = 1e-4
-    temperature: float = 0.2
+    temperature: float = 0.1
     patience: int = 5
     seed: int = 0
     folds: int = 5
     label_category: str = "moa"
     compute: Literal["cpu", "gpu"] = "cpu"
+    validation_fraction: float = 0.2
 
 
 @dataclass(frozen=True)
@@ -95,7 +105,7 @@ class EmbeddingSpec:
     normalization: NormalizationSettings = field(default_factory=NormalizationSettings)
     segmentation: SegmentationSettings = field(default_factory=SegmentationSettings)
     network: Network = "resnet"
-    loss: Loss = "supcon"
+    loss: Loss = "proxy"
     training: TrainingSettings = field(default_factory=TrainingSettings)
 
     @property
@@ -132,7 +142,7 @@ class EmbeddingSpec:
             normalization=_section(data.get("normalization", {}), NormalizationSettings, "normalization"),
             segmentation=_section(data.get("segmentation", {}), SegmentationSettings, "segmentation"),
             network=_choice(data.get("network", "resnet"), "network", ("resnet", "seed")),
-            loss=_choice(data.get("loss", "supcon"), "loss", ("supcon", "seed")),
+            loss=_choice(data.get("loss", "proxy"), "loss", LOSSES),
             training=_section(data.get("training", {}), TrainingSettings, "training"),
         )
         _check_ranges(spec)
@@ -216,6 +226,10 @@ def _check_ranges(spec: EmbeddingSpec) -> None:
         (spec.training.temperature > 0, "training.temperature must be > 0"),
         (spec.training.folds >= 2, "training.folds must be >= 2"),
         (spec.training.compute in ("cpu", "gpu"), "training.compute must be cpu or gpu"),
+        (0 <= spec.training.validation_fraction < 1, "training.validation_fraction must be in [0, 1)"),
+        (spec.training.patience >= 1, "training.patience must be >= 1"),
+        (spec.roi_size >= MIN_ROI[spec.network],
+         f"roi_size {spec.roi_size} is too small for the {spec.network} network (at least {MIN_ROI[spec.network]} px)"),
     ]
     for ok, message in checks:
         if not ok:

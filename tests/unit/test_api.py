@@ -51,7 +51,7 @@ SEED_OPERATIONS = {
 }
 """The seed's Lambda methods of these services (MISSION.md, last table)."""
 
-INTERNAL_METHODS = {"image-management": {"ingest", "plate_id_for", "thumbnail_widths"}, "training": {"spec"}}
+INTERNAL_METHODS = {"image-management": {"ingest", "plate_id_for", "thumbnail_widths"}, "training": {"spec", "run_training"}}
 """Public service methods that are deliberately not operations (Python objects in or out, or helpers)."""
 
 CHANNELS = ("DAPI", "Tubulin")

@@ -5,7 +5,6 @@ import copy
 import pytest
 
 from bioims.errors import Conflict, InvalidInput, NotFound
-from bioims.services.training import TrainingService
 from bioims.specs import EmbeddingSpec
 
 SPEC = {"name": "bbbc021-demo",
@@ -29,9 +28,9 @@ def with_(**changes):
 
 def test_the_documented_example_is_valid_with_defaults():
     spec = EmbeddingSpec.from_dict(SPEC)
-    assert spec.segmentation_index == 0 and spec.network == "resnet" and spec.loss == "supcon"
+    assert spec.segmentation_index == 0 and spec.network == "resnet" and spec.loss == "proxy"
     assert spec.flatfield.sigma == 50.0 and spec.flatfield.cutoff_percentile == 30.0
-    assert spec.normalization.clip_percentile == 99.0 and spec.training.temperature == 0.2
+    assert spec.normalization.clip_percentile == 99.0 and spec.training.temperature == 0.1
     assert EmbeddingSpec.from_dict(spec.to_dict()) == spec
     tuned = EmbeddingSpec.from_dict(with_(network="seed", loss="seed", training__epochs=3, flatfield__sigma=20))
     assert (tuned.network, tuned.loss, tuned.training.epochs, tuned.flatfield.sigma) == ("seed", "seed", 3, 20.0)
@@ -67,8 +66,8 @@ def test_spec_json_errors():
         EmbeddingSpec.from_json("[1]")
 
 
-def test_training_service_registers_specs(tables):
-    training = TrainingService(tables)
+def test_training_service_registers_specs(container):
+    training = container.training
     created = training.create_embedding(SPEC)
     assert created["training"]["epochs"] == 30 and created["input"]["channels"] == ["DAPI", "Tubulin", "Actin"]
     with pytest.raises(Conflict):

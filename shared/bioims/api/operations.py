@@ -235,6 +235,15 @@ TRAINING: tuple[Operation, ...] = (
     _Op("deleteEmbedding", "delete_embedding", "DELETE /embeddings/{name}", aliases={"embedding_name": "name"}),
     _Op("getCompatiblePlates", "get_compatible_plates", "GET /embeddings/{name}/plates",
         aliases={"embedding_name": "name"}),
+    # train runs and models
+    _Op("createTraining", "create_trainings", "POST /trainings", status=201, aliases={"embedding_name": "spec"}),
+    _Op("getEmbeddingTrainings", "get_embedding_trainings", "GET /embeddings/{name}/trainings",
+        aliases={"embedding_name": "name"}),
+    _Op("getTraining", "get_training", "GET /trainings/{train_id}"),
+    _Op("getTrainingFilter", "get_training_filter", "GET /trainings/{train_id}/filter"),
+    _Op("getTrainingJobInfo", "get_training_job_info", "GET /trainings/{train_id}/job"),
+    _Op("deleteTraining", "delete_training", "DELETE /trainings/{train_id}"),
+    _Op("train", "train", "POST /train", status=202, aliases={"embedding_name": "spec"}),
 )
 
 OPERATIONS: Mapping[str, tuple[Operation, ...]] = types.MappingProxyType({

@@ -38,12 +38,18 @@ def preprocess_image(c: Container, spec: str, image_id: str, force: bool = False
     return c.images.preprocess_image(spec, image_id, force)
 
 
+def train_model(c: Container, train_id: str, threads: int | None = None, progress: bool = False) -> dict[str, Any]:
+    """Train one run (resuming from its checkpoint), export and verify its ONNX model."""
+    return c.training.run_training(train_id, threads=threads, progress=progress)
+
+
 STEPS: dict[str, Callable[..., dict[str, Any]]] = {
     "inspect-image": inspect_image,
     "validate-plate": validate_plate,
     "thumbnails": thumbnails,
     "flatfield": flatfield,
     "preprocess-image": preprocess_image,
+    "train-model": train_model,
 }
 
 
@@ -88,7 +94,23 @@ def preprocess(c: Container, pool: Pool, spec: str, plate_ids: list[str] | None 
             "failures": [{k: v for k, v in r.items() if k != "traceback"} for r in failures[:50]]}
 
 
+def train(c: Container, pool: Pool, train_ids: list[str], progress: bool = False) -> dict[str, Any]:
+    """Train runs (in parallel on a pool of several workers, the cores shared among them); a run that
+    fails is reported and the others go on. Returns ``{"models": [...], "failed", "failures", "seconds"}``."""
+    from .runner import default_workers
+
+    started = time.perf_counter()
+    workers = max(1, min(getattr(pool, "workers", 1), len(train_ids)))
+    threads = max(1, default_workers() // workers)
+    done = pool.map("train-model", [{"train_id": i, "threads": threads, "progress": progress and workers == 1}
+                                    for i in train_ids], desc="train runs")
+    failures = [{k: v for k, v in r.items() if k != "traceback"} for r in done if "failure" in r]
+    return {"models": [r for r in done if "failure" not in r], "failed": len(failures), "failures": failures,
+            "seconds": round(time.perf_counter() - started, 2)}
+
+
 WORKFLOWS: dict[str, Callable[..., dict[str, Any]]] = {
     "process-plate": process_plate,
     "preprocess": preprocess,
+    "train": train,
 }

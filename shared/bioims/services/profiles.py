@@ -31,7 +31,7 @@ from ..store.keys import Keys
 from ..store.objects import ObjectStore
 from ..store.tables import ORIGIN, Tables
 from .image_management import ArtifactsPort
-from .preprocessing import spec_row_id
+from .preprocessing import spec_fields
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 LEVELS = ("well", "treatment")
@@ -65,28 +65,14 @@ class ProfileSets:
             raise InvalidInput(f"kind must be one of {', '.join(COMPUTED)}, got {kind!r}")
         self._check_new(name)
         fields = []
-        for plate_id in plate_ids:
-            try:
-                plate = self._t.plates.get(plate_id)
-            except self._t.plates.DoesNotExist:
-                raise NotFound(f"no plate {plate_id!r}") from None
-            rows = {r.image_id: r for r in self._t.images.by_plate.query(
-                plate_id, self._t.images.train_id == spec_row_id(spec.name),
-                filter_condition=self._t.images.status == "preprocessed")}
-            # one batched read of the fields' own rows (metadata, channels) instead of a get per field
-            for origin in self._t.images.batch_get([(i, ORIGIN) for i in sorted(rows)]):
-                row = rows[origin.image_id]
-                meta = origin.metadata.as_dict() if origin.metadata else {}
-                metadata = {"Metadata_Plate": plate.source_id, "Metadata_Well": origin.well_source_id,
-                            "Metadata_Site": origin.field_source_id, "Metadata_Batch": meta.get("batch", plate.batch),
-                            "Metadata_Compound": meta.get("compound"), "Metadata_Concentration": meta.get("concentration"),
-                            "Metadata_MoA": meta.get("moa")}
-                if kind == "handcrafted":
-                    crops = np.load(io.BytesIO(self._objects.get_bytes(row.results["crops"])), allow_pickle=False)
-                    fields.append((metadata, crops))
-                else:
-                    image = read_field([origin.channel_uris[c] for c in spec.input.channels], self._objects)
-                    fields.append((metadata, image))
+        for f in spec_fields(self._t, spec.name, plate_ids):
+            if kind == "handcrafted":
+                assert f.crops_uri is not None
+                data = np.load(io.BytesIO(self._objects.get_bytes(f.crops_uri)), allow_pickle=False)
+            else:
+                origin = self._t.images.get(f.image_id, ORIGIN)
+                data = read_field([origin.channel_uris[c] for c in spec.input.channels], self._objects)
+            fields.append((f.profile_metadata(), data))
         if not fields:
             raise InvalidInput(f"no preprocessed fields under spec {spec.name}; run `bioims preprocess {spec.name}`")
         channels = list(spec.input.channels)

@@ -1,16 +1,35 @@
-"""Training service: embedding specs (the seed's "embedding") and, later, train runs and models."""
+"""Training service: embedding specs (the seed's "embedding"), train runs and their models.
+
+A train run records its spec, the effective training settings, the compounds it holds out and the
+training filter (the ids of the held-out compounds' fields, computed from the registry and stored as
+``filter.json``), its status (``created`` -> ``running`` -> ``complete`` | ``failed``) with timestamps,
+a message log, per-epoch metrics, and the URIs of its checkpoint, ONNX model and model card.
+
+Train ids are stable: ``{spec}-{holdout}-{index}-{hash}`` of the spec, hold-out mode, held-out compounds
+and settings, so asking for the same runs again finds the existing ones (and a killed training resumes).
+"""
 
 from __future__ import annotations
 
+import time
+from dataclasses import replace
 from typing import Any
 
+import numpy as np
 from pynamodb.exceptions import PutError
 
-from ..errors import Conflict, InvalidInput, NotFound
-from ..ids import utcnow
-from ..specs import EmbeddingSpec
-from ..store.tables import Tables, condition_failed
-from .image_management import compatible_plates
+from ..errors import BioimsError, Conflict, InvalidInput, NotFound
+from ..ids import iso, stable_id, utcnow
+from ..specs import EmbeddingSpec, TrainingSettings
+from ..store.keys import Keys
+from ..store.objects import ObjectStore
+from ..store.tables import Tables, condition_failed, to_dict
+from ..training.folds import CONTROL, HOLDOUT_MODES, holdout_plan
+from .image_management import ArtifactsPort, RunnerPort, compatible_plates
+from .preprocessing import SpecField, spec_fields
+
+SAMPLE_CROPS = 256
+"""Real crops the ONNX export is verified on."""
 
 
 class TrainingService:
@@ -18,12 +37,23 @@ class TrainingService:
 
     Parameters
     ----------
-    tables : Tables
+    tables, objects, keys
+        Registry, object store, key layout.
+    artifacts : ArtifactsPort
+        Artifact records and message logs.
+    runner : RunnerPort or None
+        Starts the ``train`` workflow (None: :meth:`train` is unavailable, as on AWS before issue 10).
     """
 
-    def __init__(self, tables: Tables) -> None:
+    def __init__(self, tables: Tables, objects: ObjectStore, keys: Keys, artifacts: ArtifactsPort,
+                 runner: RunnerPort | None = None) -> None:
         self._t = tables
+        self._objects = objects
+        self._keys = keys
+        self._artifacts = artifacts
+        self._runner = runner
 
+    # ------------------------------------------------------------------ specs
     def create_embedding(self, spec: dict[str, Any]) -> dict[str, Any]:
         """Validate and register a spec; :class:`Conflict` if the name is taken."""
         parsed = EmbeddingSpec.from_dict(spec)
@@ -67,3 +97,236 @@ class TrainingService:
         except self._t.embedding_specs.DoesNotExist:
             raise NotFound(f"no embedding spec {name!r}") from None
         return EmbeddingSpec.from_dict(row.spec)
+
+    # ------------------------------------------------------------------ train runs
+    def create_trainings(self, spec: str, holdout: str = "none", epochs: int | None = None,
+                         seed: int | None = None) -> list[dict[str, Any]]:
+        """The train runs of one hold-out mode (``none`` | ``compound`` | ``folds``, see
+        :mod:`bioims.training.folds`), created with their filters, or found if they exist.
+
+        ``epochs`` and ``seed`` override the spec's training settings."""
+        s = self.spec(spec)
+        if holdout not in HOLDOUT_MODES:
+            raise InvalidInput(f"holdout must be one of {', '.join(HOLDOUT_MODES)}, got {holdout!r}")
+        settings = _override(s.training, epochs=epochs, seed=seed)
+        fields = self._fields(s, preprocessed=False)
+        if not any(f.cells for f in self._fields(s)):
+            raise InvalidInput(f"no preprocessed fields under spec {s.name}; run `bioims preprocess {s.name}`")
+        category = settings.label_category
+        compound_moa = {f.compound: f.metadata.get(category) for f in fields if f.compound}
+        plan = holdout_plan(holdout, compound_moa, folds=settings.folds, seed=settings.seed)
+        runs = []
+        for index, held in enumerate(plan):
+            digest = stable_id(s.name, s.to_dict(), holdout, held, settings.__dict__, length=8)
+            train_id = f"{s.name}-{holdout}-{index}-{digest}"
+            runs.append(self._create_run(train_id, s, settings, holdout, held, fields))
+        return runs
+
+    def _create_run(self, train_id: str, spec: EmbeddingSpec, settings: TrainingSettings, mode: str,
+                    held: list[str], fields: list[SpecField]) -> dict[str, Any]:
+        try:
+            return to_dict(self._t.train_runs.get(train_id))
+        except self._t.train_runs.DoesNotExist:
+            pass
+        held_set = set(held)
+        excluded = sorted(f.image_id for f in fields if f.compound in held_set)
+        filter_uri = self._keys.model(train_id, "filter.json")
+        self._objects.put_json(filter_uri, excluded)
+        self._artifacts.create_artifact(train_id, filter_uri, train_id=train_id, type="train-filter")
+        message_id = self._artifacts.create_message(
+            f"train run {train_id} created: spec {spec.name}, holdout {mode} {held}, {len(excluded)} fields filtered")
+        row = self._t.train_runs(train_id, spec_name=spec.name, created_at=iso(), status="created", holdout=held,
+                                 filter_uri=filter_uri, filter_count=len(excluded), message_id=message_id,
+                                 settings={**settings.__dict__, "holdout_mode": mode})
+        try:
+            row.save(condition=self._t.train_runs.train_id.does_not_exist())
+        except PutError as e:
+            if not condition_failed(e):
+                raise
+        return to_dict(self._t.train_runs.get(train_id))
+
+    def get_training(self, train_id: str) -> dict[str, Any]:
+        """A train run: spec, holdout, filter count and URI, status, timestamps, metrics, model URIs."""
+        return to_dict(self._run(train_id))
+
+    def get_embedding_trainings(self, name: str) -> list[dict[str, Any]]:
+        """The train runs of a spec, oldest first."""
+        self.spec(name)
+        return [to_dict(r) for r in self._t.train_runs.by_spec.query(name)]
+
+    def get_training_filter(self, train_id: str) -> list[str]:
+        """The image ids a run does not train on (its held-out compounds' fields)."""
+        row = self._run(train_id)
+        return list(self._objects.get_json(row.filter_uri)) if row.filter_uri else []
+
+    def get_training_job_info(self, train_id: str) -> dict[str, Any]:
+        """Progress of a run's job: status, epochs done, per-epoch history, best epoch, message log."""
+        row = self._run(train_id)
+        metrics = row.metrics or {}
+        messages = self._artifacts.list_messages(row.message_id) if row.message_id else []
+        return {"train_id": train_id, "status": row.status, "error": row.error,
+                "epochs": (row.settings or {}).get("epochs"), "epochs_done": len(metrics.get("history", [])),
+                "best_epoch": metrics.get("best_epoch"), "history": metrics.get("history", []),
+                "started_at": row.started_at, "finished_at": row.finished_at, "messages": messages}
+
+    def delete_training(self, train_id: str) -> dict[str, Any]:
+        """Delete a run, its stored objects and artifact records; :class:`Conflict` while it runs."""
+        row = self._run(train_id)
+        if row.status == "running":
+            raise Conflict(f"train run {train_id} is running; stop its job first")
+        uris = list(self._objects.list(self._keys.models_root(train_id)))
+        for uri in uris:
+            self._objects.delete(uri)
+        self._artifacts.delete_artifacts(train_id)
+        row.delete()
+        return {"deleted": train_id, "objects": len(uris)}
+
+    def train(self, spec: str, holdout: str = "none", epochs: int | None = None,
+              seed: int | None = None) -> dict[str, Any]:
+        """Create (or find) the runs of a hold-out mode and start the ``train`` workflow over the ones
+        not complete; returns ``{"execution_id", "train_ids"}`` at once."""
+        if self._runner is None:
+            raise InvalidInput("this runtime has no job runner; train with `bioims train` on a machine")
+        runs = self.create_trainings(spec, holdout, epochs, seed)
+        ids = [r["train_id"] for r in runs]
+        return {"execution_id": self._runner.start("train", {"train_ids": ids}), "train_ids": ids}
+
+    def _run(self, train_id: str) -> Any:
+        if not isinstance(train_id, str) or not train_id:
+            raise InvalidInput("train id must be a non-empty string")
+        try:
+            return self._t.train_runs.get(train_id)
+        except self._t.train_runs.DoesNotExist:
+            raise NotFound(f"no train run {train_id!r}") from None
+
+    def _fields(self, spec: EmbeddingSpec, preprocessed: bool = True) -> list[SpecField]:
+        plates = [p["plate_id"] for p in self.get_compatible_plates(spec.name)]
+        return spec_fields(self._t, spec.name, plates, preprocessed=preprocessed)
+
+    # ------------------------------------------------------------------ the training job
+    def run_training(self, train_id: str, *, threads: int | None = None, progress: bool = False) -> dict[str, Any]:
+        """Train a run (resuming from its checkpoint), export and verify its ONNX model, write its model
+        card; the body of the ``train-model`` job step (not an API operation: it needs torch).
+
+        Returns ``{"train_id", "status", "onnx_uri", "card_uri", "best_epoch", "epochs_done",
+        "validation_nsc", "seconds", "skipped"}``; a run already complete is returned as it is."""
+        row = self._run(train_id)
+        if row.status == "complete":
+            return {**self._summary(row), "skipped": True}
+        started = time.perf_counter()
+        resumed = row.started_at is not None
+        row.update(actions=[self._t.train_runs.status.set("running"), self._t.train_runs.error.remove(),
+                            self._t.train_runs.started_at.set(row.started_at or utcnow())])
+        self._log(row, "training resumed" if resumed else "training started")
+        try:
+            summary = self._train(row, threads=threads, progress=progress)
+        except BaseException as e:
+            reason = e.message if isinstance(e, BioimsError) else f"{type(e).__name__}: {e}"
+            row.update(actions=[self._t.train_runs.status.set("failed"), self._t.train_runs.error.set(reason),
+                                self._t.train_runs.finished_at.set(utcnow())])
+            self._log(row, f"training failed: {reason}")
+            raise
+        self._log(row, f"training complete in {time.perf_counter() - started:.0f} s: best epoch "
+                       f"{summary['best_epoch']}, export verified (max abs diff {summary['max_abs_diff']:.2g})")
+        return {**self._summary(self._run(train_id)), "seconds": round(time.perf_counter() - started, 1),
+                "skipped": False}
+
+    def _summary(self, row: Any) -> dict[str, Any]:
+        metrics = row.metrics or {}
+        uris = row.model_uris.as_dict() if row.model_uris else {}
+        return {"train_id": row.train_id, "holdout": list(row.holdout or []), "status": row.status,
+                "onnx_uri": uris.get("onnx"), "card_uri": uris.get("card"), "best_epoch": metrics.get("best_epoch"),
+                "epochs_done": len(metrics.get("history", [])), "validation_nsc": metrics.get("best_validation_nsc")}
+
+    def _log(self, row: Any, message: str) -> None:
+        if row.message_id:
+            self._artifacts.add_message(row.message_id, message)
+
+    def _train(self, row: Any, *, threads: int | None, progress: bool) -> dict[str, Any]:
+        from ..jobs.runner import default_workers
+        from ..training import export, trainer
+        from ..training.data import INPUT_SCALE, FieldRef, crop_shape, load_crops, split_validation
+
+        settings_doc = dict(row.settings or {})
+        mode = settings_doc.pop("holdout_mode", "none")
+        settings = TrainingSettings(**settings_doc)
+        spec = replace(self.spec(row.spec_name), training=settings)
+        excluded = set(self.get_training_filter(row.train_id))
+        category = settings.label_category
+        fields = [f for f in self._fields(spec) if f.image_id not in excluded and f.metadata.get(category)
+                  and f.cells and f.crops_uri]
+        if not fields:
+            raise InvalidInput(f"train run {row.train_id} has no labelled ({category}) preprocessed fields to "
+                               f"train on")
+        classes = sorted({str(f.metadata[category]) for f in fields})
+        compounds = sorted({str(f.compound) for f in fields})
+        refs = [FieldRef(f.image_id, str(f.crops_uri), int(f.cells or 0), classes.index(str(f.metadata[category])),
+                         compounds.index(str(f.compound)), f"{f.plate_id}/{f.well}") for f in fields]
+        train_refs, val_refs = split_validation(refs, settings.validation_fraction, settings.seed)
+        control = classes.index(CONTROL) if CONTROL in classes else None
+        def on_epoch(entry: dict[str, Any], state: trainer.TrainState) -> None:
+            row.update(actions=[self._t.train_runs.metrics.set({"history": state.history,
+                                                                "best_epoch": state.best_epoch})])
+            self._log(row, f"epoch {entry['epoch']}: loss {entry['loss']:.4f}, validation NSC "
+                           f"{entry['validation_nsc']}, {entry['crops_per_second']:.0f} crops/s")
+
+        run = trainer.Run(self._keys.model(row.train_id, "checkpoint.pt"), self._keys.model(row.train_id, "best.pt"))
+        model, state, stream = trainer.train(spec, settings, train_refs, val_refs, self._objects, run,
+                                             control_label=control, threads=threads or default_workers(),
+                                             progress=progress, desc=row.train_id, on_epoch=on_epoch)
+        if stream.skipped:
+            self._log(row, f"{len(stream.skipped)} fields skipped: " + "; ".join(
+                f"{k}: {v}" for k, v in list(stream.skipped.items())[:5]))
+        if len(stream.skipped) >= len(stream.fields):
+            raise InvalidInput(f"every field of train run {row.train_id} was skipped: "
+                               f"{next(iter(stream.skipped.values()))}")
+        shape = crop_shape(spec)
+        sample_fields = [f for f in val_refs + train_refs if f.image_id not in stream.skipped]
+        sample = []
+        for f in sample_fields:
+            sample.append(load_crops(self._objects, f.crops_uri, shape))
+            if sum(len(s) for s in sample) >= SAMPLE_CROPS:
+                break
+        crops = np.concatenate(sample)[:SAMPLE_CROPS]
+        label_map = dict(enumerate(classes))
+        properties = {"train_id": row.train_id, "spec": spec.to_dict(), "label_map": label_map,
+                      "label_category": category, "input_shape": list(shape),
+                      "input_scale": repr(INPUT_SCALE), "embedding_length": spec.embedding_length,
+                      "holdout": list(row.holdout or [])}
+        onnx_bytes = export.export_onnx(model, crops, properties)
+        verification = export.verify(model, onnx_bytes, crops)
+        onnx_uri = self._keys.model(row.train_id, "model.onnx")
+        card_uri = self._keys.model(row.train_id, "model-card.json")
+        self._objects.put_bytes(onnx_uri, onnx_bytes)
+        best = next((h for h in state.history if h["epoch"] == state.best_epoch), None)
+        metrics = {"best_epoch": state.best_epoch, "best_validation_nsc": best and best["validation_nsc"],
+                   "stopped_early": state.stopped_early, "resumed_from": state.resumed_from,
+                   "history": state.history, "verification": verification}
+        card = {"train_id": row.train_id, "spec": spec.to_dict(), "network": spec.network, "loss": spec.loss,
+                "holdout_mode": mode, "holdout": list(row.holdout or []), "filter_count": int(row.filter_count or 0),
+                "classes": label_map, "label_category": category, "compounds_trained": len(compounds),
+                "data": {"train_fields": len(train_refs), "validation_fields": len(val_refs),
+                         "train_crops": stream.crops, "skipped_fields": len(stream.skipped)},
+                "input": {"name": "crops", "shape": ["N", *shape], "dtype": "float32",
+                          "scale": properties["input_scale"]},
+                "output": {"name": "embedding", "shape": ["N", spec.embedding_length], "normalized": "L2"},
+                "metrics": metrics, "onnx_uri": onnx_uri, "onnx_bytes": len(onnx_bytes), "created_at": iso()}
+        self._objects.put_json(card_uri, card)
+        for uri, kind, size in ((onnx_uri, "onnx", len(onnx_bytes)), (card_uri, "model-card", None),
+                                (run.checkpoint_uri, "checkpoint", None), (run.best_uri, "weights", None)):
+            self._artifacts.create_artifact(row.train_id, uri, train_id=row.train_id, type=kind, size=size)
+        row.update(actions=[self._t.train_runs.status.set("complete"), self._t.train_runs.metrics.set(metrics),
+                            self._t.train_runs.model_uris.set({"onnx": onnx_uri, "card": card_uri,
+                                                               "checkpoint": run.checkpoint_uri,
+                                                               "weights": run.best_uri}),
+                            self._t.train_runs.finished_at.set(utcnow())])
+        return {"best_epoch": state.best_epoch, "max_abs_diff": verification["max_abs_diff"]}
+
+
+def _override(settings: TrainingSettings, **values: Any) -> TrainingSettings:
+    """Settings with the given (non-None) values replaced, validated like a spec's."""
+    changed = {k: v for k, v in values.items() if v is not None}
+    for key, value in changed.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < (1 if key == "epochs" else 0):
+            raise InvalidInput(f"{key} must be an integer >= {1 if key == 'epochs' else 0}, got {value!r}")
+    return replace(settings, **changed)

@@ -6,6 +6,7 @@ Every stored object's URI is built here, so the layout can be read (and changed)
     {root}/specs/{spec}/plates/{plate_id}/flatfield-{channel}.npy
     {root}/specs/{spec}/plates/{plate_id}/fields/{image_id}-crops.npy   (N, C, H, W) uint16
     {root}/specs/{spec}/plates/{plate_id}/fields/{image_id}-rois.json   coordinates, labels, subclasses
+    {root}/models/{train_id}/{name}                                      a train run's filter, checkpoints, model
     {root}/jobs/{job_id}/params.json                                     parameters of an array job
     {root}/profiles/{name}/{level}.parquet                               a named profile set (well, treatment)
     {root}/profiles/{name}/profiles.json                                 its processing and counts
@@ -37,6 +38,14 @@ class Keys:
     def rois(self, spec: str, plate_id: str, image_id: str) -> str:
         """A field's crop coordinates, label and subclass indices (JSON); written last (commit marker)."""
         return join(self.root, "specs", spec, "plates", plate_id, "fields", f"{image_id}-rois.json")
+
+    def model(self, train_id: str, name: str) -> str:
+        """A train run's objects: ``filter.json`` (excluded image ids), ``checkpoint.pt`` (latest epoch),
+        ``best.pt`` (best weights), ``model.onnx``, ``model-card.json``."""
+        return join(self.root, "models", train_id, name)
+
+    def models_root(self, train_id: str) -> str:
+        return join(self.root, "models", train_id)
 
     def job_params(self, job_id: str) -> str:
         """The parameter list of an AWS Batch array job (child i runs element i)."""

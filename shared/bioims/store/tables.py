@@ -256,6 +256,7 @@ class TrainRun(Model):
     metrics = JSONAttribute(null=True)
     settings = JSONAttribute(null=True)
     message_id = UnicodeAttribute(null=True)
+    error = UnicodeAttribute(null=True)
     started_at = UTCDateTimeAttribute(null=True)
     finished_at = UTCDateTimeAttribute(null=True)
 

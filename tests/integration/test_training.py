@@ -1,0 +1,209 @@
+"""Training end to end on the tiny synthetic screen against a real dynalite: hold-out plans and their
+filters, training jobs producing verified ONNX models, kill-and-resume, idempotence, bad crops."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from bioims.datasets.loaddata import read_loaddata
+from bioims.datasets.synth import IMAGE_CSV, MOA_CSV, synthesize
+from bioims.errors import InvalidInput, NotFound
+from bioims.ids import new_id
+from bioims.jobs.runner import LocalPool
+from bioims.runtime import local
+from bioims.store.objects import uri_to_path
+from bioims.training import metadata, trainer
+from bioims.training.data import FieldRef, crop_shape, load_crops, to_input
+
+SPEC = {"name": "tiny-train", "input": {"width": 160, "height": 128, "depth": 1, "channels": ["DAPI", "Tubulin", "Actin"]},
+        "segmentation_channel": "DAPI", "roi_size": 32, "min_nucleus_voxels": 30, "embedding_length": 16,
+        "flatfield": {"sigma": 20.0},
+        "training": {"epochs": 2, "batch_size": 32, "folds": 2, "patience": 50, "validation_fraction": 0.25}}
+
+
+@pytest.fixture(scope="module")
+def screen(stack_settings, tmp_path_factory):
+    """The tiny screen ingested, processed and preprocessed under SPEC (shared by the module's tests)."""
+    tmp = tmp_path_factory.mktemp("train")
+    settings = stack_settings.with_(table_prefix=f"tr{new_id()[:8]}-", artifact_uri=(tmp / "artifacts").as_uri())
+    c = local(settings)
+    synthesize(tmp / "tiny", "tiny", seed=3)
+    summary = c.images.ingest(read_loaddata(tmp / "tiny" / IMAGE_CSV, moa_csv=tmp / "tiny" / MOA_CSV))
+    c.artifacts.set_parameter("thumbnail-widths", [32])
+    c.training.create_embedding(SPEC)
+    with LocalPool(c, workers=2) as pool:
+        for plate_id in summary.plate_ids:
+            c.runner.run(c, "process-plate", {"plate_id": plate_id}, pool=pool)
+        c.runner.run(c, "preprocess", {"spec": SPEC["name"]}, pool=pool)
+    return c
+
+
+def compounds_of(c, image_ids):
+    return {c.images.get_image_info(i)["metadata"]["compound"] for i in image_ids}
+
+
+def test_fold_runs_filters_and_verified_models(screen):
+    c = screen
+    runs = c.training.create_trainings(SPEC["name"], "folds")
+    fields = c.training._fields(c.training.spec(SPEC["name"]), preprocessed=False)
+    moa = {f.compound: f.metadata["moa"] for f in fields}
+    annotated = sorted(k for k, v in moa.items() if v != "DMSO")
+    assert len(annotated) == 8 and len(runs) == 2
+    assert sorted(x for r in runs for x in r["holdout"]) == annotated
+    for r in runs:
+        assert len({moa[x] for x in r["holdout"]}) == len(r["holdout"])  # at most one compound per MOA
+        excluded = c.training.get_training_filter(r["train_id"])
+        assert r["filter_count"] == len(excluded) > 0
+        assert sorted(excluded) == sorted(f.image_id for f in fields if f.compound in r["holdout"])
+        assert compounds_of(c, excluded) == set(r["holdout"])
+        assert r["status"] == "created" and r["spec_name"] == SPEC["name"]
+    assert [r["train_id"] for r in c.training.create_trainings(SPEC["name"], "folds")] == [r["train_id"] for r in runs]
+
+    first = runs[0]["train_id"]
+    output = c.runner.run(c, "train", {"train_ids": [first]})["output"]
+    assert output["failed"] == 0 and output["models"][0]["status"] == "complete"
+    run = c.training.get_training(first)
+    assert run["status"] == "complete" and run["finished_at"] and run["metrics"]["best_epoch"] in (1, 2)
+    assert run["metrics"]["verification"]["max_abs_diff"] <= 1e-4
+    assert len(run["metrics"]["history"]) == 2
+    session = ort.InferenceSession(str(uri_to_path(run["model_uris"]["onnx"])), providers=["CPUExecutionProvider"])
+    meta = metadata.decode(session.get_modelmeta().custom_metadata_map)
+    assert meta["train_id"] == first and meta["holdout"] == runs[0]["holdout"]
+    assert meta["input_shape"] == [3, 32, 32] and meta["embedding_length"] == 16
+    assert sorted(meta["label_map"].values()) == sorted(set(moa.values()))
+    assert meta["spec"]["name"] == SPEC["name"]
+    spec = c.training.spec(SPEC["name"])
+    some = next(f for f in c.training._fields(spec) if f.cells)
+    crops = load_crops(c.objects, some.crops_uri, crop_shape(spec))
+    z = session.run(None, {"crops": crops.astype(np.float32) * np.float32(meta["input_scale"])})[0]
+    assert z.shape == (len(crops), 16) and np.allclose(np.linalg.norm(z, axis=1), 1, atol=1e-5)
+    card = c.objects.get_json(run["model_uris"]["card"])
+    assert card["holdout"] == runs[0]["holdout"] and card["data"]["train_fields"] > card["data"]["validation_fields"] > 0
+    kinds = {a["type"] for a in c.artifacts.get_artifacts(first, first)}
+    assert {"onnx", "model-card", "checkpoint", "weights", "train-filter"} <= kinds
+    info = c.training.get_training_job_info(first)
+    assert info["epochs_done"] == 2 and any("complete" in m["message"] for m in info["messages"])
+    again = c.training.run_training(first)
+    assert again["skipped"] and again["onnx_uri"] == run["model_uris"]["onnx"]
+    assert [r["train_id"] for r in c.training.get_embedding_trainings(SPEC["name"])] == [r["train_id"] for r in runs] \
+        or {r["train_id"] for r in c.training.get_embedding_trainings(SPEC["name"])} >= {r["train_id"] for r in runs}
+
+
+def test_holdout_modes_and_bad_requests(screen):
+    c = screen
+    none = c.training.create_trainings(SPEC["name"], "none", epochs=1)
+    assert len(none) == 1 and none[0]["holdout"] == [] and none[0]["filter_count"] == 0
+    per_compound = c.training.create_trainings(SPEC["name"], "compound", epochs=1)
+    assert len(per_compound) == 8 and all(len(r["holdout"]) == 1 for r in per_compound)
+    with pytest.raises(InvalidInput, match="holdout must be one of"):
+        c.training.create_trainings(SPEC["name"], "random")
+    with pytest.raises(InvalidInput, match="epochs must be an integer >= 1"):
+        c.training.create_trainings(SPEC["name"], "none", epochs=0)
+    with pytest.raises(NotFound, match="no embedding spec"):
+        c.training.create_trainings("nope", "none")
+    with pytest.raises(NotFound, match="no train run"):
+        c.training.get_training("nope")
+    with pytest.raises(InvalidInput, match="too small for the seed network"):
+        c.training.create_embedding({**SPEC, "name": "tiny-seed", "network": "seed", "roi_size": 24})
+    with pytest.raises(InvalidInput, match="network must be one of"):
+        c.training.create_embedding({**SPEC, "name": "tiny-vit", "network": "vit"})
+    deleted = c.training.delete_training(per_compound[0]["train_id"])
+    assert deleted["objects"] == 1  # its filter
+    with pytest.raises(NotFound):
+        c.training.get_training(per_compound[0]["train_id"])
+
+
+def test_killed_training_resumes_from_its_checkpoint(screen):
+    c = screen
+    run = c.training.create_trainings(SPEC["name"], "none", epochs=12)[0]
+    train_id = run["train_id"]
+    checkpoint = uri_to_path(c.keys.model(train_id, "checkpoint.pt"))
+    env = {**os.environ, **c.settings.to_env(), "BIOIMS_DYNAMODB_URL": c.tables.host}
+    proc = subprocess.Popen([sys.executable, "-m", "bioims.jobs", "train-model", "--params",
+                             json.dumps({"train_id": train_id})], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not checkpoint.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert checkpoint.exists()
+    assert c.training.get_training(train_id)["status"] == "running"  # killed: never marked complete
+    done = c.training.run_training(train_id)
+    run = c.training.get_training(train_id)
+    assert done["status"] == "complete" and run["metrics"]["resumed_from"]
+    assert 1 <= run["metrics"]["resumed_from"][0] < 12
+    assert [h["epoch"] for h in run["metrics"]["history"]] == list(range(1, 13))
+
+
+def test_resumed_training_equals_uninterrupted(screen, tmp_path, monkeypatch):
+    """Interrupt a run inside its second epoch; the resumed run ends with bit-identical weights."""
+    c = screen
+    spec = c.training.spec(SPEC["name"])
+    settings = replace(spec.training, epochs=3)
+    fields = [f for f in c.training._fields(spec) if f.cells]
+    classes = sorted({f.metadata["moa"] for f in fields})
+    compounds = sorted({f.compound for f in fields})
+    refs = [FieldRef(f.image_id, f.crops_uri, f.cells, classes.index(f.metadata["moa"]), compounds.index(f.compound),
+                     f.well) for f in fields]
+    train_refs, val_refs = refs[::2], refs[1::2]
+
+    def fit(name):
+        run = trainer.Run((tmp_path / f"{name}.pt").as_uri(), (tmp_path / f"{name}-best.pt").as_uri())
+        return trainer.train(spec, settings, train_refs, val_refs, c.objects, run, threads=1)
+
+    original = trainer.augment
+    calls = {"n": 0, "die": -1}
+
+    def counting(x, generator):
+        calls["n"] += 1
+        if calls["n"] == calls["die"]:
+            raise KeyboardInterrupt
+        return original(x, generator)
+
+    monkeypatch.setattr(trainer, "augment", counting)
+    straight, state, _ = fit("a")
+    first_epoch = state.history[0]["batches"]
+    assert state.history[1]["batches"] >= 2
+    calls.update(n=0, die=first_epoch + 2)  # the second batch of epoch 2
+
+    with pytest.raises(KeyboardInterrupt):
+        fit("b")
+    resumed, state_b, _ = fit("b")
+    assert state_b.resumed_from and state_b.history == [
+        {**h, "seconds": g["seconds"], "crops_per_second": g["crops_per_second"]}
+        for h, g in zip(state.history, state_b.history)]
+    for (name, p), q in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(p, q), name
+
+
+def test_bad_crops_are_skipped_and_reported(screen):
+    c = screen
+    spec = c.training.spec(SPEC["name"])
+    victim = next(f for f in c.training._fields(spec) if f.cells)
+    good = c.objects.get_bytes(victim.crops_uri)
+    buffer = io.BytesIO()
+    np.save(buffer, np.zeros((3, 3, 20, 20), np.uint16))  # an ROI size the spec does not have
+    c.objects.put_bytes(victim.crops_uri, buffer.getvalue())
+    try:
+        run = c.training.create_trainings(SPEC["name"], "none", epochs=1, seed=7)[0]
+        done = c.training.run_training(run["train_id"])
+        assert done["status"] == "complete"
+        card = c.objects.get_json(c.training.get_training(run["train_id"])["model_uris"]["card"])
+        assert card["data"]["skipped_fields"] == 1
+        messages = " ".join(m["message"] for m in c.training.get_training_job_info(run["train_id"])["messages"])
+        assert victim.image_id in messages and "(3, 20, 20)" in messages and "(3, 32, 32)" in messages
+    finally:
+        c.objects.put_bytes(victim.crops_uri, good)
