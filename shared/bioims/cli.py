@@ -530,7 +530,8 @@ def _train_human(r: dict[str, Any]) -> None:
 @click.option("--holdout", type=click.Choice(["none", "compound", "folds"]), default="none", show_default=True,
               help="none: one model on every compound; compound: one model per left-out compound; folds: K "
                    "models, each holding out at most one compound per MOA.")
-@click.option("--epochs", type=int, default=None, help="Override the spec's training.epochs.")
+@click.option("--epochs", type=int, default=None,
+              help="Override the spec's training.epochs (0: export the untrained network, a baseline).")
 @click.option("--seed", type=int, default=None, help="Override the spec's training.seed.")
 @click.option("--workers", type=int, default=1, show_default=True,
               help="Runs trained at once (the CPU cores are shared among them).")
@@ -650,25 +651,76 @@ def _evaluate_human(r: dict[str, Any]) -> None:
 
 
 @command(main, human=_evaluate_human)
-@click.option("--profiles", "profile_set", required=True, help="The named profile set to evaluate.")
+@click.argument("train_ids", metavar="[TRAIN_ID]...", nargs=-1)
+@click.option("--profiles", "profile_set", help="A named profile set to evaluate (instead of train runs).")
 @click.option("--metric", type=click.Choice(["pearson", "cosine", "euclidean"]), default=None,
-              help="Similarity (default: the profile set's).")
+              help="Similarity (default: the profile set's; cosine for embeddings).")
 @click.option("--level", type=click.Choice(["treatment"]), default="treatment", show_default=True)
+@click.option("--no-normalize", is_flag=True, help="Embeddings: skip the per-plate standardisation to DMSO wells.")
 @click.option("--report", "report_path", type=click.Path(path_type=Path), help="Write an HTML report here.")
-def evaluate(obj: Ctx, profile_set: str, metric: str | None, level: str, report_path: Path | None) -> dict[str, Any]:
-    """NSC / NSCB / compound-level accuracy and mAP of MOA retrieval at treatment level."""
+def evaluate(obj: Ctx, train_ids: tuple[str, ...], profile_set: str | None, metric: str | None, level: str,
+             no_normalize: bool, report_path: Path | None) -> dict[str, Any]:
+    """NSC / NSCB / compound-level accuracy and mAP of MOA retrieval at treatment level, of a profile set
+    or of train runs' embeddings (hold-out runs answer only for the compounds they never saw)."""
     from .evaluation.evaluate import evaluate as run_evaluation
     from .evaluation.report import write_report
 
     c = obj.container
-    info = c.profiles.info(profile_set)
-    metric = metric or info["processing"]["metric"]
-    treatments = c.profiles.read(profile_set, level)
-    result = run_evaluation(treatments, metric=metric)
+    if bool(train_ids) == bool(profile_set):
+        raise click.UsageError("give TRAIN_ID... or --profiles NAME")
+    if profile_set:
+        metric = metric or c.profiles.info(profile_set)["processing"]["metric"]
+        treatments = c.profiles.read(profile_set, level)
+        result = run_evaluation(treatments, metric=metric)
+        title = profile_set
+    else:
+        metric = metric or "cosine"
+        result, treatments = c.embedding.evaluate(list(train_ids), metric=metric, normalize=not no_normalize)
+        title = ", ".join(train_ids) if len(train_ids) < 4 else f"{train_ids[0]} and {len(train_ids) - 1} more"
     report = None
     if report_path:
-        report = str(write_report(result, treatments, report_path, title=f"{profile_set} ({metric})", metric=metric))
+        report = str(write_report(result, treatments, report_path, title=f"{title} ({metric})", metric=metric))
     return result.to_document(report=report)
+
+
+def _embed_human(r: dict[str, Any]) -> None:
+    click.echo(f"{r['fields']} fields embedded ({r['cells']} cells) on {r['plates']} plates ({r['skipped']} already "
+               f"done), {r['empty']} empty fields, {r['failed']} failed, {r['seconds']} s")
+    for failure in r["failures"][:10]:
+        click.echo(f"  failed: {failure.get('image_id') or failure.get('plate_id')}: {failure['failure']}")
+
+
+@command(main, human=_embed_human)
+@click.argument("train_id")
+@click.option("--plate", "plates", multiple=True, help="Only these plates (id or source id; repeatable).")
+@click.option("--workers", type=int, default=None, help="Processes (default: the CPU count).")
+@click.option("--force", is_flag=True, help="Recompute embeddings that exist.")
+def embed(obj: Ctx, train_id: str, plates: tuple[str, ...], workers: int | None, force: bool) -> dict[str, Any]:
+    """Cell, field (and, on demand, well and treatment) embeddings of a train run's model with ONNX Runtime."""
+    from .jobs.runner import LocalPool, default_workers
+
+    c = obj.container
+    c.embedding.plates(train_id)
+    plate_ids = [c.images.get_plate(p)["plate_id"] for p in plates] or None
+    with LocalPool(c, workers=workers or default_workers(), progress=obj.progress) as pool:
+        execution = c.runner.run(c, "embed", {"train_id": train_id, "plate_ids": plate_ids, "force": force},
+                                 pool=pool)
+    return execution["output"] | {"execution_id": execution["execution_id"]}
+
+
+@command(main, "export", human=_kv)
+@click.argument("train_id")
+@click.option("--parquet", "out", required=True, type=click.Path(path_type=Path), help="Output Parquet file.")
+@click.option("--level", type=click.Choice(["field", "well", "treatment"]), default="well", show_default=True)
+@click.option("--no-normalize", is_flag=True, help="Treatment level: skip the per-plate standardisation to DMSO.")
+def export(obj: Ctx, train_id: str, out: Path, level: str, no_normalize: bool) -> dict[str, Any]:
+    """pycytominer-style profiles of a run's embeddings: Metadata_* columns + emb_* features."""
+    from .profiles.io import feature_columns, write_profiles
+    from .store.objects import write_file_atomic
+
+    table = obj.container.embedding.profiles(train_id, level, normalize=not no_normalize)
+    write_file_atomic(out, write_profiles(table))
+    return {"path": str(out), "level": level, "rows": len(table), "features": len(feature_columns(table))}
 
 
 # ----------------------------------------------------------------------------------- configuration etc.
@@ -806,7 +858,7 @@ def serve(obj: Ctx, host: str, port: int) -> None:
 
 
 @command(main, "call")
-@click.argument("service", type=click.Choice(["image-management", "artifact", "tags", "training"]))
+@click.argument("service", type=click.Choice(["image-management", "artifact", "tags", "training", "embedding"]))
 @click.argument("method")
 @click.argument("arguments", required=False, default="{}")
 @click.option("--url", help="Call a running `bioims serve` (e.g. http://127.0.0.1:8700) instead of in-process.")

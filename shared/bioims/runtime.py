@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .services.artifact import ArtifactService
+from .services.embedding import EmbeddingService
 from .services.image_management import ImageManagementService, RunnerPort
 from .services.preprocessing import PreprocessingService
 from .services.profiles import ProfileSets
@@ -39,12 +40,14 @@ class Container:
     training: TrainingService
     preprocessing: PreprocessingService
     profiles: ProfileSets
+    embedding: EmbeddingService
     runner: RunnerPort | None
 
     def service(self, name: str) -> Any:
-        """The service object behind an API name (``image-management``, ``artifact``, ``tags``, ``training``)."""
+        """The service object behind an API name (``image-management``, ``artifact``, ``tags``, ``training``,
+        ``embedding``)."""
         services = {"image-management": self.images, "artifact": self.artifacts, "tags": self.tags,
-                    "training": self.training}
+                    "training": self.training, "embedding": self.embedding}
         try:
             return services[name]
         except KeyError:
@@ -59,8 +62,9 @@ def build(settings: Settings, tables: Tables, objects: ObjectStore, runner: Runn
     preprocessing = PreprocessingService(tables, objects, keys, training, tags, artifacts)
     images = ImageManagementService(tables, objects, keys, tags, artifacts, runner, preprocessing)
     profiles = ProfileSets(tables, objects, keys, artifacts)
+    embedding = EmbeddingService(tables, objects, keys, artifacts, training, runner)
     return Container(settings, tables, objects, keys, artifacts, tags, images, training, preprocessing, profiles,
-                     runner)
+                     embedding, runner)
 
 
 def local(settings: Settings | None = None) -> Container:

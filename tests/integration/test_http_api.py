@@ -49,7 +49,7 @@ def test_http_clients_give_the_services_results(server: str, container: Containe
 
 def test_one_address_one_prefix_per_service(server: str) -> None:
     assert requests.get(f"{server}/health", timeout=5).json() == {
-        "status": "ok", "services": ["artifact", "image-management", "tags", "training"]}
+        "status": "ok", "services": ["artifact", "embedding", "image-management", "tags", "training"]}
     for method, path, status, code, message in [
         ("GET", "/search/searches/1", 404, "NotFound", "no service at /search; services: /artifact, "),
         ("GET", "/tags/no/such/route", 404, "NotFound", "no route GET /tags/no/such/route"),

@@ -105,12 +105,16 @@ def test_holdout_modes_and_bad_requests(screen):
     c = screen
     none = c.training.create_trainings(SPEC["name"], "none", epochs=1)
     assert len(none) == 1 and none[0]["holdout"] == [] and none[0]["filter_count"] == 0
+    untrained = c.training.create_trainings(SPEC["name"], "none", epochs=0)[0]
+    assert untrained["train_id"] != none[0]["train_id"]
+    done = c.training.run_training(untrained["train_id"])  # the untrained baseline: seeded weights, exported
+    assert (done["status"], done["epochs_done"]) == ("complete", 0) and done["onnx_uri"].endswith("model.onnx")
     per_compound = c.training.create_trainings(SPEC["name"], "compound", epochs=1)
     assert len(per_compound) == 8 and all(len(r["holdout"]) == 1 for r in per_compound)
     with pytest.raises(InvalidInput, match="holdout must be one of"):
         c.training.create_trainings(SPEC["name"], "random")
-    with pytest.raises(InvalidInput, match="epochs must be an integer >= 1"):
-        c.training.create_trainings(SPEC["name"], "none", epochs=0)
+    with pytest.raises(InvalidInput, match="epochs must be an integer >= 0"):
+        c.training.create_trainings(SPEC["name"], "none", epochs=-1)
     with pytest.raises(NotFound, match="no embedding spec"):
         c.training.create_trainings("nope", "none")
     with pytest.raises(NotFound, match="no train run"):

@@ -51,7 +51,8 @@ SEED_OPERATIONS = {
 }
 """The seed's Lambda methods of these services (MISSION.md, last table)."""
 
-INTERNAL_METHODS = {"image-management": {"ingest", "plate_id_for", "thumbnail_widths"}, "training": {"spec", "run_training"}}
+INTERNAL_METHODS = {"image-management": {"ingest", "plate_id_for", "thumbnail_widths"},
+                    "training": {"spec", "run_training"}, "embedding": {"model", "plates", "profiles", "evaluate"}}
 """Public service methods that are deliberately not operations (Python objects in or out, or helpers)."""
 
 CHANNELS = ("DAPI", "Tubulin")
@@ -579,14 +580,15 @@ def test_wsgi_app_dispatches_by_prefix(services: Container) -> None:
         assert answer["headers"]["Content-Length"] == str(len(data))
         return answer["status"], json.loads(data)
 
-    assert request("GET", "/health") == ("200 OK", {"status": "ok", "services": ["artifact", "image-management",
-                                                                                    "tags", "training"]})
+    assert request("GET", "/health") == ("200 OK", {"status": "ok", "services": ["artifact", "embedding",
+                                                                                    "image-management", "tags",
+                                                                                    "training"]})
     status, tag = request("POST", "/tags/tags", b'{"value": "moa:Protein degradation"}')
     assert status == "201 Created" and tag["tag_id"] == 1
     assert request("GET", "/tags/tags/by-value/moa:Protein degradation") == ("200 OK", tag)
     assert request("GET", "/tags/tags", query="type=moa") == ("200 OK", [tag])
-    status, document = request("GET", "/embedding/specs")
-    assert status == "404 Not Found" and error("NotFound", "no service at /embedding")(document)
+    status, document = request("GET", "/nosuch/specs")
+    assert status == "404 Not Found" and error("NotFound", "no service at /nosuch")(document)
     status, document = request("GET", "/artifact/nothing")
     assert status == "404 Not Found" and error("NotFound", "no route GET /artifact/nothing")(document)
     status, document = request("POST", "/tags/tags", length=MAX_BODY_BYTES + 1)

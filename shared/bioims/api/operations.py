@@ -46,6 +46,7 @@ from typing import Any
 
 from ..errors import BioimsError, InvalidInput
 from ..services.artifact import ArtifactService
+from ..services.embedding import EmbeddingService
 from ..services.image_management import ImageManagementService
 from ..services.tags import TagsService
 from ..services.training import TrainingService
@@ -246,11 +247,20 @@ TRAINING: tuple[Operation, ...] = (
     _Op("train", "train", "POST /train", status=202, aliases={"embedding_name": "spec"}),
 )
 
+EMBEDDING: tuple[Operation, ...] = (
+    _Op("startComputeEmbedding", "start_compute_embedding", "POST /trainings/{train_id}/embed", status=202,
+        result_key="execution_id"),
+    _Op("startComputePlateEmbedding", "compute_plate_embedding", "POST /trainings/{train_id}/plates/{plate_id}"),
+    _Op("listPlateEmbeddings", "list_plate_embeddings", "GET /trainings/{train_id}/plates"),
+    _Op("getImageEmbedding", "get_image_embedding", "GET /trainings/{train_id}/images/{image_id}"),
+)
+
 OPERATIONS: Mapping[str, tuple[Operation, ...]] = types.MappingProxyType({
     "artifact": ARTIFACT,
     "tags": TAGS,
     "image-management": IMAGE_MANAGEMENT,
     "training": TRAINING,
+    "embedding": EMBEDDING,
 })
 """Service name (its API prefix) -> its operations."""
 
@@ -259,6 +269,7 @@ SERVICE_CLASSES: Mapping[str, type] = types.MappingProxyType({
     "tags": TagsService,
     "image-management": ImageManagementService,
     "training": TrainingService,
+    "embedding": EmbeddingService,
 })
 """Service name -> the class whose methods the operations call (their signatures are the contract)."""
 

@@ -8,13 +8,14 @@
 Clients have the methods (names, parameters, results, errors) of the services in :mod:`bioims.services`.
 """
 
-from .clients import (CLIENTS, ArtifactClient, ImageManagementClient, ServiceClient, TagsClient, TrainingClient,
-                      connect)
+from .clients import (CLIENTS, ArtifactClient, EmbeddingClient, ImageManagementClient, ServiceClient, TagsClient,
+                      TrainingClient, connect)
 from .transports import HttpTransport, InProcessTransport, LambdaTransport, Transport
 
 __all__ = [
     "CLIENTS",
     "ArtifactClient",
+    "EmbeddingClient",
     "HttpTransport",
     "ImageManagementClient",
     "InProcessTransport",

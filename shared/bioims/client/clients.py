@@ -76,11 +76,16 @@ class ImageManagementClient(ServiceClient, service="image-management"):
 
 
 class TrainingClient(ServiceClient, service="training"):
-    """The training service: embedding specs (train runs and models follow)."""
+    """The training service: embedding specs, train runs, models."""
+
+
+class EmbeddingClient(ServiceClient, service="embedding"):
+    """The embedding service: a train run's ONNX model over every field, embeddings by image and plate."""
 
 
 CLIENTS: Mapping[str, type[ServiceClient]] = MappingProxyType({
-    client.service: client for client in (ArtifactClient, TagsClient, ImageManagementClient, TrainingClient)})
+    client.service: client
+    for client in (ArtifactClient, TagsClient, ImageManagementClient, TrainingClient, EmbeddingClient)})
 """Service name -> its client class."""
 
 

@@ -43,6 +43,11 @@ def train_model(c: Container, train_id: str, threads: int | None = None, progres
     return c.training.run_training(train_id, threads=threads, progress=progress)
 
 
+def embed_plate(c: Container, train_id: str, plate_id: str, force: bool = False, threads: int = 1) -> dict[str, Any]:
+    """One plate's cell and field embeddings under a train run's ONNX model."""
+    return c.embedding.compute_plate_embedding(train_id, plate_id, force, threads)
+
+
 STEPS: dict[str, Callable[..., dict[str, Any]]] = {
     "inspect-image": inspect_image,
     "validate-plate": validate_plate,
@@ -50,6 +55,7 @@ STEPS: dict[str, Callable[..., dict[str, Any]]] = {
     "flatfield": flatfield,
     "preprocess-image": preprocess_image,
     "train-model": train_model,
+    "embed-plate": embed_plate,
 }
 
 
@@ -109,8 +115,29 @@ def train(c: Container, pool: Pool, train_ids: list[str], progress: bool = False
             "seconds": round(time.perf_counter() - started, 2)}
 
 
+def embed(c: Container, pool: Pool, train_id: str, plate_ids: list[str] | None = None,
+          force: bool = False) -> dict[str, Any]:
+    """Embed the run's compatible plates (or ``plate_ids``), one job per plate. Returns ``{"train_id",
+    "plates", "fields", "empty", "failed", "cells", "skipped", "seconds", "failures"}``."""
+    from .runner import default_workers
+
+    started = time.perf_counter()
+    plates = plate_ids if plate_ids is not None else c.embedding.plates(train_id)
+    threads = max(1, default_workers() // max(1, min(getattr(pool, "workers", 1), len(plates))))
+    done = pool.map("embed-plate", [{"train_id": train_id, "plate_id": p, "force": force, "threads": threads}
+                                    for p in plates], desc="plates")
+    ok = [r for r in done if "failure" not in r]
+    failures = [{k: v for k, v in r.items() if k != "traceback"} for r in done if "failure" in r]
+    failures += [f | {"plate_id": r["plate_id"]} for r in ok for f in r.get("failures", [])]
+    return {"train_id": train_id, "plates": len(plates), "fields": sum(r["fields"] for r in ok),
+            "empty": sum(r.get("empty", 0) for r in ok), "failed": len(failures),
+            "cells": sum(r["cells"] for r in ok), "skipped": sum(r["skipped"] for r in ok),
+            "seconds": round(time.perf_counter() - started, 2), "failures": failures[:50]}
+
+
 WORKFLOWS: dict[str, Callable[..., dict[str, Any]]] = {
     "process-plate": process_plate,
     "preprocess": preprocess,
     "train": train,
+    "embed": embed,
 }

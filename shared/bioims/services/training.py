@@ -104,7 +104,8 @@ class TrainingService:
         """The train runs of one hold-out mode (``none`` | ``compound`` | ``folds``, see
         :mod:`bioims.training.folds`), created with their filters, or found if they exist.
 
-        ``epochs`` and ``seed`` override the spec's training settings."""
+        ``epochs`` and ``seed`` override the spec's training settings; ``epochs=0`` makes runs whose
+        models keep their seeded initial weights (the untrained baseline of an evaluation)."""
         s = self.spec(spec)
         if holdout not in HOLDOUT_MODES:
             raise InvalidInput(f"holdout must be one of {', '.join(HOLDOUT_MODES)}, got {holdout!r}")
@@ -327,6 +328,6 @@ def _override(settings: TrainingSettings, **values: Any) -> TrainingSettings:
     """Settings with the given (non-None) values replaced, validated like a spec's."""
     changed = {k: v for k, v in values.items() if v is not None}
     for key, value in changed.items():
-        if not isinstance(value, int) or isinstance(value, bool) or value < (1 if key == "epochs" else 0):
-            raise InvalidInput(f"{key} must be an integer >= {1 if key == 'epochs' else 0}, got {value!r}")
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise InvalidInput(f"{key} must be an integer >= 0, got {value!r}")
     return replace(settings, **changed)

@@ -7,6 +7,8 @@ Every stored object's URI is built here, so the layout can be read (and changed)
     {root}/specs/{spec}/plates/{plate_id}/fields/{image_id}-crops.npy   (N, C, H, W) uint16
     {root}/specs/{spec}/plates/{plate_id}/fields/{image_id}-rois.json   coordinates, labels, subclasses
     {root}/models/{train_id}/{name}                                      a train run's filter, checkpoints, model
+    {root}/embeddings/{train_id}/plates/{plate_id}/{image_id}-cells.npy  (N, D) float32 cell embeddings
+    {root}/embeddings/{train_id}/plates/{plate_id}/fields.parquet        the plate's field embeddings + metadata
     {root}/jobs/{job_id}/params.json                                     parameters of an array job
     {root}/profiles/{name}/{level}.parquet                               a named profile set (well, treatment)
     {root}/profiles/{name}/profiles.json                                 its processing and counts
@@ -46,6 +48,14 @@ class Keys:
 
     def models_root(self, train_id: str) -> str:
         return join(self.root, "models", train_id)
+
+    def cell_embeddings(self, train_id: str, plate_id: str, image_id: str) -> str:
+        """A field's cell embeddings under a train run's model: float32 (N, D), rows in crop order."""
+        return join(self.root, "embeddings", train_id, "plates", plate_id, f"{image_id}-cells.npy")
+
+    def plate_embeddings(self, train_id: str, plate_id: str) -> str:
+        """A plate's field embeddings (Parquet: ``Metadata_*`` + ``emb_000``...); written last (commit marker)."""
+        return join(self.root, "embeddings", train_id, "plates", plate_id, "fields.parquet")
 
     def job_params(self, job_id: str) -> str:
         """The parameter list of an AWS Batch array job (child i runs element i)."""

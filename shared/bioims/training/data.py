@@ -2,7 +2,7 @@
 
 A field's crops are one ``.npy`` object (uint16 (n, C, h, w), see :mod:`bioims.imaging.preprocess`).
 An epoch visits every training field once: fields are dealt into chunks of about ``chunk_crops`` crops so
-that each chunk holds every class in proportion (and so, usually, several compounds per class); the next
+that each chunk holds the classes roughly in proportion (and so, usually, several compounds per class); the next
 chunk is read by a background thread while the current one trains, so memory is two chunks, whatever the
 dataset size, and nothing is copied to local disk. Order and batches are a pure function of
 ``(seed, epoch)``, so a resumed run replays exactly the epochs an uninterrupted one would.
@@ -79,8 +79,8 @@ def load_crops(objects: ObjectStore, uri: str, shape: tuple[int, ...]) -> np.nda
 
 
 def split_validation(fields: Sequence[FieldRef], fraction: float, seed: int) -> tuple[list[FieldRef], list[FieldRef]]:
-    """(train, validation): ``round(fraction * wells)`` whole wells of each compound with at least three
-    wells go to validation (so no well's cells are on both sides)."""
+    """(train, validation): ``round(fraction * wells)`` whole wells (at most all but one) of each compound
+    with at least three wells go to validation (so no well's cells are on both sides)."""
     wells: dict[int, list[str]] = defaultdict(list)
     for f in fields:
         if f.group not in wells[f.subclass]:
@@ -89,7 +89,7 @@ def split_validation(fields: Sequence[FieldRef], fraction: float, seed: int) -> 
     held: set[str] = set()
     for subclass in sorted(wells):
         groups = sorted(wells[subclass])
-        n = round(fraction * len(groups)) if len(groups) >= 3 else 0
+        n = min(round(fraction * len(groups)), len(groups) - 1) if len(groups) >= 3 else 0
         held.update(groups[i] for i in rng.permutation(len(groups))[:n])
     return [f for f in fields if f.group not in held], [f for f in fields if f.group in held]
 
@@ -179,7 +179,7 @@ class CropStream:
         order = rng.permutation(len(x))
         for start in range(0, len(order), self.batch_size):
             idx = np.sort(order[start:start + self.batch_size])
-            if len(idx) >= max(2, self.batch_size // 2):
+            if len(idx) >= 2:  # batch normalisation needs two samples
                 yield Batch(x[idx], labels[idx], subclasses[idx])
 
     def _pairs(self, x: np.ndarray, labels: np.ndarray, subclasses: np.ndarray,

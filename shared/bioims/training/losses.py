@@ -1,6 +1,7 @@
 """Contrastive losses on L2-normalised embeddings.
 
-- :func:`supcon_loss` (default): supervised contrastive loss with several positives per anchor
+- :class:`Proxies` (default): cosine softmax against one learned proxy per class;
+- :func:`supcon_loss`: supervised contrastive loss with several positives per anchor
   (Khosla et al., 2020), where positives are crops of *other compounds* of the anchor's class: crops of
   the anchor's own compound are left out of its softmax entirely, so the network is never rewarded for
   telling compounds of one MOA apart (compound identity is what overfits in the seed). An anchor whose

@@ -120,7 +120,8 @@ def train(spec: EmbeddingSpec, settings: TrainingSettings, train_fields: Sequenc
           threads: int | None = None, progress: bool = False, desc: str = "train",
           on_epoch: Callable[[dict[str, Any], TrainState], None] | None = None) -> tuple[EmbeddingNet, TrainState, CropStream]:
     """Train (or resume, or just reload a finished run) and return the best epoch's network, the
-    state and the stream (its ``skipped`` fields).
+    state and the stream (its ``skipped`` fields). ``settings.epochs == 0`` returns the seeded,
+    untrained network (the baseline a trained one must beat).
 
     ``on_epoch`` is called with each epoch's history entry and the state after its checkpoint is written."""
     if threads:
@@ -136,7 +137,7 @@ def train(spec: EmbeddingSpec, settings: TrainingSettings, train_fields: Sequenc
     parameters = list(model.parameters()) + (list(proxies.parameters()) if proxies else [])
     optimizer = torch.optim.AdamW(parameters, lr=settings.learning_rate, weight_decay=settings.weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda e: 0.5 * (1 + math.cos(math.pi * min(e, settings.epochs) / settings.epochs)))
+        optimizer, lambda e: 0.5 * (1 + math.cos(math.pi * min(e, settings.epochs) / max(settings.epochs, 1))))
     state = TrainState()
     saved = _load(objects, run.checkpoint_uri)
     if saved is not None:
@@ -176,12 +177,13 @@ def train(spec: EmbeddingSpec, settings: TrainingSettings, train_fields: Sequenc
                 bar.set_postfix(loss=f"{total / max(crops, 1):.4f}")
         schedule.step()
         train_loss = total / max(crops, 1)
+        train_seconds = time.perf_counter() - started
         vectors, embedded = embed_fields(model, objects, val_fields, shape)
         nsc = field_nsc(vectors, embedded, control_label) if len(embedded) else None
         score = nsc if nsc is not None else -train_loss
         entry = {"epoch": epoch + 1, "loss": round(train_loss, 5), "validation_nsc": nsc, "batches": count,
                  "crops": crops, "seconds": round(time.perf_counter() - started, 2),
-                 "crops_per_second": round(crops / max(time.perf_counter() - started, 1e-9), 1)}
+                 "crops_per_second": round(crops / max(train_seconds, 1e-9), 1)}
         state.history.append(entry)
         state.epoch = epoch + 1
         if score > state.best_score + 1e-9:

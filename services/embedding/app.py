@@ -1,0 +1,10 @@
+"""The embedding service on AWS: HTTP routes (API Gateway) and the `invoke` Lambda function.
+
+Routes and the `{"method": ...}` protocol are generated from `bioims.api.operations`; the container
+(DynamoDB tables, S3) is built from the environment on first use. See README.md for the API.
+"""
+
+from bioims.api.chalice_app import create_app, lazy_container
+from bioims.runtime import aws
+
+app = create_app("embedding", lazy_container(aws))
