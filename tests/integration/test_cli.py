@@ -179,6 +179,18 @@ def test_spec_and_preprocess_commands(bioims, tmp_path):
         scored = bioims.json("evaluate", "--profiles", f"tiny-{kind}")
         assert scored["treatments"] == 16 and scored["metric"] == "cosine" and scored["nsc"] is not None
     assert {p["name"] for p in bioims.json("profiles", "list")} == {"tiny-handcrafted", "tiny-naive"}
+    trained = bioims.json("train", "tiny", "--holdout", "none", "--epochs", "1")
+    (train_id,) = trained["train_ids"]
+    assert trained["models"][0]["onnx_uri"].endswith("/model.onnx") and trained["models"][0]["status"] == "complete"
+    assert [r["train_id"] for r in bioims.json("training", "list", "tiny")] == [train_id]
+    assert bioims.json("training", "show", train_id)["job"]["epochs_done"] == 1
+    assert "holdout" in bioims("train", "tiny", "--holdout", "random", expect=2).stderr
+    embedded = bioims.json("embed", train_id, "--workers", "2")
+    assert embedded["plates"] == 4 and embedded["fields"] + embedded["empty"] == 40
+    assert bioims.json("evaluate", train_id)["treatments"] == 16
+    exported = bioims.json("export", train_id, "--parquet", str(tmp_path / "wells.parquet"))
+    assert exported["features"] == 64 and (tmp_path / "wells.parquet").stat().st_size > 0
+    assert "give TRAIN_ID... or --profiles" in bioims("evaluate", expect=2).stderr
 
 
 @pytest.mark.skipif(not BBBC021.is_dir(), reason="BBBC021 metadata not beside the repository")

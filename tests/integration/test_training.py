@@ -211,3 +211,68 @@ def test_bad_crops_are_skipped_and_reported(screen):
         assert victim.image_id in messages and "(3, 20, 20)" in messages and "(3, 32, 32)" in messages
     finally:
         c.objects.put_bytes(victim.crops_uri, good)
+
+
+def test_embedding_job_outputs_resume_and_flags(screen, tmp_path):
+    """Embed with an (untrained, exported) model: field rows and Parquet per plate, identical outputs after
+    losing part of a plate, empty fields flagged, a plate without crops reported, levels and export."""
+    from bioims.profiles.io import read_profiles
+
+    c = screen
+    run = c.training.create_trainings(SPEC["name"], "none", epochs=0, seed=11)[0]
+    c.training.run_training(run["train_id"])
+    train_id = run["train_id"]
+    spec = c.training.spec(SPEC["name"])
+    fields = c.training._fields(spec)
+    empty = next((f for f in fields if f.cells == 0), None)
+    with LocalPool(c, workers=2) as pool:
+        first = c.runner.run(c, "embed", {"train_id": train_id}, pool=pool)["output"]
+    assert first["plates"] == 4 and first["failed"] == 0 and first["skipped"] == 0
+    assert first["fields"] + first["empty"] == len(fields) and first["cells"] == sum(f.cells for f in fields)
+    plates = c.embedding.list_plate_embeddings(train_id)
+    digests = {p["plate_id"]: c.objects.get_bytes(p["uri"]) for p in plates}
+    table = read_profiles(digests[plates[0]["plate_id"]])
+    assert [n for n in table.columns if n.startswith("emb_")] == [f"emb_{i:03d}" for i in range(16)]
+    some = table.iloc[0]
+    stored = c.embedding.get_image_embedding(some["Metadata_ImageId"], train_id)
+    assert stored["status"] == "embedded" and stored["cells"] == some["Metadata_Cells"]
+    assert np.allclose(stored["embedding"], some[[f"emb_{i:03d}" for i in range(16)]].to_numpy(float))
+    if empty is not None:
+        flagged = c.embedding.get_image_embedding(empty.image_id, train_id)
+        assert flagged["status"] == "empty" and flagged["embedding"] is None
+
+    # lose a plate's table and half its cell embeddings (a kill mid-plate), rerun: identical outputs
+    victim = plates[0]
+    uri_to_path(victim["uri"]).unlink()
+    cells = sorted(uri_to_path(victim["uri"]).parent.glob("*-cells.npy"))
+    for path in cells[: len(cells) // 2]:
+        path.unlink()
+    again = c.runner.run(c, "embed", {"train_id": train_id})["output"]
+    assert again["skipped"] == 3 and again["failed"] == 0
+    assert {p["plate_id"]: c.objects.get_bytes(p["uri"]) for p in c.embedding.list_plate_embeddings(train_id)} == digests
+
+    wells = c.embedding.profiles(train_id, "well")
+    treatments = c.embedding.profiles(train_id, "treatment")
+    assert len(treatments) == 16 and "DMSO" not in set(treatments["Metadata_Compound"])
+    everything = c.embedding.profiles(train_id, "field")
+    assert len(everything) == first["fields"]
+    assert len(wells) == everything.groupby(["Metadata_Plate", "Metadata_Well"]).ngroups
+    result, _ = c.embedding.evaluate([train_id])
+    assert result.to_document()["treatments"] == 16
+    with pytest.raises(InvalidInput, match="is created; train it first"):
+        c.embedding.plates(c.training.create_trainings(SPEC["name"], "none", epochs=0, seed=12)[0]["train_id"])
+
+    # a plate whose crops are gone is reported, the others are not affected
+    missing = victim["plate_id"]
+    crops_dir = uri_to_path(c.keys.crops(SPEC["name"], missing, "x")).parent
+    moved = tmp_path / "moved"
+    crops_dir.rename(moved)
+    try:
+        for row in c.tables.images.by_plate.query(missing, c.tables.images.train_id == f"spec#{SPEC['name']}"):
+            row.update(actions=[c.tables.images.status.set("failed")])
+        out = c.runner.run(c, "embed", {"train_id": train_id, "plate_ids": [missing], "force": True})["output"]
+        assert out["failed"] == 1 and "no preprocessed crops" in out["failures"][0]["failure"]
+    finally:
+        for row in c.tables.images.by_plate.query(missing, c.tables.images.train_id == f"spec#{SPEC['name']}"):
+            row.update(actions=[c.tables.images.status.set("preprocessed")])
+        moved.rename(crops_dir)
