@@ -24,7 +24,8 @@ from ..specs import EmbeddingSpec, TrainingSettings
 from ..store.keys import Keys
 from ..store.objects import ObjectStore
 from ..store.tables import Tables, condition_failed, to_dict
-from ..training.folds import CONTROL, HOLDOUT_MODES, holdout_plan
+from ..profiles.pipeline import CONTROL
+from ..training.folds import HOLDOUT_MODES, holdout_plan
 from .image_management import ArtifactsPort, RunnerPort, compatible_plates
 from .preprocessing import SpecField, spec_fields
 

@@ -16,9 +16,9 @@ from collections.abc import Mapping
 import numpy as np
 
 from ..errors import InvalidInput
+from ..profiles.pipeline import CONTROL
 
 HOLDOUT_MODES = ("none", "compound", "folds")
-CONTROL = "DMSO"
 
 
 def annotated_compounds(compound_moa: Mapping[str, str | None]) -> dict[str, str]:
