@@ -25,7 +25,7 @@ from bioims.jobs.runner import LocalPool
 from bioims.runtime import local
 from bioims.store.objects import uri_to_path
 from bioims.training import metadata, trainer
-from bioims.training.data import FieldRef, crop_shape, load_crops, to_input
+from bioims.training.data import FieldRef, crop_shape, load_crops
 
 SPEC = {"name": "tiny-train", "input": {"width": 160, "height": 128, "depth": 1, "channels": ["DAPI", "Tubulin", "Actin"]},
         "segmentation_channel": "DAPI", "roi_size": 32, "min_nucleus_voxels": 30, "embedding_length": 16,
