@@ -487,11 +487,27 @@ def spec_show(obj: Ctx, name: str) -> dict[str, Any]:
         "compatible_plates": [p["source_id"] for p in training.get_compatible_plates(name)]}
 
 
+def _echo_failures(r: dict[str, Any]) -> None:
+    for failure in r["failures"][:10]:
+        click.echo(f"  failed: {failure.get('image_id') or failure.get('plate_id')}: {failure['failure']}")
+
+
+def _run_over_plates(obj: Ctx, workflow: str, params: dict[str, Any], plates: tuple[str, ...],
+                     workers: int | None) -> dict[str, Any]:
+    """Run a workflow over some plates (ids or source ids; none: all) on a local pool, in the foreground."""
+    from .jobs.runner import LocalPool, default_workers
+
+    c = obj.container
+    plate_ids = [c.images.get_plate(p)["plate_id"] for p in plates] or None
+    with LocalPool(c, workers=workers or default_workers(), progress=obj.progress) as pool:
+        execution = c.runner.run(c, workflow, {**params, "plate_ids": plate_ids}, pool=pool)
+    return execution["output"] | {"execution_id": execution["execution_id"]}
+
+
 def _preprocess_human(r: dict[str, Any]) -> None:
     click.echo(f"{r['fields']} fields preprocessed ({r['skipped']} already done), {r['failed']} failed, "
                f"{r['cells']} cells, {r['plates']} plates, {r['seconds']} s")
-    for failure in r["failures"][:10]:
-        click.echo(f"  failed: {failure.get('image_id') or failure.get('plate_id')}: {failure['failure']}")
+    _echo_failures(r)
 
 
 @command(main, human=_preprocess_human)
@@ -501,15 +517,8 @@ def _preprocess_human(r: dict[str, Any]) -> None:
 @click.option("--force", is_flag=True, help="Recompute outputs that exist.")
 def preprocess(obj: Ctx, spec_name: str, plates: tuple[str, ...], workers: int | None, force: bool) -> dict[str, Any]:
     """Flat-fields, then single-cell crops of every valid field of the spec's compatible plates."""
-    from .jobs.runner import LocalPool, default_workers
-
-    c = obj.container
-    c.training.spec(spec_name)
-    plate_ids = [c.images.get_plate(p)["plate_id"] for p in plates] or None
-    with LocalPool(c, workers=workers or default_workers(), progress=obj.progress) as pool:
-        execution = c.runner.run(c, "preprocess", {"spec": spec_name, "plate_ids": plate_ids, "force": force},
-                                 pool=pool)
-    return execution["output"] | {"execution_id": execution["execution_id"]}
+    obj.container.training.spec(spec_name)
+    return _run_over_plates(obj, "preprocess", {"spec": spec_name, "force": force}, plates, workers)
 
 
 # ---------------------------------------------------------------------------- training
@@ -686,8 +695,7 @@ def evaluate(obj: Ctx, train_ids: tuple[str, ...], profile_set: str | None, metr
 def _embed_human(r: dict[str, Any]) -> None:
     click.echo(f"{r['fields']} fields embedded ({r['cells']} cells) on {r['plates']} plates ({r['skipped']} already "
                f"done), {r['empty']} empty fields, {r['failed']} failed, {r['seconds']} s")
-    for failure in r["failures"][:10]:
-        click.echo(f"  failed: {failure.get('image_id') or failure.get('plate_id')}: {failure['failure']}")
+    _echo_failures(r)
 
 
 @command(main, human=_embed_human)
@@ -697,15 +705,8 @@ def _embed_human(r: dict[str, Any]) -> None:
 @click.option("--force", is_flag=True, help="Recompute embeddings that exist.")
 def embed(obj: Ctx, train_id: str, plates: tuple[str, ...], workers: int | None, force: bool) -> dict[str, Any]:
     """Cell, field (and, on demand, well and treatment) embeddings of a train run's model with ONNX Runtime."""
-    from .jobs.runner import LocalPool, default_workers
-
-    c = obj.container
-    c.embedding.plates(train_id)
-    plate_ids = [c.images.get_plate(p)["plate_id"] for p in plates] or None
-    with LocalPool(c, workers=workers or default_workers(), progress=obj.progress) as pool:
-        execution = c.runner.run(c, "embed", {"train_id": train_id, "plate_ids": plate_ids, "force": force},
-                                 pool=pool)
-    return execution["output"] | {"execution_id": execution["execution_id"]}
+    obj.container.embedding.plates(train_id)
+    return _run_over_plates(obj, "embed", {"train_id": train_id, "force": force}, plates, workers)
 
 
 @command(main, "export", human=_kv)
