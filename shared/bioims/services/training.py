@@ -169,7 +169,8 @@ class TrainingService:
         return {"train_id": train_id, "status": row.status, "error": row.error,
                 "epochs": (row.settings or {}).get("epochs"), "epochs_done": len(metrics.get("history", [])),
                 "best_epoch": metrics.get("best_epoch"), "history": metrics.get("history", []),
-                "started_at": row.started_at, "finished_at": row.finished_at, "messages": messages}
+                "started_at": row.started_at and iso(row.started_at),
+                "finished_at": row.finished_at and iso(row.finished_at), "messages": messages}
 
     def delete_training(self, train_id: str) -> dict[str, Any]:
         """Delete a run, its stored objects and artifact records; :class:`Conflict` while it runs."""
