@@ -276,3 +276,39 @@ def test_embedding_job_outputs_resume_and_flags(screen, tmp_path):
         for row in c.tables.images.by_plate.query(missing, c.tables.images.train_id == f"spec#{SPEC['name']}"):
             row.update(actions=[c.tables.images.status.set("preprocessed")])
         moved.rename(crops_dir)
+
+
+def test_killed_embedding_array_child_resumes_with_identical_outputs(screen):
+    """A real ``python -m bioims.jobs embed-plate --array-params URI`` (the AWS Batch array child) is
+    SIGKILLed as soon as its first field is written; rerunning the plate gives the same bytes and rows."""
+    from bioims.jobs.steps import embed_units
+
+    c = screen
+    train_id = c.training.create_trainings(SPEC["name"], "none", epochs=0, seed=13)[0]["train_id"]
+    c.training.run_training(train_id)
+    plate_id = c.embedding.plates(train_id)[1]
+    reference = c.embedding.compute_plate_embedding(train_id, plate_id)
+    table_uri = reference["uri"]
+    expected = c.objects.get_bytes(table_uri)
+    rows = {r.image_id: r.embedding for r in c.tables.images.by_plate.query(plate_id, c.tables.images.train_id == train_id)}
+    plate_dir = uri_to_path(table_uri).parent
+    for path in plate_dir.iterdir():
+        path.unlink()
+
+    params_uri = c.keys.job_params(new_id())
+    c.objects.put_json(params_uri, embed_units(train_id, ["other-plate", plate_id]))
+    env = {**os.environ, **c.settings.to_env(), "BIOIMS_DYNAMODB_URL": c.tables.host, "AWS_BATCH_JOB_ARRAY_INDEX": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "bioims.jobs", "embed-plate", "--array-params", params_uri],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not any(plate_dir.glob("*-cells.npy")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.001)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert any(plate_dir.glob("*-cells.npy"))  # it had started on the plate
+
+    again = c.embedding.compute_plate_embedding(train_id, plate_id)
+    assert again["fields"] == reference["fields"] and again["cells"] == reference["cells"]
+    assert c.objects.get_bytes(table_uri) == expected
+    assert {r.image_id: r.embedding for r in
+            c.tables.images.by_plate.query(plate_id, c.tables.images.train_id == train_id)} == rows

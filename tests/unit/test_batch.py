@@ -61,3 +61,21 @@ def test_bad_submissions(batch):
         submitter.submit("flatfield", [])
     with pytest.raises(InvalidInput, match="outside the 2 parameter sets"):
         array_element([{}, {}], 2)
+
+
+def test_embedding_job_as_an_array_on_the_cpu_queue(batch):
+    """The embed workflow's units, one per plate, become one array job whose children each pick their plate."""
+    from bioims.jobs.steps import embed_units
+
+    submitter, objects = batch
+    units = embed_units("demo-folds-0-abc", ["plate-a", "plate-b", "plate-c"], threads=4)
+    job_id = submitter.submit("embed-plate", units, name="embed-demo")
+    job = submitter._batch.describe_jobs(jobs=[job_id])["jobs"][0]
+    assert job["jobName"] == "embed-demo" and job["jobQueue"].endswith("bioims-cpu")
+    assert submitter.describe(job_id)["size"] == 3
+    command = job["container"]["command"]
+    assert command[3] == "embed-plate"
+    stored = objects.get_json(command[5])
+    assert [array_element(stored, i)["plate_id"] for i in range(3)] == ["plate-a", "plate-b", "plate-c"]
+    assert all(u == {"train_id": "demo-folds-0-abc", "plate_id": u["plate_id"], "force": False, "threads": 4}
+               for u in stored)

@@ -115,6 +115,12 @@ def train(c: Container, pool: Pool, train_ids: list[str], progress: bool = False
             "seconds": round(time.perf_counter() - started, 2)}
 
 
+def embed_units(train_id: str, plate_ids: list[str], force: bool = False, threads: int = 1) -> list[dict[str, Any]]:
+    """The ``embed-plate`` parameter sets of an embedding job: one per plate (a local pool's units, or the
+    children of an AWS Batch array job on the CPU queue, each with ``threads`` ONNX Runtime threads)."""
+    return [{"train_id": train_id, "plate_id": p, "force": force, "threads": threads} for p in plate_ids]
+
+
 def embed(c: Container, pool: Pool, train_id: str, plate_ids: list[str] | None = None,
           force: bool = False) -> dict[str, Any]:
     """Embed the run's compatible plates (or ``plate_ids``), one job per plate. Returns ``{"train_id",
@@ -124,8 +130,7 @@ def embed(c: Container, pool: Pool, train_id: str, plate_ids: list[str] | None =
     started = time.perf_counter()
     plates = plate_ids if plate_ids is not None else c.embedding.plates(train_id)
     threads = max(1, default_workers() // max(1, min(getattr(pool, "workers", 1), len(plates))))
-    done = pool.map("embed-plate", [{"train_id": train_id, "plate_id": p, "force": force, "threads": threads}
-                                    for p in plates], desc="plates")
+    done = pool.map("embed-plate", embed_units(train_id, plates, force, threads), desc="plates")
     ok = [r for r in done if "failure" not in r]
     failures = [{k: v for k, v in r.items() if k != "traceback"} for r in done if "failure" in r]
     failures += [f | {"plate_id": r["plate_id"]} for r in ok for f in r.get("failures", [])]
