@@ -19,6 +19,10 @@ import click
 
 from .errors import BioimsError, InvalidInput
 from .settings import Settings
+from .services.search import KINDS as INDEX_KINDS
+from .services.search import LEVELS as SEARCH_LEVELS
+from .services.search import METRICS as SEARCH_METRICS
+from .specs import LOSSES, NETWORKS
 
 # --------------------------------------------------------------------------------------------- plumbing
 
@@ -542,14 +546,20 @@ def _train_human(r: dict[str, Any]) -> None:
 @click.option("--epochs", type=int, default=None,
               help="Override the spec's training.epochs (0: export the untrained network, a baseline).")
 @click.option("--seed", type=int, default=None, help="Override the spec's training.seed.")
+@click.option("--network", type=click.Choice(NETWORKS), default=None,
+              help="Override the spec's network (same crops), e.g. the seed's for a comparison.")
+@click.option("--loss", type=click.Choice(LOSSES), default=None,
+              help="Override the spec's loss.")
+@click.option("--temperature", type=float, default=None, help="Override the spec's training.temperature.")
 @click.option("--workers", type=int, default=1, show_default=True,
               help="Runs trained at once (the CPU cores are shared among them).")
-def train(obj: Ctx, spec_name: str, holdout: str, epochs: int | None, seed: int | None, workers: int) -> dict[str, Any]:
+def train(obj: Ctx, spec_name: str, holdout: str, epochs: int | None, seed: int | None, network: str | None,
+          loss: str | None, temperature: float | None, workers: int) -> dict[str, Any]:
     """Train the spec's models (resuming killed runs, skipping complete ones); prints the train run ids."""
     from .jobs.runner import LocalPool
 
     c = obj.container
-    runs = c.training.create_trainings(spec_name, holdout, epochs, seed)
+    runs = c.training.create_trainings(spec_name, holdout, epochs, seed, network, loss, temperature)
     ids = [r["train_id"] for r in runs]
     with LocalPool(c, workers=workers, progress=obj.progress) as pool:
         execution = c.runner.run(c, "train", {"train_ids": ids, "progress": obj.progress}, pool=pool)
@@ -648,12 +658,13 @@ def profiles_list(obj: Ctx) -> list[dict[str, Any]]:
     return obj.container.profiles.list()
 
 
-def _evaluate_human(r: dict[str, Any]) -> None:
-    def pct(x: float | None) -> str:
-        return "-" if x is None else f"{x:.3f}"
+def _score(x: float | None) -> str:
+    return "-" if x is None else f"{x:.3f}"
 
-    click.echo(f"NSC {pct(r['nsc'])}  NSCB {pct(r['nscb'])}  compound-level {pct(r['compound_level'])}  "
-               f"mAP {pct(r['map'])}  ({r['treatments']} treatments, {r['compounds']} compounds, {r['moas']} MOAs, "
+
+def _evaluate_human(r: dict[str, Any]) -> None:
+    click.echo(f"NSC {_score(r['nsc'])}  NSCB {_score(r['nscb'])}  compound-level {_score(r['compound_level'])}  "
+               f"mAP {_score(r['map'])}  ({r['treatments']} treatments, {r['compounds']} compounds, {r['moas']} MOAs, "
                f"{r['metric']})")
     if r.get("report"):
         click.echo(f"report: {r['report']}")
@@ -722,6 +733,102 @@ def export(obj: Ctx, train_id: str, out: Path, level: str, no_normalize: bool) -
     table = obj.container.embedding.profiles(train_id, level, normalize=not no_normalize)
     write_file_atomic(out, write_profiles(table))
     return {"path": str(out), "level": level, "rows": len(table), "features": len(feature_columns(table))}
+
+
+# ------------------------------------------------------------------------------------------------ search
+
+
+@main.group()
+def index() -> None:
+    """FAISS search indexes of train runs' (or profile sets') embeddings."""
+
+
+INDEX_COLUMNS = ["train_id", "level", "metric", "kind", "dims", "count", "built_at"]
+
+
+@command(index, "build", human=_kv)
+@click.argument("train_id")
+@click.option("--level", type=click.Choice(SEARCH_LEVELS), default="field", show_default=True)
+@click.option("--kind", type=click.Choice(INDEX_KINDS), default="auto", show_default=True,
+              help="auto: exact (flat) up to a size threshold, approximate (IVF) above it.")
+@click.option("--metric", type=click.Choice(SEARCH_METRICS), default="cosine", show_default=True)
+def index_build(obj: Ctx, train_id: str, level: str, kind: str, metric: str) -> dict[str, Any]:
+    """Build (or rebuild) the index of a train run's (or a profile set's) embeddings at one level; a
+    running `bioims serve` picks it up with POST /search/indexes/TRAIN_ID/reload."""
+    return obj.container.search.build_index(train_id, level, kind, metric)
+
+
+@command(index, "list", human=lambda rows: _table(rows, INDEX_COLUMNS))
+@click.argument("train_id", required=False)
+def index_list(obj: Ctx, train_id: str | None) -> list[dict[str, Any]]:
+    """Stored indexes (of one train run, or all)."""
+    return obj.container.search.list_indexes(train_id)
+
+
+@command(index, "delete", human=_kv)
+@click.argument("train_id")
+@click.option("--level", type=click.Choice(SEARCH_LEVELS), default=None, help="Only this level.")
+def index_delete(obj: Ctx, train_id: str, level: str | None) -> dict[str, Any]:
+    """Delete a train run's indexes."""
+    return obj.container.search.delete_index(train_id, level)
+
+
+def _search_human(r: dict[str, Any]) -> None:
+    _table([{"rank": h["rank"], "id": h["id"], "distance": f"{h['distance']:.4f}", "plate": h["plate"] or "",
+             "well": h["well"] or "", "compound": h["compound"] or "", "moa": h["moa"] or ""} for h in r["hits"]],
+           ["rank", "id", "distance", "plate", "well", "compound", "moa"])
+    click.echo(f"search {r['search_id']}: {len(r['hits'])} hits in {r['ms']} ms")
+
+
+@command(main, human=_search_human)
+@click.argument("train_id")
+@click.option("--image", "image_id", help="Query: a field's stored embedding.")
+@click.option("--id", "item", help="Query: an item of the index (well PLATE/WELL, treatment COMPOUND@CONC).")
+@click.option("--vector", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Query: a .npy file holding one embedding.")
+@click.option("--file", "files", multiple=True,
+              help="Query: an image file per channel, CHANNEL=PATH or PATH in the spec's channel order.")
+@click.option("--flatfield-plate", help="With --file: normalise with this plate's flat-fields.")
+@click.option("-k", "k", type=int, default=10, show_default=True)
+@click.option("--metric", type=click.Choice(SEARCH_METRICS), default="cosine", show_default=True)
+@click.option("--include-tag", "include_tags", multiple=True, help="A hit carries at least one of these tags.")
+@click.option("--exclude-tag", "exclude_tags", multiple=True, help="A hit carries none of these tags.")
+@click.option("--require-moa", is_flag=True, help="Only hits with an moa: tag.")
+@click.option("--level", type=click.Choice(SEARCH_LEVELS), default="field", show_default=True)
+@click.option("--url", help="Search through a running `bioims serve` (e.g. http://127.0.0.1:8700) instead of in-process.")
+def search(obj: Ctx, train_id: str, image_id: str | None, item: str | None, vector: Path | None,
+           files: tuple[str, ...], flatfield_plate: str | None, k: int, metric: str, include_tags: tuple[str, ...],
+           exclude_tags: tuple[str, ...], require_moa: bool, level: str, url: str | None) -> dict[str, Any]:
+    """Nearest neighbours of a field, an item, a vector or uploaded image files, with tag filters."""
+    import base64
+
+    request: dict[str, Any] = {"train_id": train_id, "k": k, "metric": metric, "include_tags": list(include_tags),
+                               "exclude_tags": list(exclude_tags), "require_moa": require_moa, "level": level}
+    if image_id:
+        request["image_id"] = image_id
+    if item:
+        request["id"] = item
+    if vector:
+        import numpy as np
+
+        try:
+            request["vector"] = np.load(vector, allow_pickle=False).astype(float).ravel().tolist()
+        except (ValueError, OSError) as e:
+            raise InvalidInput(f"cannot read {vector} as a .npy array: {e}") from None
+    if files:
+        channels = obj.container.training.spec(obj.container.training.get_training(train_id)["spec_name"]).input.channels
+        named = [f.split("=", 1) if "=" in f else [None, f] for f in files]
+        if len(named) != len(channels):
+            raise InvalidInput(f"give one --file per channel ({', '.join(channels)}), got {len(named)}")
+        request["images"] = {ch or channels[i]: base64.b64encode(Path(path).read_bytes()).decode()
+                             for i, (ch, path) in enumerate(named)}
+        if flatfield_plate:
+            request["flatfield_plate"] = flatfield_plate
+    if url:
+        from .client import SearchClient
+
+        return SearchClient(f"{url.rstrip('/')}/search").search(**request)
+    return obj.container.search.search(**request)
 
 
 # ----------------------------------------------------------------------------------- configuration etc.
@@ -817,6 +924,12 @@ def _demo_human(r: dict[str, Any]) -> None:
     pre = r["preprocess"]
     click.echo(f"preprocess ({pre['spec']}): {pre['fields']} fields ({pre['skipped']} already done), "
                f"{pre['failed']} failed, {pre['cells']} single-cell crops")
+    click.echo("models: " + "; ".join(f"{m}: {', '.join(ids)}" for m, ids in r["models"].items()))
+    click.echo("")
+    _table([{"method": m, "NSC": _score(d["nsc"]), "NSCB": _score(d["nscb"]), "mAP": _score(d["map"]),
+             "treatments": d["treatments"], "metric": d["metric"]} for m, d in r["methods"].items()],
+           ["method", "NSC", "NSCB", "mAP", "treatments", "metric"])
+    click.echo(f"report: {r['report']}")
     click.echo("steps: " + ", ".join(f"{s} {t:.1f} s" for s, t in r["steps"].items()) + f"; total {r['seconds']:.1f} s")
     click.echo("next: `bioims plate list`, `bioims image show ID`, `bioims tag list --type moa`, "
                "`bioims serve` (HTTP APIs on 127.0.0.1:8700); README.md has the tutorial")
@@ -829,7 +942,9 @@ def _demo_human(r: dict[str, Any]) -> None:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--workers", type=int, default=None, help="Processes (default: the CPU count).")
 def demo(obj: Ctx, preset: str, out: Path | None, seed: int, workers: int | None) -> dict[str, Any]:
-    """The walkthrough: synthetic screen -> registry -> validated plates with thumbnails -> crops."""
+    """The walkthrough: synthetic screen -> registry -> validated plates with thumbnails -> crops ->
+    models (fold hold-out of the default and of the seed's network, the untrained network) -> embeddings
+    -> NSC / NSCB / mAP of each beside the handcrafted and naive profiles, and the HTML report."""
     from .demo import run_demo
     from .jobs.runner import default_workers
 
@@ -853,8 +968,8 @@ def serve(obj: Ctx, host: str, port: int) -> None:
     except BioimsError as e:
         click.echo(f"error: {e.message}", err=True)
         sys.exit(1)
-    click.echo(f"serving image-management, artifact, tags, training on http://{host}:{port}/<service>/... "
-               f"(health: /health)", err=True)
+    click.echo(f"serving image-management, artifact, tags, training, embedding, search on "
+               f"http://{host}:{port}/<service>/... (health: /health, search readiness: /search/ready)", err=True)
     run_server(container, host=host, port=port)
 
 

@@ -43,6 +43,7 @@ from .errors import InvalidInput
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 Network = Literal["resnet", "seed"]
+NETWORKS = ("resnet", "seed")
 MIN_ROI = {"resnet": 16, "seed": 32}
 """Smallest ROI side each network accepts (its total stride: the last stage still sees a pixel)."""
 Loss = Literal["proxy", "supcon", "seed"]
@@ -141,7 +142,7 @@ class EmbeddingSpec:
             flatfield=_section(data.get("flatfield", {}), FlatFieldSettings, "flatfield"),
             normalization=_section(data.get("normalization", {}), NormalizationSettings, "normalization"),
             segmentation=_section(data.get("segmentation", {}), SegmentationSettings, "segmentation"),
-            network=_choice(data.get("network", "resnet"), "network", ("resnet", "seed")),
+            network=_choice(data.get("network", "resnet"), "network", NETWORKS),
             loss=_choice(data.get("loss", "proxy"), "loss", LOSSES),
             training=_section(data.get("training", {}), TrainingSettings, "training"),
         )

@@ -37,3 +37,24 @@ def container(settings: Settings):
 @pytest.fixture
 def tables(container):
     return container.tables
+
+
+def preprocessed_screen(stack_settings: Settings, tmp, spec: dict):
+    """A container over the tiny synthetic screen (seed 3) ingested, processed and preprocessed under
+    ``spec``, with tables and artifacts of its own (module-scoped fixtures build it once)."""
+    from bioims.datasets.loaddata import read_loaddata
+    from bioims.datasets.synth import IMAGE_CSV, MOA_CSV, synthesize
+    from bioims.jobs.runner import LocalPool
+    from bioims.runtime import local
+
+    settings = stack_settings.with_(table_prefix=f"sc{new_id()[:8]}-", artifact_uri=(tmp / "artifacts").as_uri())
+    c = local(settings)
+    synthesize(tmp / "tiny", "tiny", seed=3)
+    summary = c.images.ingest(read_loaddata(tmp / "tiny" / IMAGE_CSV, moa_csv=tmp / "tiny" / MOA_CSV))
+    c.artifacts.set_parameter("thumbnail-widths", [32])
+    c.training.create_embedding(spec)
+    with LocalPool(c, workers=2) as pool:
+        for plate_id in summary.plate_ids:
+            c.runner.run(c, "process-plate", {"plate_id": plate_id}, pool=pool)
+        c.runner.run(c, "preprocess", {"spec": spec["name"]}, pool=pool)
+    return c

@@ -17,15 +17,13 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from bioims.datasets.loaddata import read_loaddata
-from bioims.datasets.synth import IMAGE_CSV, MOA_CSV, synthesize
 from bioims.errors import InvalidInput, NotFound
 from bioims.ids import new_id
 from bioims.jobs.runner import LocalPool
-from bioims.runtime import local
 from bioims.store.objects import uri_to_path
 from bioims.training import metadata, trainer
 from bioims.training.data import FieldRef, crop_shape, load_crops
+from tests.integration.conftest import preprocessed_screen
 
 SPEC = {"name": "tiny-train", "input": {"width": 160, "height": 128, "depth": 1, "channels": ["DAPI", "Tubulin", "Actin"]},
         "segmentation_channel": "DAPI", "roi_size": 32, "min_nucleus_voxels": 30, "embedding_length": 16,
@@ -36,18 +34,7 @@ SPEC = {"name": "tiny-train", "input": {"width": 160, "height": 128, "depth": 1,
 @pytest.fixture(scope="module")
 def screen(stack_settings, tmp_path_factory):
     """The tiny screen ingested, processed and preprocessed under SPEC (shared by the module's tests)."""
-    tmp = tmp_path_factory.mktemp("train")
-    settings = stack_settings.with_(table_prefix=f"tr{new_id()[:8]}-", artifact_uri=(tmp / "artifacts").as_uri())
-    c = local(settings)
-    synthesize(tmp / "tiny", "tiny", seed=3)
-    summary = c.images.ingest(read_loaddata(tmp / "tiny" / IMAGE_CSV, moa_csv=tmp / "tiny" / MOA_CSV))
-    c.artifacts.set_parameter("thumbnail-widths", [32])
-    c.training.create_embedding(SPEC)
-    with LocalPool(c, workers=2) as pool:
-        for plate_id in summary.plate_ids:
-            c.runner.run(c, "process-plate", {"plate_id": plate_id}, pool=pool)
-        c.runner.run(c, "preprocess", {"spec": SPEC["name"]}, pool=pool)
-    return c
+    return preprocessed_screen(stack_settings, tmp_path_factory.mktemp("train"), SPEC)
 
 
 def compounds_of(c, image_ids):
@@ -109,6 +96,18 @@ def test_holdout_modes_and_bad_requests(screen):
     assert untrained["train_id"] != none[0]["train_id"]
     done = c.training.run_training(untrained["train_id"])  # the untrained baseline: seeded weights, exported
     assert (done["status"], done["epochs_done"]) == ("complete", 0) and done["onnx_uri"].endswith("model.onnx")
+    seed_run = c.training.create_trainings(SPEC["name"], "none", epochs=1, network="seed", loss="seed",
+                                           temperature=0.2)[0]
+    assert seed_run["train_id"] != none[0]["train_id"]
+    assert (seed_run["settings"]["network"], seed_run["settings"]["loss"]) == ("seed", "seed")
+    assert seed_run["settings"]["temperature"] == 0.2 and none[0]["settings"]["network"] == "resnet"
+    c.training.run_training(seed_run["train_id"])
+    card = c.objects.get_json(c.training.get_training(seed_run["train_id"])["model_uris"]["card"])
+    assert (card["network"], card["loss"], card["spec"]["training"]["temperature"]) == ("seed", "seed", 0.2)
+    with pytest.raises(InvalidInput, match="loss must be one of"):
+        c.training.create_trainings(SPEC["name"], "none", loss="triplet")
+    with pytest.raises(InvalidInput, match="temperature must be > 0"):
+        c.training.create_trainings(SPEC["name"], "none", temperature=0.0)
     per_compound = c.training.create_trainings(SPEC["name"], "compound", epochs=1)
     assert len(per_compound) == 8 and all(len(r["holdout"]) == 1 for r in per_compound)
     with pytest.raises(InvalidInput, match="holdout must be one of"):

@@ -101,13 +101,15 @@ class TrainingService:
 
     # ------------------------------------------------------------------ train runs
     def create_trainings(self, spec: str, holdout: str = "none", epochs: int | None = None,
-                         seed: int | None = None) -> list[dict[str, Any]]:
+                         seed: int | None = None, network: str | None = None, loss: str | None = None,
+                         temperature: float | None = None) -> list[dict[str, Any]]:
         """The train runs of one hold-out mode (``none`` | ``compound`` | ``folds``, see
         :mod:`bioims.training.folds`), created with their filters, or found if they exist.
 
-        ``epochs`` and ``seed`` override the spec's training settings; ``epochs=0`` makes runs whose
-        models keep their seeded initial weights (the untrained baseline of an evaluation)."""
-        s = self.spec(spec)
+        ``epochs``, ``seed``, ``temperature``, ``network`` and ``loss`` override the spec's (on the same
+        crops: e.g. the seed's network and pair loss as a comparison); ``epochs=0`` makes runs whose models
+        keep their seeded initial weights (the untrained baseline of an evaluation)."""
+        s = self._effective_spec(self.spec(spec), network, loss, temperature)
         if holdout not in HOLDOUT_MODES:
             raise InvalidInput(f"holdout must be one of {', '.join(HOLDOUT_MODES)}, got {holdout!r}")
         settings = _override(s.training, epochs=epochs, seed=seed)
@@ -124,6 +126,16 @@ class TrainingService:
             runs.append(self._create_run(train_id, s, settings, holdout, held, fields))
         return runs
 
+    @staticmethod
+    def _effective_spec(spec: EmbeddingSpec, network: str | None, loss: str | None,
+                        temperature: float | None) -> EmbeddingSpec:
+        """The spec with a run's network/loss/temperature overrides, validated like a spec file."""
+        doc = spec.to_dict()
+        doc.update({k: v for k, v in (("network", network), ("loss", loss)) if v is not None})
+        if temperature is not None:
+            doc["training"]["temperature"] = temperature
+        return EmbeddingSpec.from_dict(doc)
+
     def _create_run(self, train_id: str, spec: EmbeddingSpec, settings: TrainingSettings, mode: str,
                     held: list[str], fields: list[SpecField]) -> dict[str, Any]:
         try:
@@ -139,7 +151,8 @@ class TrainingService:
             f"train run {train_id} created: spec {spec.name}, holdout {mode} {held}, {len(excluded)} fields filtered")
         row = self._t.train_runs(train_id, spec_name=spec.name, created_at=iso(), status="created", holdout=held,
                                  filter_uri=filter_uri, filter_count=len(excluded), message_id=message_id,
-                                 settings={**settings.__dict__, "holdout_mode": mode})
+                                 settings={**settings.__dict__, "holdout_mode": mode, "network": spec.network,
+                                           "loss": spec.loss})
         try:
             row.save(condition=self._t.train_runs.train_id.does_not_exist())
         except PutError as e:
@@ -184,13 +197,14 @@ class TrainingService:
         row.delete()
         return {"deleted": train_id, "objects": len(uris)}
 
-    def train(self, spec: str, holdout: str = "none", epochs: int | None = None,
-              seed: int | None = None) -> dict[str, Any]:
-        """Create (or find) the runs of a hold-out mode and start the ``train`` workflow over the ones
-        not complete; returns ``{"execution_id", "train_ids"}`` at once."""
+    def train(self, spec: str, holdout: str = "none", epochs: int | None = None, seed: int | None = None,
+              network: str | None = None, loss: str | None = None,
+              temperature: float | None = None) -> dict[str, Any]:
+        """Create (or find) the runs of a hold-out mode (see :meth:`create_trainings`) and start the
+        ``train`` workflow over the ones not complete; returns ``{"execution_id", "train_ids"}`` at once."""
         if self._runner is None:
             raise InvalidInput("this runtime has no job runner; train with `bioims train` on a machine")
-        runs = self.create_trainings(spec, holdout, epochs, seed)
+        runs = self.create_trainings(spec, holdout, epochs, seed, network, loss, temperature)
         ids = [r["train_id"] for r in runs]
         return {"execution_id": self._runner.start("train", {"train_ids": ids}), "train_ids": ids}
 
@@ -252,8 +266,10 @@ class TrainingService:
 
         settings_doc = dict(row.settings or {})
         mode = settings_doc.pop("holdout_mode", "none")
+        base = self.spec(row.spec_name)
+        network, loss = settings_doc.pop("network", base.network), settings_doc.pop("loss", base.loss)
         settings = TrainingSettings(**settings_doc)
-        spec = replace(self.spec(row.spec_name), training=settings)
+        spec = replace(base, training=settings, network=network, loss=loss)
         excluded = set(self.get_training_filter(row.train_id))
         category = settings.label_category
         fields = [f for f in self._fields(spec) if f.image_id not in excluded and f.metadata.get(category)
