@@ -16,6 +16,7 @@ from .services.embedding import EmbeddingService
 from .services.image_management import ImageManagementService, RunnerPort
 from .services.preprocessing import PreprocessingService
 from .services.profiles import ProfileSets
+from .services.search import SearchService
 from .services.tags import TagsService
 from .services.training import TrainingService
 from .settings import Settings
@@ -41,13 +42,14 @@ class Container:
     preprocessing: PreprocessingService
     profiles: ProfileSets
     embedding: EmbeddingService
+    search: SearchService
     runner: RunnerPort | None
 
     def service(self, name: str) -> Any:
         """The service object behind an API name (``image-management``, ``artifact``, ``tags``, ``training``,
         ``embedding``)."""
         services = {"image-management": self.images, "artifact": self.artifacts, "tags": self.tags,
-                    "training": self.training, "embedding": self.embedding}
+                    "training": self.training, "embedding": self.embedding, "search": self.search}
         try:
             return services[name]
         except KeyError:
@@ -63,8 +65,9 @@ def build(settings: Settings, tables: Tables, objects: ObjectStore, runner: Runn
     images = ImageManagementService(tables, objects, keys, tags, artifacts, runner, preprocessing)
     profiles = ProfileSets(tables, objects, keys, artifacts)
     embedding = EmbeddingService(tables, objects, keys, artifacts, training, runner)
+    search = SearchService(tables, objects, keys, artifacts, embedding, training, profiles)
     return Container(settings, tables, objects, keys, artifacts, tags, images, training, preprocessing, profiles,
-                     embedding, runner)
+                     embedding, search, runner)
 
 
 def local(settings: Settings | None = None) -> Container:

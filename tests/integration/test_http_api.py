@@ -49,9 +49,10 @@ def test_http_clients_give_the_services_results(server: str, container: Containe
 
 def test_one_address_one_prefix_per_service(server: str) -> None:
     assert requests.get(f"{server}/health", timeout=5).json() == {
-        "status": "ok", "services": ["artifact", "embedding", "image-management", "tags", "training"]}
+        "status": "ok", "services": ["artifact", "embedding", "image-management", "search", "tags", "training"]}
     for method, path, status, code, message in [
-        ("GET", "/search/searches/1", 404, "NotFound", "no service at /search; services: /artifact, "),
+        ("GET", "/nowhere/searches/1", 404, "NotFound", "no service at /nowhere; services: /artifact, "),
+        ("GET", "/search/searches/1", 404, "NotFound", "no search '1'"),
         ("GET", "/tags/no/such/route", 404, "NotFound", "no route GET /tags/no/such/route"),
         ("GET", "/tags", 404, "NotFound", "no route GET /tags"),
         ("DELETE", "/tags/tags", 405, "MethodNotAllowedError", "Unsupported method: DELETE"),

@@ -28,6 +28,8 @@ from waitress import wasyncore
 
 from ..errors import BioimsError, NotFound, PayloadTooLarge
 from .chalice_app import MAX_BODY_BYTES, ContainerFactory, create_app
+from .search_server import MAX_BODY_BYTES as SEARCH_MAX_BODY_BYTES
+from .search_server import SearchApp, read_body
 from .operations import OPERATIONS
 
 if TYPE_CHECKING:
@@ -51,9 +53,10 @@ class ApiServer:
         Returns the container whose services answer (called per request; make it cheap).
     """
 
-    def __init__(self, get_container: ContainerFactory) -> None:
+    def __init__(self, get_container: ContainerFactory, search: SearchApp | None = None) -> None:
         self._get_container = get_container
-        self.services = tuple(sorted(OPERATIONS))
+        self._search = search
+        self.services = tuple(sorted([*OPERATIONS, *(["search"] if search else [])]))
         self._per_thread = threading.local()
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
@@ -79,6 +82,9 @@ class ApiServer:
     def _forward(self, environ: dict[str, Any], method: str, path: str,
                  query: str) -> tuple[int, list[tuple[str, str]], bytes]:
         prefix, _, rest = path[1:].partition("/")
+        if prefix == "search" and self._search is not None:
+            status, document = self._search.handle(method, f"/{rest}", query, read_body(environ))
+            return status, [], _json(document)
         if prefix not in self.services:
             raise NotFound(f"no service at /{prefix}; services: "
                            + ", ".join(f"/{s}" for s in self.services) + ", /health")
@@ -120,8 +126,8 @@ class LocalServer:
                  *, threads: int = THREADS) -> None:
         self._sockets: dict[int, Any] = {}
         self._server = waitress.create_server(
-            ApiServer(lambda: container), map=self._sockets, host=host, port=port, threads=threads,
-            max_request_body_size=8 * MAX_BODY_BYTES, ident="bioims")
+            ApiServer(lambda: container, SearchApp(container.search)), map=self._sockets, host=host, port=port, threads=threads,
+            max_request_body_size=2 * max(8 * MAX_BODY_BYTES, SEARCH_MAX_BODY_BYTES), ident="bioims")
 
     @property
     def url(self) -> str:
@@ -143,8 +149,11 @@ class LocalServer:
 
 def serve(container: Container, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> None:
     """Serve every service's API in the foreground until interrupted."""
+    from ..index import set_search_threads
+
     server = LocalServer(container, host, port)
-    _log.info("serving %s at %s", ", ".join(OPERATIONS), server.url)
+    set_search_threads(1)  # single queries: one thread each is fastest (see ENVIRONMENT.md)
+    _log.info("serving %s and search at %s", ", ".join(OPERATIONS), server.url)
     server.run()
 
 

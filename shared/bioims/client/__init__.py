@@ -4,12 +4,13 @@
 >>> tags = connect("tags", url="http://127.0.0.1:8700/tags")        # bioims serve
 >>> tags = connect("tags", function_name="bioims-tags-dev-invoke")   # AWS, cross-service protocol
 >>> tags = connect("tags", container=bioims.runtime.local())         # in this process
+>>> search = SearchClient("http://127.0.0.1:8700/search")              # the search service (HTTP only)
 
 Clients have the methods (names, parameters, results, errors) of the services in :mod:`bioims.services`.
 """
 
-from .clients import (CLIENTS, ArtifactClient, EmbeddingClient, ImageManagementClient, ServiceClient, TagsClient,
-                      TrainingClient, connect)
+from .clients import (CLIENTS, ArtifactClient, EmbeddingClient, ImageManagementClient, SearchClient, ServiceClient,
+                      TagsClient, TrainingClient, connect)
 from .transports import HttpTransport, InProcessTransport, LambdaTransport, Transport
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "ImageManagementClient",
     "InProcessTransport",
     "LambdaTransport",
+    "SearchClient",
     "ServiceClient",
     "TagsClient",
     "TrainingClient",

@@ -12,6 +12,7 @@ import inspect
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import quote
 
 from ..api.operations import SERVICE_CLASSES, Operation, operations, public_signature
 from ..errors import InvalidInput
@@ -129,3 +130,40 @@ def connect(service: str, url: str | None = None, function_name: str | None = No
         assert container is not None
         transport = InProcessTransport(container)
     return CLIENTS[service](transport)
+
+
+class SearchClient:
+    """The search service over HTTP: ``http://127.0.0.1:8700/search`` under ``bioims serve``, the search
+    container's load balancer on AWS. Methods mirror the routes of :mod:`bioims.api.search_server`;
+    errors come back as the domain errors (``InvalidInput``, ``NotFound``, ...)."""
+
+    def __init__(self, url: str, session: requests.Session | None = None, timeout: float = 30) -> None:
+        self._http = HttpTransport(url, session=session, timeout=timeout)
+
+    def search(self, train_id: str, **query: Any) -> dict[str, Any]:
+        """``POST /searches``: see :meth:`bioims.services.search.SearchService.search` for ``query``."""
+        return self._request("POST", "/searches", {"train_id": train_id, **query})
+
+    def get_search(self, search_id: str) -> dict[str, Any]:
+        return self._request("GET", f"/searches/{quote(search_id, safe='')}")
+
+    def loaded_indexes(self) -> list[dict[str, Any]]:
+        return self._request("GET", "/indexes")
+
+    def list_indexes(self, train_id: str | None = None) -> list[dict[str, Any]]:
+        return self._request("GET", "/indexes", params={"stored": "true", **({"train_id": train_id} if train_id else {})})
+
+    def build_index(self, train_id: str, level: str = "field", kind: str = "auto", metric: str = "cosine") -> dict[str, Any]:
+        return self._request("POST", "/indexes", {"train_id": train_id, "level": level, "kind": kind, "metric": metric})
+
+    def reload_index(self, train_id: str) -> list[dict[str, Any]]:
+        return self._request("POST", f"/indexes/{quote(train_id, safe='')}/reload")
+
+    def delete_index(self, train_id: str, level: str | None = None) -> dict[str, Any]:
+        return self._request("DELETE", f"/indexes/{quote(train_id, safe='')}", params={"level": level} if level else {})
+
+    def ready(self) -> dict[str, Any]:
+        return self._request("GET", "/ready")
+
+    def _request(self, method: str, path: str, body: Any = None, params: dict[str, str] | None = None) -> Any:
+        return self._http.request(method, path, body=body, params=params)

@@ -66,13 +66,23 @@ class HttpTransport:
             if name not in rest:
                 raise InvalidInput(f"missing argument {name!r} for {operation.method}")
             path = path.replace(f"{{{variable}}}", quote(str(rest.pop(name)), safe=""))
-        url = self.base_url + path
         if operation.has_body:
-            options: dict[str, Any] = {"data": _to_json(rest), "headers": {"Content-Type": "application/json"}}
+            document = self.request(operation.http_method, path, body=rest)
         else:
-            options = {"params": {name: _query_value(name, value, operation)
-                                  for name, value in rest.items() if value is not None}}
-        status, text = self._send(operation.http_method, url, options)
+            document = self.request(operation.http_method, path, params={
+                name: _query_value(name, value, operation) for name, value in rest.items() if value is not None})
+        return operation.from_http_body(document)
+
+    def request(self, method: str, path: str, *, body: Any = None, params: Mapping[str, Any] | None = None) -> Any:
+        """``method`` ``base_url + path`` with a JSON ``body`` (or none) and query ``params``; the decoded
+        JSON answer, or the domain error of an error answer."""
+        url = self.base_url + path
+        if body is not None:
+            options: dict[str, Any] = {"data": _to_json(body), "headers": {"Content-Type": "application/json"}}
+            options |= {"params": dict(params)} if params else {}
+        else:
+            options = {"params": dict(params or {})}
+        status, text = self._send(method, url, options)
         try:
             document = json.loads(text) if text else None
         except ValueError:
@@ -80,8 +90,8 @@ class HttpTransport:
         if status >= 400:
             if isinstance(document, dict) and isinstance(document.get("error"), dict):
                 raise error_from_dict(document["error"])
-            raise BioimsError(f"{operation.http_method} {url} answered {status}: {text[:200]}")
-        return operation.from_http_body(document)
+            raise BioimsError(f"{method} {url} answered {status}: {text[:200]}")
+        return document
 
     def _send(self, method: str, url: str, options: dict[str, Any]) -> tuple[int, str]:
         """Status and text of a response. The response is closed here, so that an error raised from

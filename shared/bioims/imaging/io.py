@@ -119,6 +119,15 @@ def read_image(uri: str, objects: ObjectStore) -> np.ndarray:
         raise InvalidInput(f"cannot read image {uri}: {exc}") from exc.__cause__
 
 
+def decode_image(data: bytes, name: str = "image") -> np.ndarray:
+    """Decode one single-channel image file held in memory (an upload): like :func:`read_image`,
+    with ``name`` in the error messages."""
+    try:
+        return _check_dimensions(_decode(io.BytesIO(data)))
+    except _Unreadable as exc:
+        raise InvalidInput(f"cannot read {name}: {exc}") from exc.__cause__
+
+
 def read_field(channel_uris: Sequence[str], objects: ObjectStore) -> np.ndarray:
     """Read the channel files of one field and stack them.
 

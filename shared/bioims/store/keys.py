@@ -12,6 +12,8 @@ Every stored object's URI is built here, so the layout can be read (and changed)
     {root}/jobs/{job_id}/params.json                                     parameters of an array job
     {root}/profiles/{name}/{level}.parquet                               a named profile set (well, treatment)
     {root}/profiles/{name}/profiles.json                                 its processing and counts
+    {root}/indexes/{source}/{level}-{metric}/{version}/{part}            a search index build (FAISS bytes, sidecar...)
+    {root}/indexes/{source}/{level}-{metric}/current.json                the version searched (written last)
 """
 
 from __future__ import annotations
@@ -68,3 +70,10 @@ class Keys:
     def profiles_info(self, name: str) -> str:
         """A named profile set's sidecar: source files, processing options, counts (written last)."""
         return join(self.root, "profiles", name, "profiles.json")
+
+    def index(self, source: str, level: str, metric: str) -> str:
+        """The folder of a search index's builds: ``{version}/{part}`` and the ``current.json`` pointer."""
+        return join(self.root, "indexes", source, f"{level}-{metric}")
+
+    def indexes_root(self) -> str:
+        return join(self.root, "indexes")

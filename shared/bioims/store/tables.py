@@ -321,7 +321,7 @@ class Search(Model):
     train_id = UnicodeAttribute()
     created_at = UnicodeAttribute()
     status = UnicodeAttribute(default="submitted")
-    query = JSONAttribute(null=True)
+    request = JSONAttribute(null=True, attr_name="query")  # not `query`: that is the Model method
     hits = JSONAttribute(null=True)
     error = UnicodeAttribute(null=True)
     ms = NumberAttribute(null=True)

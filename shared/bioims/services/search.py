@@ -1,0 +1,570 @@
+"""Search service: FAISS indexes of a train run's (or a profile set's) embeddings, and the searches.
+
+An index covers one source (a train run, or an imported/computed profile set), one level (``cell``,
+``field``, ``well``, ``treatment``) and one metric (``cosine``, ``euclidean``). Building it reads the
+stored embeddings in bulk (the plates' Parquet tables, the cells' ``.npy``), tags every row with its
+``plate:``, ``well:``, ``batch:``, ``compound:``, ``concentration:`` and ``moa:`` tags (fields and cells
+also with the image tags of the tags service) and writes a new *version* of the index (FAISS bytes, the
+JSON sidecar, ids, tag membership, per-row payload) under ``{root}/indexes/{source}/{level}-{metric}/
+{version}/``; the ``current.json`` pointer beside the versions is written last, so a reader never sees a
+mix of two builds, and the previous version is deleted after.
+
+Loaded indexes live in an immutable mapping that is replaced, never mutated: a query takes the mapping
+once, so a reload swaps the new index in atomically while queries run (no failed or mixed requests).
+
+Searches are recorded (query, status, hits, ms) by a background writer so that a query's latency does not
+include a database round trip; the record of a search is readable at once from memory, and from the
+``searches`` table once written (normally within milliseconds).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import json
+import queue
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..errors import BioimsError, InvalidInput, NotFound
+from ..ids import iso, new_id
+from ..profiles.io import feature_columns, read_profiles
+from ..store.keys import Keys
+from ..store.objects import ObjectStore
+from ..store.tables import Tables
+from .embedding import EmbeddingService
+from .image_management import ArtifactsPort
+from .profiles import ProfileSets
+from .training import TrainingService
+
+if TYPE_CHECKING:
+    from ..index import VectorIndex  # imports faiss: loaded on first use, never by the Lambda services
+
+LEVELS = ("cell", "field", "well", "treatment")
+METRICS = ("cosine", "euclidean")
+KINDS = ("auto", "flat", "ivf", "hnsw")
+MAX_K = 1000
+"""Largest ``k`` of one search."""
+RECENT_SEARCHES = 10_000
+"""Search records kept in memory (readable before, and regardless of, their write to the table)."""
+ROWS = "rows.json"
+"""Per-row payload stored beside the index parts: plate id, image id, thumbnail URI."""
+TAG_COLUMNS = (("plate", "Metadata_Plate"), ("well", "Metadata_Well"), ("batch", "Metadata_Batch"),
+               ("compound", "Metadata_Compound"), ("concentration", "Metadata_Concentration"),
+               ("moa", "Metadata_MoA"))
+
+
+def _tags(row: Mapping[str, Any]) -> list[str]:
+    """``type:value`` tags of a profile row from its ``Metadata_*`` columns (the ingest's spelling)."""
+    tags = []
+    for kind, column in TAG_COLUMNS:
+        value = row.get(column)
+        if value is None or (isinstance(value, float) and np.isnan(value)) or value == "":
+            continue
+        tags.append(f"{kind}:{float(value):g}" if kind == "concentration" else f"{kind}:{value}")
+    return tags
+
+
+def _item_id(level: str, row: Mapping[str, Any]) -> str:
+    if level == "field":
+        return str(row["Metadata_ImageId"])
+    if level == "well":
+        return f"{row['Metadata_Plate']}/{row['Metadata_Well']}"
+    conc = row.get("Metadata_Concentration")
+    return f"{row['Metadata_Compound']}@{float(conc):g}" if conc is not None and conc == conc else \
+        str(row["Metadata_Compound"])
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    """An index in memory with its per-row payload, its build version and when it was loaded."""
+
+    index: VectorIndex
+    rows: list[dict[str, Any]]
+    version: str
+    loaded_at: str
+
+
+class SearchService:
+    """Index building, loading and hot reload, and filtered nearest-neighbour search.
+
+    Parameters
+    ----------
+    tables, objects, keys, artifacts
+        The data layer and the artifact registry.
+    embedding, training, profiles
+        Where embeddings, runs (specs, ONNX models) and profile sets come from.
+    """
+
+    def __init__(self, tables: Tables, objects: ObjectStore, keys: Keys, artifacts: ArtifactsPort,
+                 embedding: EmbeddingService, training: TrainingService, profiles: ProfileSets) -> None:
+        self._t = tables
+        self._objects = objects
+        self._keys = keys
+        self._artifacts = artifacts
+        self._embedding = embedding
+        self._training = training
+        self._profiles = profiles
+        self._loaded: Mapping[tuple[str, str, str], _Loaded] = {}
+        self._swap = threading.Lock()  # serialises loads and swaps; queries never take it
+        self._recent: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._recent_lock = threading.Lock()
+        self._records: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        self._writer: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ building
+    def build_index(self, train_id: str, level: str = "field", kind: str = "auto",
+                    metric: str = "cosine") -> dict[str, Any]:
+        """Build (or rebuild) the index of a train run's embeddings (or of a profile set named
+        ``train_id``) at ``level``; persisted, recorded as artifacts, and swapped in if loaded here.
+        Returns the sidecar: ``{"kind", "metric", "dims", "count", "built_at", "source", "level", ...}``."""
+        _check(level, LEVELS, "level")
+        _check(metric, METRICS, "metric")
+        _check(kind, KINDS, "kind")
+        from ..index import VectorIndex
+
+        source = self._source(train_id)
+        vectors, ids, tags, rows = self._table(train_id, source, level)
+        if not ids:
+            raise InvalidInput(f"{train_id} has no {level} embeddings to index")
+        index = VectorIndex.build(vectors, ids, tags, metric=metric, kind=kind,
+                                  info={"source": train_id, "source_type": source, "level": level})
+        version = new_id()
+        base = self._keys.index(train_id, level, metric)
+        parts = {**index.to_parts(), ROWS: _json_bytes(rows)}
+        for name, data in parts.items():
+            uri = f"{base}/{version}/{name}"
+            self._objects.put_bytes(uri, data)
+            self._artifacts.create_artifact(train_id, uri, train_id=train_id, type=f"index-{name}", size=len(data))
+        previous = self._current_version(base)
+        self._objects.put_json(f"{base}/current.json", {"version": version, **index.info})
+        if previous and previous != version:
+            for uri in list(self._objects.list(f"{base}/{previous}/")):
+                self._objects.delete(uri)
+        if (train_id, level, metric) in self._loaded:
+            self._install((train_id, level, metric), index, rows, version)
+        return {**index.info, "version": version}
+
+    def _source(self, name: str) -> str:
+        """``"run"`` (a complete train run) or ``"profiles"`` (a profile set); NotFound otherwise."""
+        try:
+            run = self._training.get_training(name)
+        except NotFound:
+            try:
+                self._profiles.info(name)
+            except NotFound:
+                raise NotFound(f"no train run or profile set {name!r}") from None
+            return "profiles"
+        if run["status"] != "complete":
+            raise InvalidInput(f"train run {name} is {run['status']}; train and embed it first")
+        return "run"
+
+    def _table(self, name: str, source: str, level: str) -> tuple[np.ndarray, list[str], list[list[str]],
+                                                                    list[dict[str, Any]]]:
+        """(vectors (N, D) float32, ids, tags per row, payload per row) of a source at a level."""
+        if source == "profiles":
+            if level not in ("well", "treatment"):
+                raise InvalidInput(f"profile set {name} has well and treatment levels only, not {level}")
+            table = self._profiles.read(name, level)
+        elif level in ("well", "treatment"):
+            table = self._embedding.profiles(name, level)
+        else:
+            return self._field_table(name, level)
+        features = feature_columns(table)
+        records = table.drop(columns=features).to_dict("records")
+        return (table[features].to_numpy(np.float32), [_item_id(level, r) for r in records],
+                [_tags(r) for r in records], [{} for _ in records])
+
+    def _field_table(self, train_id: str, level: str) -> tuple[np.ndarray, list[str], list[list[str]],
+                                                                 list[dict[str, Any]]]:
+        """Field (or cell) rows of a run, plate by plate, with the image tags and thumbnails."""
+        plates = self._embedding.list_plate_embeddings(train_id)
+        if not plates:
+            raise InvalidInput(f"train run {train_id} has no embeddings; run `bioims embed {train_id}`")
+        tables = [(p["plate_id"], read_profiles(self._objects.get_bytes(p["uri"]))) for p in plates]
+        image_tags = self._image_tags({str(i) for _, t in tables for i in t["Metadata_ImageId"]})
+        thumbnail = self._thumbnails()
+        vectors, ids, tags, rows = [], [], [], []
+        for plate_id, table in tables:
+            features = feature_columns(table)
+            records = table.drop(columns=features).to_dict("records")
+            field_vectors = table[features].to_numpy(np.float32)
+            if level == "field":
+                vectors.append(field_vectors)
+            for r in records:
+                image_id = str(r["Metadata_ImageId"])
+                row_tags = sorted(set(_tags(r)) | image_tags.get(image_id, set()))
+                payload = {"image_id": image_id, "plate_id": plate_id, "thumbnail": thumbnail(plate_id, image_id)}
+                if level == "field":
+                    ids.append(image_id)
+                    tags.append(row_tags)
+                    rows.append(payload)
+                    continue
+                cells = np.load(io.BytesIO(self._objects.get_bytes(
+                    self._keys.cell_embeddings(train_id, plate_id, image_id))), allow_pickle=False)
+                vectors.append(cells.astype(np.float32))
+                ids.extend(f"{image_id}#{i}" for i in range(len(cells)))
+                tags.extend(row_tags for _ in range(len(cells)))
+                rows.extend({**payload, "cell": i} for i in range(len(cells)))
+        return np.concatenate(vectors), ids, tags, rows
+
+    def _image_tags(self, image_ids: set[str]) -> dict[str, set[str]]:
+        """The tags service's tags of ``image_ids`` (one scan of the image-tag table)."""
+        out: dict[str, set[str]] = {}
+        for row in self._t.image_tags.scan():
+            if row.image_id in image_ids:
+                out.setdefault(row.image_id, set()).add(row.value)
+        return out
+
+    def _thumbnails(self) -> Any:
+        """``(plate_id, image_id) -> URI`` of the smallest configured thumbnail width."""
+        try:
+            widths = self._artifacts.get_parameter("thumbnail-widths")
+        except NotFound:
+            widths = None
+        width = min(widths) if isinstance(widths, list) and widths else None
+        return lambda plate_id, image_id: self._keys.thumbnail(plate_id, image_id, width) if width else None
+
+    # ------------------------------------------------------------------ loading
+    def list_indexes(self, train_id: str | None = None) -> list[dict[str, Any]]:
+        """Stored indexes (of one source, or all): ``[{"train_id", "level", "metric", "kind", "dims", "count",
+        "built_at", "version", "loaded", "loaded_at"}]``."""
+        loaded = self._loaded
+        out = []
+        root = self._keys.index(train_id, "x", "x").rsplit("/", 1)[0] if train_id else self._keys.indexes_root()
+        for uri in self._objects.list(root + "/"):
+            if not uri.endswith("/current.json"):
+                continue
+            info = self._objects.get_json(uri)
+            key = (info["source"], info["level"], info["metric"])
+            entry = loaded.get(key)
+            out.append({"train_id": info["source"], **{k: info.get(k) for k in (
+                "level", "metric", "kind", "dims", "count", "built_at", "version")},
+                "loaded": entry is not None and entry.version == info["version"],
+                "loaded_at": entry.loaded_at if entry else None})
+        return sorted(out, key=lambda r: (r["train_id"], LEVELS.index(r["level"]), r["metric"]))
+
+    def loaded_indexes(self) -> list[dict[str, Any]]:
+        """Indexes in memory: ``[{"train_id", "level", "kind", "metric", "dims", "count", "loaded_at", "version"}]``."""
+        return [{"train_id": t, "level": lv, "kind": e.index.kind, "metric": m, "dims": e.index.dims,
+                 "count": e.index.count, "loaded_at": e.loaded_at, "version": e.version}
+                for (t, lv, m), e in sorted(self._loaded.items())]
+
+    def load_all(self) -> list[dict[str, Any]]:
+        """Load every stored index (a server's start); returns the loaded list."""
+        for entry in self.list_indexes():
+            self.load_index(entry["train_id"], entry["level"], entry["metric"])
+        return self.loaded_indexes()
+
+    def load_index(self, train_id: str, level: str = "field", metric: str = "cosine") -> dict[str, Any]:
+        """Load (or reload, if a newer version is stored) one index; swapped in atomically."""
+        _check(level, LEVELS, "level")
+        _check(metric, METRICS, "metric")
+        base = self._keys.index(train_id, level, metric)
+        version = self._current_version(base)
+        if version is None:
+            raise NotFound(f"no {level} {metric} index of {train_id}; build it with "
+                           f"`bioims index build {train_id} --level {level} --metric {metric}`")
+        current = self._loaded.get((train_id, level, metric))
+        if current is None or current.version != version:
+            try:
+                parts = {uri.rsplit("/", 1)[1]: self._objects.get_bytes(uri)
+                         for uri in self._objects.list(f"{base}/{version}/")}
+            except NotFound:  # replaced by a newer build while listing: load that one
+                return self.load_index(train_id, level, metric)
+            from ..index import VectorIndex
+
+            rows = _json_load(parts.pop(ROWS, b"[]"), ROWS)
+            self._install((train_id, level, metric), VectorIndex.from_parts(parts), rows, version)
+        return next(i for i in self.loaded_indexes() if (i["train_id"], i["level"], i["metric"]) ==
+                    (train_id, level, metric))
+
+    def reload_index(self, train_id: str) -> list[dict[str, Any]]:
+        """Reload every stored index of a source (new versions swapped in); returns them."""
+        stored = [i for i in self.list_indexes(train_id)]
+        if not stored:
+            raise NotFound(f"no index of {train_id}; build one with `bioims index build {train_id}`")
+        return [self.load_index(i["train_id"], i["level"], i["metric"]) for i in stored]
+
+    def delete_index(self, train_id: str, level: str | None = None) -> dict[str, Any]:
+        """Unload and delete a source's indexes (one level, or all: the seed's deleteTraining)."""
+        if level is not None:
+            _check(level, LEVELS, "level")
+        stored = [i for i in self.list_indexes(train_id) if level is None or i["level"] == level]
+        with self._swap:
+            self._loaded = {k: v for k, v in self._loaded.items()
+                            if not (k[0] == train_id and (level is None or k[1] == level))}
+        deleted = 0
+        for i in stored:
+            base = self._keys.index(train_id, i["level"], i["metric"])
+            self._objects.delete(f"{base}/current.json")  # first: readers stop finding it
+            for uri in list(self._objects.list(f"{base}/")):
+                self._objects.delete(uri)
+                deleted += 1
+        if not stored:
+            raise NotFound(f"no index of {train_id}" + (f" at level {level}" if level else ""))
+        return {"train_id": train_id, "indexes": len(stored), "objects": deleted + len(stored)}
+
+    def _install(self, key: tuple[str, str, str], index: VectorIndex, rows: list[dict[str, Any]],
+                 version: str) -> None:
+        with self._swap:
+            self._loaded = {**self._loaded, key: _Loaded(index, rows, version, iso())}
+
+    def _current_version(self, base: str) -> str | None:
+        try:
+            return str(self._objects.get_json(f"{base}/current.json")["version"])
+        except NotFound:
+            return None
+
+    def _index(self, train_id: str, level: str, metric: str) -> _Loaded:
+        entry = self._loaded.get((train_id, level, metric))
+        if entry is None:
+            self.load_index(train_id, level, metric)
+            entry = self._loaded[(train_id, level, metric)]
+        return entry
+
+    # ------------------------------------------------------------------ searching
+    def search(self, train_id: str, image_id: str | None = None, vector: list[float] | None = None,
+               id: str | None = None, images: dict[str, str] | None = None, k: int = 10,
+               metric: str = "cosine", include_tags: list[str] | None = None,
+               exclude_tags: list[str] | None = None, require_moa: bool = False, level: str = "field",
+               flatfield_plate: str | None = None) -> dict[str, Any]:
+        """Nearest neighbours of one query in the (train run, level, metric) index.
+
+        The query is exactly one of: ``image_id`` (a field's stored embedding; at cell level its mean
+        cell), ``id`` (an item of the index, e.g. a well ``PLATE/WELL`` or a treatment ``COMPOUND@CONC``),
+        ``vector`` (D floats) or ``images`` (an uploaded field: ``{channel: base64 TIFF/PNG}``, preprocessed
+        with the run's spec — normalised with ``flatfield_plate``'s flat-fields if given, else with the
+        spec's flat-field of the uploaded field itself — and
+        embedded with the run's ONNX model). Filters: a hit carries at least one ``include_tags`` (if any),
+        none of ``exclude_tags``, and an ``moa:`` tag if ``require_moa``. The query's own item is never a
+        hit. Returns ``{"search_id", "train_id", "level", "metric", "k", "hits": [{"rank", "id", "distance",
+        "tags", "plate", "well", "compound", "concentration", "moa", "image_id", "thumbnail"}], "ms"}``."""
+        started = time.perf_counter()
+        query = {"train_id": train_id, "level": level, "metric": metric, "k": k,
+                 "include_tags": list(include_tags or []), "exclude_tags": list(exclude_tags or []),
+                 "require_moa": bool(require_moa)}
+        search_id = new_id()
+        try:
+            result = self._search(train_id, image_id, vector, id, images, k, metric, include_tags or [],
+                                  exclude_tags or [], require_moa, level, flatfield_plate, query)
+        except BioimsError as e:
+            self._record({"search_id": search_id, "train_id": str(train_id), "created_at": iso(),
+                          "status": "failed", "query": query, "hits": None, "error": e.message, "ms": None})
+            raise
+        ms = round((time.perf_counter() - started) * 1000, 3)
+        record = {"search_id": search_id, "train_id": train_id, "created_at": iso(), "status": "complete",
+                  "query": query, "hits": result, "error": None, "ms": ms}
+        self._record(record)
+        return {"search_id": search_id, **query, "hits": result, "ms": ms}
+
+    def _search(self, train_id: str, image_id: str | None, vector: Any, item: str | None, images: Any, k: Any,
+                metric: str, include: Any, exclude: Any, require_moa: Any, level: str,
+                flatfield_plate: str | None, query: dict[str, Any]) -> list[dict[str, Any]]:
+        if not isinstance(train_id, str) or not train_id:
+            raise InvalidInput("train_id must be a non-empty string")
+        _check(level, LEVELS, "level")
+        _check(metric, METRICS, "metric")
+        if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= MAX_K:
+            raise InvalidInput(f"k must be an integer in [1, {MAX_K}], got {k!r}")
+        for name, tags in (("include_tags", include), ("exclude_tags", exclude)):
+            if not isinstance(tags, list) or not all(isinstance(t, str) and t for t in tags):
+                raise InvalidInput(f"{name} must be a list of non-empty strings")
+        if not isinstance(require_moa, bool):
+            raise InvalidInput("require_moa must be true or false")
+        given = [n for n, v in (("image_id", image_id), ("id", item), ("vector", vector), ("images", images))
+                 if v is not None]
+        if len(given) != 1:
+            raise InvalidInput("give exactly one query: image_id, id, vector or images"
+                               + (f" (got {', '.join(given)})" if given else ""))
+        loaded = self._index(train_id, level, metric)
+        index, rows = loaded.index, loaded.rows
+        own: list[int] = []
+        if image_id is not None:
+            query["image_id"] = image_id
+            q, own = self._image_query(index, train_id, level, image_id)
+        elif item is not None:
+            query["id"] = item
+            position = index.position(str(item))
+            q, own = index.vector(position), [position]
+        elif vector is not None:
+            q = _vector(vector, index.dims)
+        else:
+            query["images"] = sorted(images) if isinstance(images, dict) else None
+            q = self.embed_upload(train_id, images, flatfield_plate)
+        hits = index.search(q, k, include=include, exclude=exclude, require_moa=require_moa,
+                            exclude_positions=own)
+        return [_hit(rank, index, rows, position, distance) for rank, (position, distance) in enumerate(hits, 1)]
+
+    def _image_query(self, index: VectorIndex, train_id: str, level: str,
+                     image_id: str) -> tuple[np.ndarray, list[int]]:
+        if level == "field":
+            position = index.position(image_id)
+            return index.vector(position), [position]
+        if level == "cell":
+            prefix = f"{image_id}#"
+            own = [i for i, name in enumerate(index.ids) if name.startswith(prefix)]
+            if not own:
+                raise NotFound(f"image {image_id!r} has no cells in the cell index of {train_id}")
+            return np.mean([index.vector(i) for i in own], axis=0).astype(np.float32), own
+        stored = self._embedding.get_image_embedding(image_id, train_id)
+        if stored["embedding"] is None:
+            raise InvalidInput(f"image {image_id} has no embedding under {train_id} ({stored['status']})")
+        return np.asarray(stored["embedding"], np.float32), []
+
+    def embed_upload(self, train_id: str, images: Any, flatfield_plate: str | None = None) -> np.ndarray:
+        """The field embedding (D,) of an uploaded field: ``{channel: base64 image}`` with the run's
+        spec channels, checked against the spec's dims, preprocessed and embedded like stored fields
+        (flat-fields: ``flatfield_plate``'s under the spec, else the spec's flat-field computed from the
+        uploaded field alone)."""
+        from ..imaging.dtypes import to_float01
+        from ..imaging.flatfield import flatfield
+        from ..imaging.io import decode_image
+        from ..imaging.preprocess import preprocess_field
+
+        run = self._training.get_training(train_id)
+        spec = self._training.spec(run["spec_name"])
+        channels = list(spec.input.channels)
+        if not isinstance(images, dict) or sorted(images) != sorted(channels):
+            got = sorted(images) if isinstance(images, dict) else type(images).__name__
+            raise InvalidInput(f"images must map each channel of spec {spec.name} ({', '.join(channels)}) to a "
+                               f"base64 image file; got {got}")
+        planes = []
+        for channel in channels:
+            try:
+                data = base64.b64decode(images[channel], validate=True)
+            except (binascii.Error, TypeError, ValueError):
+                raise InvalidInput(f"images[{channel!r}] is not valid base64") from None
+            planes.append(decode_image(data, f"uploaded channel {channel}"))
+        shapes = {p.shape for p in planes}
+        want = (spec.input.height, spec.input.width) if spec.input.depth == 1 else \
+            (spec.input.depth, spec.input.height, spec.input.width)
+        if shapes != {want}:
+            raise InvalidInput(f"uploaded channels have shapes {sorted(shapes)}; spec {spec.name} wants {want}")
+        field = np.stack(planes)
+        if flatfield_plate:
+            flat = np.stack([np.load(io.BytesIO(self._objects.get_bytes(
+                self._keys.flatfield(spec.name, flatfield_plate, ch))), allow_pickle=False) for ch in channels])
+        else:  # the spec's flat-field construction applied to the uploaded field alone
+            flat = np.stack([flatfield(to_float01(plane), cutoff_percentile=spec.flatfield.cutoff_percentile,
+                                       sigma=spec.flatfield.sigma) for plane in planes])
+        crops = preprocess_field(field, flat, segmentation_channel=spec.segmentation_index, roi_size=spec.roi_size,
+                                 min_nucleus_voxels=spec.min_nucleus_voxels,
+                                 clip_percentile=spec.normalization.clip_percentile,
+                                 log_cap=spec.normalization.log_cap, declump=spec.segmentation.declump).crops
+        if len(crops) == 0:
+            raise InvalidInput("no nuclei found in the uploaded field: nothing to embed")
+        return self._embedding.model(train_id).embed(crops).mean(axis=0).astype(np.float32)
+
+    # ------------------------------------------------------------------ search records
+    def get_search(self, search_id: str) -> dict[str, Any]:
+        """A search's record: ``{"search_id", "train_id", "created_at", "status", "query", "hits", "error", "ms"}``."""
+        if not isinstance(search_id, str) or not search_id:
+            raise InvalidInput("search id must be a non-empty string")
+        with self._recent_lock:
+            record = self._recent.get(search_id)
+        if record is not None:
+            return record
+        try:
+            row = self._t.searches.get(search_id)
+        except self._t.searches.DoesNotExist:
+            raise NotFound(f"no search {search_id!r}") from None
+        return {"search_id": row.search_id, "train_id": row.train_id, "created_at": row.created_at,
+                "status": row.status, "query": row.request, "hits": row.hits, "error": row.error, "ms": row.ms}
+
+    def get_search_status(self, search_id: str) -> dict[str, Any]:
+        record = self.get_search(search_id)
+        return {k: record[k] for k in ("search_id", "status", "error", "ms")}
+
+    def list_searches(self, train_id: str) -> list[str]:
+        """Ids of a source's recorded searches, oldest first."""
+        self.flush()
+        return [r.search_id for r in self._t.searches.by_train.query(train_id)]
+
+    def _record(self, record: dict[str, Any]) -> None:
+        with self._recent_lock:
+            self._recent[record["search_id"]] = record
+            while len(self._recent) > RECENT_SEARCHES:
+                self._recent.popitem(last=False)
+        if self._writer is None or not self._writer.is_alive():
+            with self._swap:
+                if self._writer is None or not self._writer.is_alive():
+                    self._writer = threading.Thread(target=self._write_records, name="search-records", daemon=True)
+                    self._writer.start()
+        self._records.put(record)
+
+    def _write_records(self) -> None:
+        while True:
+            batch = [self._records.get()]
+            while len(batch) < 25:
+                try:
+                    batch.append(self._records.get_nowait())
+                except queue.Empty:
+                    break
+            try:
+                with self._t.searches.batch_write() as writer:
+                    for r in batch:
+                        if r is not None:
+                            fields = {("request" if k == "query" else k): v for k, v in r.items() if v is not None}
+                            writer.save(self._t.searches(**fields))
+            except Exception:  # noqa: BLE001 - the records stay readable from memory; the next batch retries the table
+                pass
+            finally:
+                for _ in batch:
+                    self._records.task_done()
+
+    def flush(self) -> None:
+        """Wait until every recorded search is written to the table."""
+        if self._writer is not None and self._writer.is_alive():
+            self._records.join()
+
+
+def _check(value: Any, allowed: tuple[str, ...], name: str) -> None:
+    if value not in allowed:
+        raise InvalidInput(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+
+
+def _vector(value: Any, dims: int) -> np.ndarray:
+    try:
+        q = np.asarray(value, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise InvalidInput("vector must be a list of numbers") from None
+    if q.shape != (dims,):
+        raise InvalidInput(f"vector must have {dims} numbers (the index's dims), got shape {list(q.shape)}")
+    if not np.isfinite(q).all():
+        raise InvalidInput("vector has NaN or infinite values")
+    return q
+
+
+def _hit(rank: int, index: VectorIndex, rows: list[dict[str, Any]], position: int,
+         distance: float) -> dict[str, Any]:
+    tags = index.tags_of(position)
+    by_type = {}
+    for t in tags:
+        kind, _, value = t.partition(":")
+        by_type.setdefault(kind, value)
+    payload = rows[position] if position < len(rows) else {}
+    return {"rank": rank, "id": index.ids[position], "distance": float(distance), "tags": tags,
+            "plate": by_type.get("plate"), "well": by_type.get("well"), "compound": by_type.get("compound"),
+            "concentration": by_type.get("concentration"), "moa": by_type.get("moa"),
+            "image_id": payload.get("image_id"), "thumbnail": payload.get("thumbnail")}
+
+
+def _json_bytes(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+def _json_load(data: bytes, name: str) -> Any:
+    try:
+        return json.loads(data)
+    except ValueError as e:
+        raise InvalidInput(f"index part {name} is corrupt: {e}") from None
+
+

@@ -1,0 +1,246 @@
+"""Search end to end on the tiny synthetic screen against a real dynalite: index build and persistence,
+filters, queries by image / item / vector / upload, search records, the HTTP API and its errors, and a
+rebuild swapped in while clients query."""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+import requests
+
+from bioims.api.server import LocalServer
+from bioims.client import SearchClient
+from bioims.errors import InvalidInput, NotFound
+from bioims.imaging.io import read_image
+from bioims.services.search import SearchService
+from tests.integration.conftest import preprocessed_screen
+
+SPEC = {"name": "tiny-search", "input": {"width": 160, "height": 128, "depth": 1, "channels": ["DAPI", "Tubulin", "Actin"]},
+        "segmentation_channel": "DAPI", "roi_size": 32, "min_nucleus_voxels": 30, "embedding_length": 16,
+        "flatfield": {"sigma": 20.0}, "training": {"epochs": 1, "batch_size": 32}}
+
+
+@pytest.fixture(scope="module")
+def indexed(stack_settings, tmp_path_factory):
+    """The tiny screen embedded by an untrained (seeded) model, with a field index built."""
+    c = preprocessed_screen(stack_settings, tmp_path_factory.mktemp("search"), SPEC)
+    train_id = c.training.create_trainings(SPEC["name"], "none", epochs=0, seed=5)[0]["train_id"]
+    c.training.run_training(train_id)
+    c.runner.run(c, "embed", {"train_id": train_id})
+    c.search.build_index(train_id, "field")
+    return c, train_id
+
+
+@pytest.fixture
+def server(indexed) -> Iterator[str]:
+    c, _ = indexed
+    httpd = LocalServer(c, "127.0.0.1", 0)
+    thread = threading.Thread(target=httpd.run, daemon=True)
+    thread.start()
+    try:
+        yield httpd.url
+    finally:
+        httpd.stop()
+        thread.join(timeout=10)
+
+
+def fields(c, train_id):
+    return c.embedding.profiles(train_id, "field")
+
+
+def test_field_search_is_exact_and_filters_follow_the_seed(indexed):
+    c, train_id = indexed
+    table = fields(c, train_id)
+    vectors = table[[n for n in table.columns if n.startswith("emb_")]].to_numpy(np.float64)
+    vectors = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    query = 7
+    image_id = table["Metadata_ImageId"].iloc[query]
+    result = c.search.search(train_id, image_id=image_id, k=5)
+    expected = [i for i in np.argsort(1 - vectors @ vectors[query], kind="stable") if i != query][:5]
+    assert [h["id"] for h in result["hits"]] == list(table["Metadata_ImageId"].iloc[expected])
+    assert [h["rank"] for h in result["hits"]] == [1, 2, 3, 4, 5]
+    assert np.allclose([h["distance"] for h in result["hits"]], 1 - vectors[expected] @ vectors[query], atol=1e-5)
+    hit = result["hits"][0]
+    row = table[table["Metadata_ImageId"] == hit["id"]].iloc[0]
+    assert (hit["plate"], hit["well"], hit["compound"]) == (row["Metadata_Plate"], row["Metadata_Well"],
+                                                             row["Metadata_Compound"])
+    assert hit["thumbnail"].endswith(f"{hit['id']}-32.png") and f"compound:{row['Metadata_Compound']}" in hit["tags"]
+
+    compounds = sorted(set(table["Metadata_Compound"]) - {"DMSO"})
+    include = [f"compound:{compounds[0]}", f"compound:{compounds[1]}"]
+    included = c.search.search(train_id, image_id=image_id, k=1000, include_tags=include)["hits"]
+    assert {h["compound"] for h in included} == set(compounds[:2])
+    assert len(included) == table["Metadata_Compound"].isin(compounds[:2]).sum() - (
+        table["Metadata_Compound"].iloc[query] in compounds[:2])
+    excluded = c.search.search(train_id, image_id=image_id, k=1000, include_tags=include,
+                               exclude_tags=[f"compound:{compounds[0]}"])["hits"]
+    assert {h["compound"] for h in excluded} == {compounds[1]}
+    with_moa = c.search.search(train_id, image_id=image_id, k=1000, require_moa=True)["hits"]
+    assert len(with_moa) == table["Metadata_MoA"].notna().sum() - 1 and all(h["moa"] for h in with_moa)
+    assert c.search.search(train_id, image_id=image_id, k=3, include_tags=["compound:nothing"])["hits"] == []
+    one_well = table[(table["Metadata_Compound"] == compounds[2])]["Metadata_Plate"].iloc[0]
+    selective = c.search.search(train_id, image_id=image_id, k=4,
+                                include_tags=[f"plate:{one_well}"], exclude_tags=["compound:DMSO"])["hits"]
+    assert len(selective) == 4 and {h["plate"] for h in selective} == {one_well}
+
+
+def test_queries_by_item_vector_upload_and_levels(indexed):
+    c, train_id = indexed
+    table = fields(c, train_id)
+    image_id = table["Metadata_ImageId"].iloc[3]
+    stored = c.embedding.get_image_embedding(image_id, train_id)["embedding"]
+    by_vector = c.search.search(train_id, vector=stored, k=3)["hits"]
+    assert by_vector[0]["id"] == image_id and by_vector[0]["distance"] < 1e-5  # the vector finds its field
+    assert [h["id"] for h in c.search.search(train_id, id=image_id, k=2)["hits"]] == \
+        [h["id"] for h in by_vector[1:3]]
+
+    # upload the field's own channel files: same preprocessing (without flat-field) and model
+    row = c.images.get_image_info(image_id)
+    files = {ch: base64.b64encode(open(uri[7:], "rb").read()).decode() for ch, uri in row["channel_uris"].items()}
+    plate_id = row["plate_id"]
+    uploaded = c.search.search(train_id, images=files, k=1, flatfield_plate=plate_id)["hits"]
+    assert uploaded[0]["id"] == image_id and uploaded[0]["distance"] < 1e-3
+    assert len(c.search.search(train_id, images=files, k=2)["hits"]) == 2  # its own flat-field: still a query
+    with pytest.raises(InvalidInput, match="must map each channel"):
+        c.search.search(train_id, images={"DAPI": files["DAPI"]}, k=1)
+    with pytest.raises(InvalidInput, match="not valid base64"):
+        c.search.search(train_id, images={**files, "Actin": "%%%"}, k=1)
+    with pytest.raises(InvalidInput, match="cannot read uploaded channel Tubulin"):
+        c.search.search(train_id, images={**files, "Tubulin": base64.b64encode(b"II*\x00junk").decode()}, k=1)
+    small = np.zeros((16, 16), np.uint16)
+    assert read_image(row["channel_uris"]["DAPI"], c.objects).shape == (128, 160)
+    import io
+
+    from PIL import Image
+    buffer = io.BytesIO()
+    Image.fromarray(small).save(buffer, format="PNG")
+    with pytest.raises(InvalidInput, match="wants \\(128, 160\\)"):
+        c.search.search(train_id, images={ch: base64.b64encode(buffer.getvalue()).decode() for ch in files}, k=1)
+
+    wells = c.search.build_index(train_id, "well", metric="euclidean")
+    assert wells["count"] == table.groupby(["Metadata_Plate", "Metadata_Well"]).ngroups
+    a_well = f"{table['Metadata_Plate'].iloc[0]}/{table['Metadata_Well'].iloc[0]}"
+    well_hits = c.search.search(train_id, id=a_well, k=2, level="well", metric="euclidean")["hits"]
+    assert len(well_hits) == 2 and all(h["id"] != a_well for h in well_hits)
+    cells = c.search.build_index(train_id, "cell")
+    assert cells["count"] == int(table["Metadata_Cells"].sum())
+    cell_hits = c.search.search(train_id, image_id=image_id, k=5, level="cell")["hits"]
+    assert len(cell_hits) == 5 and not any(h["id"].startswith(f"{image_id}#") for h in cell_hits)
+    treatments = c.search.build_index(train_id, "treatment")
+    assert treatments["count"] == 16
+    with pytest.raises(NotFound, match="no field euclidean index"):
+        c.search.search(train_id, image_id=image_id, metric="euclidean")
+
+
+def test_bad_requests_and_records(indexed):
+    c, train_id = indexed
+    image_id = fields(c, train_id)["Metadata_ImageId"].iloc[0]
+    for kwargs, message in [({"k": 0}, "k must be an integer"), ({"k": 5000}, "k must be an integer"),
+                            ({"level": "plate"}, "level must be one of"), ({"metric": "manhattan"}, "metric must be"),
+                            ({"include_tags": "moa:x"}, "include_tags must be a list"),
+                            ({"vector": [1.0, 2.0]}, "vector must have 16 numbers"),
+                            ({"vector": [float("nan")] * 16}, "NaN")]:
+        query = {"image_id": image_id} if "vector" not in kwargs else {}
+        with pytest.raises(InvalidInput, match=message):
+            c.search.search(train_id, **query, **kwargs)
+    with pytest.raises(InvalidInput, match="exactly one query"):
+        c.search.search(train_id, image_id=image_id, vector=[0.0] * 16)
+    with pytest.raises(NotFound):
+        c.search.search(train_id, image_id="no-such-image")
+    with pytest.raises(NotFound, match="no train run or profile set"):
+        c.search.build_index("no-such-run")
+    done = c.search.search(train_id, image_id=image_id, k=2)
+    record = c.search.get_search(done["search_id"])
+    assert record["status"] == "complete" and record["hits"] == done["hits"] and record["query"]["k"] == 2
+    c.search.flush()
+    fresh = SearchService(c.tables, c.objects, c.keys, c.artifacts, c.embedding, c.training, c.profiles)
+    assert fresh.get_search(done["search_id"])["hits"] == done["hits"]  # from the table
+    assert done["search_id"] in fresh.list_searches(train_id)
+    with pytest.raises(NotFound, match="no search"):
+        fresh.get_search("nope")
+
+
+def test_persistence_round_trip_and_delete(indexed):
+    c, train_id = indexed
+    image_id = fields(c, train_id)["Metadata_ImageId"].iloc[5]
+    before = c.search.search(train_id, image_id=image_id, k=6, require_moa=True)["hits"]
+    fresh = SearchService(c.tables, c.objects, c.keys, c.artifacts, c.embedding, c.training, c.profiles)
+    assert [(h["id"], h["tags"]) for h in fresh.search(train_id, image_id=image_id, k=6, require_moa=True)["hits"]] \
+        == [(h["id"], h["tags"]) for h in before]
+    stored = {(i["level"], i["metric"]) for i in fresh.list_indexes(train_id)}
+    assert ("field", "cosine") in stored
+    built = c.search.build_index(train_id, "treatment", metric="euclidean")
+    assert fresh.delete_index(train_id, "treatment")["indexes"] >= 1
+    assert not any(i["level"] == "treatment" for i in fresh.list_indexes(train_id))
+    with pytest.raises(NotFound):
+        fresh.search(train_id, id="x", level="treatment", metric="euclidean")
+    assert built["count"] == 16
+
+
+def test_http_api_errors_openapi_and_reload_under_load(indexed, server):
+    c, train_id = indexed
+    url = f"{server}/search"
+    client = SearchClient(url)
+    table = fields(c, train_id)
+    image_ids = list(table["Metadata_ImageId"])
+    assert requests.get(f"{url}/health").json() == {"status": "ok"}
+    assert client.ready()["ready"] is True
+    spec = requests.get(f"{url}/openapi.json").json()
+    assert spec["openapi"].startswith("3.") and "/searches" in spec["paths"]
+    found = client.search(train_id, image_id=image_ids[0], k=3)
+    assert len(found["hits"]) == 3 and client.get_search(found["search_id"])["hits"] == found["hits"]
+    assert any(i["train_id"] == train_id and i["level"] == "field" for i in client.loaded_indexes())
+
+    def post(body: bytes | str) -> requests.Response:
+        return requests.post(f"{url}/searches", data=body, headers={"Content-Type": "application/json"})
+
+    cases = [(post(b"{nope"), 400, "not valid JSON"), (post("[1, 2]"), 400, "must be a JSON object"),
+             (post(json.dumps({"train_id": train_id, "image_id": image_ids[0], "kk": 3})), 400, "unknown field"),
+             (post(json.dumps({"train_id": train_id, "image_id": image_ids[0], "k": "3"})), 400, "must be an integer"),
+             (post(json.dumps({"train_id": train_id, "image_id": image_ids[0], "k": 10**6})), 400, "k must be"),
+             (post(json.dumps({"image_id": image_ids[0]})), 400, "missing required field"),
+             (post(json.dumps({"train_id": "nope", "image_id": image_ids[0]})), 404, "no field cosine index"),
+             (requests.get(f"{url}/searches/unknown"), 404, "no search"),
+             (requests.delete(f"{url}/searches/x"), 405, "not allowed"),
+             (requests.get(f"{url}/nowhere"), 404, "no route"),
+             (post(b"x" * (64 * 1024 * 1024 + 1)), 413, "exceeds the limit")]
+    for response, status, message in cases:
+        assert response.status_code == status, (status, response.text[:200])
+        assert message in response.json()["error"]["message"], (status, response.text[:200])
+
+    # rebuild and reload while 4 clients query: no failed request, every answer from one whole index
+    expected = {i: [h["id"] for h in c.search.search(train_id, image_id=i, k=5)["hits"]] for i in image_ids[:8]}
+    failures: list[str] = []
+    stop = threading.Event()
+    counts = [0] * 4
+
+    def query(worker: int) -> None:
+        session = SearchClient(url, session=requests.Session())
+        while not stop.is_set():
+            image_id = image_ids[(worker + counts[worker]) % 8]
+            try:
+                hits = [h["id"] for h in session.search(train_id, image_id=image_id, k=5)["hits"]]
+                if hits != expected[image_id]:
+                    failures.append(f"{image_id}: {hits}")
+            except Exception as e:  # noqa: BLE001 - collected and asserted below
+                failures.append(repr(e))
+            counts[worker] += 1
+
+    threads = [threading.Thread(target=query, args=(w,)) for w in range(4)]
+    for t in threads:
+        t.start()
+    version = c.search.loaded_indexes()
+    for _ in range(2):
+        c.search.build_index(train_id, "field")  # new version stored (and swapped into this process)
+        reloaded = client.reload_index(train_id)
+    stop.set()
+    for t in threads:
+        t.join()
+    assert failures == [] and sum(counts) > 20
+    assert {i["version"] for i in reloaded if i["level"] == "field"} != \
+        {i["version"] for i in version if i["level"] == "field" and i["train_id"] == train_id}
