@@ -925,14 +925,25 @@ def _demo_human(r: dict[str, Any]) -> None:
     click.echo(f"preprocess ({pre['spec']}): {pre['fields']} fields ({pre['skipped']} already done), "
                f"{pre['failed']} failed, {pre['cells']} single-cell crops")
     click.echo("models: " + "; ".join(f"{m}: {', '.join(ids)}" for m, ids in r["models"].items()))
+    e, ix = r["embedded"], r["index"]
+    click.echo(f"embeddings: {e['fields']} fields ({e['cells']} cells) under {e['runs']} models; search index of "
+               f"{ix['train_id']}: {ix['kind']} {ix['metric']}, {ix['count']} fields")
     click.echo("")
     _table([{"method": m, "NSC": _score(d["nsc"]), "NSCB": _score(d["nscb"]), "mAP": _score(d["map"]),
              "treatments": d["treatments"], "metric": d["metric"]} for m, d in r["methods"].items()],
            ["method", "NSC", "NSCB", "mAP", "treatments", "metric"])
     click.echo(f"report: {r['report']}")
+    click.echo("")
+    for q in r["searches"]:
+        click.echo(f"search {q['compound']} ({q['moa']}), field {q['image_id']} -> "
+                   + ", ".join(f"{h['compound']} ({h['moa']})" for h in q["hits"]) + f"  [{q['ms']} ms]")
+    click.echo("")
     click.echo("steps: " + ", ".join(f"{s} {t:.1f} s" for s, t in r["steps"].items()) + f"; total {r['seconds']:.1f} s")
-    click.echo("next: `bioims plate list`, `bioims image show ID`, `bioims tag list --type moa`, "
-               "`bioims serve` (HTTP APIs on 127.0.0.1:8700); README.md has the tutorial")
+    baseline = r["models"]["baseline"][0]
+    click.echo(f"next: `bioims serve`, then POST http://127.0.0.1:8700/search/searches "
+               f"{{\"train_id\": \"{baseline}\", \"image_id\": \"...\"}} (services/search/README.md); "
+               f"`bioims search {baseline} --image IMAGE_ID --require-moa`; open the report above; "
+               f"your own plates: `bioims ingest loaddata ...` onwards (README.md, tutorial)")
 
 
 @command(main, human=_demo_human)
@@ -943,8 +954,9 @@ def _demo_human(r: dict[str, Any]) -> None:
 @click.option("--workers", type=int, default=None, help="Processes (default: the CPU count).")
 def demo(obj: Ctx, preset: str, out: Path | None, seed: int, workers: int | None) -> dict[str, Any]:
     """The walkthrough: synthetic screen -> registry -> validated plates with thumbnails -> crops ->
-    models (fold hold-out of the default and of the seed's network, the untrained network) -> embeddings
-    -> NSC / NSCB / mAP of each beside the handcrafted and naive profiles, and the HTML report."""
+    models (fold hold-out of the default and of the seed's network, the baseline, the untrained network)
+    -> embeddings -> search index -> NSC / NSCB / mAP of each beside the handcrafted and naive profiles,
+    the HTML report, example searches."""
     from .demo import run_demo
     from .jobs.runner import default_workers
 

@@ -3,12 +3,13 @@
 Steps: generate the synthetic screen (:mod:`bioims.datasets.synth`), register it, process every plate
 (inspect each image, validate the plate, make thumbnails), create the preset's embedding spec,
 preprocess (flat-fields, single-cell crops), summarise the registry (plates per batch, image status,
-tags per type, MOA labels with their indices), train the embedding methods (bioims' default network and
-loss with fold hold-out, the seed's network and pair loss with the same folds, the default network
-untrained), embed every field with each, compute the handcrafted and naive profiles of the same fields,
-and evaluate all five on MOA retrieval (NSC, NSCB, mAP; each fold model answers only for the compounds
-it held out), with the HTML report of the learned embedding. Every step is idempotent, so an
-interrupted demo is finished by running it again, and a finished one reruns in seconds.
+tags per type, MOA labels with their indices), train the models (bioims' default network and loss with
+fold hold-out and on every compound, the seed's network and pair loss with the same folds, the default
+network untrained), embed every field with each, build the search index of the baseline model, compute
+the handcrafted and naive profiles of the same fields, evaluate the five methods on MOA retrieval (NSC,
+NSCB, mAP; each fold model answers only for the compounds it held out) with the HTML report of the
+learned embedding, and run a few example searches. Every step is idempotent, so an interrupted demo is
+finished by running it again, and a finished one reruns in seconds.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from .datasets.synth import IMAGE_CSV, MOA_CSV, PRESETS, Preset, synthesize
 from .datasets.synth.design import CHANNELS
 from .errors import BioimsError, NotFound
 from .jobs.runner import LocalPool
+from .profiles.pipeline import CONTROL
 from .runtime import Container
 
 
@@ -59,7 +61,9 @@ def registry_summary(c: Container) -> dict[str, Any]:
 def run_demo(c: Container, *, preset: str = "demo", out: Path | None = None, seed: int = 0, workers: int = 1,
              progress: bool = False) -> dict[str, Any]:
     """Run the walkthrough; returns ``{"steps": {step: seconds}, "seconds", "dataset", "ingest",
-    "processed", "registry"}``. The dataset goes to ``out`` (default ``$BIOIMS_HOME/datasets/<preset>``)."""
+    "processed", "preprocess", "registry", "models": {method: [train ids]}, "embedded", "index",
+    "methods": {method: evaluate document}, "report", "searches", "spec"}``. The dataset goes to ``out``
+    (default ``$BIOIMS_HOME/datasets/<preset>``)."""
     from .datasets.loaddata import read_loaddata
 
     out = out or c.settings.home / "datasets" / preset
@@ -87,51 +91,83 @@ def run_demo(c: Container, *, preset: str = "demo", out: Path | None = None, see
 
     preprocessed = _timed(steps, "preprocess", run_preprocess)
     registry = _timed(steps, "registry", lambda: registry_summary(c))
-    models: dict[str, list[str]] = {}
+    models = {method: [r["train_id"] for r in c.training.create_trainings(spec, holdout, **overrides)]
+              for method, (holdout, overrides) in MODELS.items()}
     with LocalPool(c, workers=workers, progress=progress) as pool:
-        for method, (holdout, overrides) in LEARNED_METHODS.items():
-            models[method] = _timed(steps, f"train_{method}",
-                                    lambda: train_runs(c, pool, spec, holdout, overrides))
-        for method, ids in models.items():
-            _timed(steps, f"embed_{method}", lambda: [c.runner.run(c, "embed", {"train_id": i}, pool=pool)
-                                                     for i in ids])
+        _timed(steps, "train", lambda: train_runs(c, pool, [i for ids in models.values() for i in ids]))
+        embedded = _timed(steps, "embed", lambda: [
+            c.runner.run(c, "embed", {"train_id": i}, pool=pool)["output"] for ids in models.values() for i in ids])
+    baseline = models["baseline"][0]
+    index = _timed(steps, "index", lambda: ensure_index(c, baseline))
     methods: dict[str, dict[str, Any]] = {}
     for kind in PROFILE_METHODS:
         name = _timed(steps, f"profiles_{kind}", lambda: ensure_profiles(c, spec, kind, plate_ids))
         methods[kind] = _timed(steps, f"evaluate_{kind}", lambda: evaluate_profiles(c, name))
     report_path = c.settings.home / "reports" / f"{spec}-learned.html"
-    for method, ids in models.items():
+    for method in EVALUATED:
         methods[method] = _timed(steps, f"evaluate_{method}", lambda: evaluate_runs(
-            c, ids, report_path if method == "learned" else None))
+            c, models[method], report_path if method == "learned" else None))
+    searches = _timed(steps, "searches", lambda: example_searches(c, baseline))
     return {"steps": steps, "seconds": round(time.perf_counter() - started, 2),
             "dataset": {k: v for k, v in dataset.items() if k != "seconds"},
             "ingest": {k: v for k, v in ingest.items() if not isinstance(v, list)}
             | {"skipped_plates": len(ingest["skipped_plates"])},
-            "processed": processed, "preprocess": preprocessed, "registry": registry,
-            "models": models, "methods": {m: methods[m] for m in METHOD_ORDER}, "report": str(report_path)}
+            "processed": processed, "preprocess": preprocessed, "registry": registry, "models": models,
+            "embedded": {"fields": sum(e["fields"] for e in embedded), "cells": sum(e["cells"] for e in embedded),
+                         "runs": len(embedded)},
+            "index": index, "methods": {m: methods[m] for m in METHOD_ORDER}, "report": str(report_path),
+            "searches": searches, "spec": spec}
 
 
-LEARNED_METHODS: dict[str, tuple[str, dict[str, Any]]] = {
+MODELS: dict[str, tuple[str, dict[str, Any]]] = {
     "learned": ("folds", {}),
+    "baseline": ("none", {}),
     "seed_network": ("folds", {"network": "seed", "loss": "seed", "temperature": 0.2}),
     "untrained": ("none", {"epochs": 0}),
 }
-"""Embedding methods trained on the demo's crops: (hold-out mode, overrides of the spec's training).
-``learned`` is bioims' default network and loss; ``seed_network`` the seed's network and pair loss (its
-temperature 0.2) through the same pipeline; ``untrained`` the default network with its seeded initial
-weights, which sees no labels, so one run answers for every compound."""
+"""The demo's train runs: (hold-out mode, overrides of the spec's training), longest first (they share
+one pool). ``learned`` is bioims' default network and loss with fold hold-out; ``baseline`` the same on
+every compound (the model the search index is built from); ``seed_network`` the seed's network and pair
+loss (its temperature 0.2) through the same pipeline and folds; ``untrained`` the default network with its
+seeded initial weights, which sees no labels, so one run answers for every compound."""
+EVALUATED = ("learned", "seed_network", "untrained")
 PROFILE_METHODS = ("handcrafted", "naive")
 METHOD_ORDER = ("learned", "seed_network", "untrained", "handcrafted", "naive")
+EXAMPLE_QUERIES = 3
 
 
-def train_runs(c: Container, pool: LocalPool, spec: str, holdout: str, overrides: dict[str, Any]) -> list[str]:
-    """Train (or resume, or find complete) the runs of one method; returns their train ids."""
-    ids = [r["train_id"] for r in c.training.create_trainings(spec, holdout, **overrides)]
-    output = c.runner.run(c, "train", {"train_ids": ids}, pool=pool)["output"]
+def train_runs(c: Container, pool: LocalPool, train_ids: list[str]) -> None:
+    """Train (or resume, or find complete) runs on the pool; a failed run fails the demo with its reason."""
+    output = c.runner.run(c, "train", {"train_ids": train_ids}, pool=pool)["output"]
     if output["failed"]:
         raise BioimsError("training failed: " + "; ".join(f"{f['train_id']}: {f['failure']}"
                                                          for f in output["failures"]))
-    return ids
+
+
+def ensure_index(c: Container, train_id: str) -> dict[str, Any]:
+    """The field index of ``train_id`` (built on first use)."""
+    def stored() -> list[dict[str, Any]]:
+        return [i for i in c.search.list_indexes(train_id) if (i["level"], i["metric"]) == ("field", "cosine")]
+
+    if not stored():
+        c.search.build_index(train_id, "field")
+    return stored()[0]
+
+
+def example_searches(c: Container, train_id: str) -> list[dict[str, Any]]:
+    """A few searches in the baseline's field index: for a field of one compound per MOA (the first
+    :data:`EXAMPLE_QUERIES` MOAs), its nearest fields of *other* compounds with an MOA."""
+    table = c.embedding.profiles(train_id, "field").sort_values("Metadata_ImageId")
+    treated = table[table["Metadata_Compound"] != CONTROL]
+    out = []
+    for moa in sorted(treated["Metadata_MoA"].dropna().unique())[:EXAMPLE_QUERIES]:
+        row = treated[treated["Metadata_MoA"] == moa].iloc[0]
+        found = c.search.search(train_id, image_id=row["Metadata_ImageId"], k=5, require_moa=True,
+                                exclude_tags=[f"compound:{row['Metadata_Compound']}", f"compound:{CONTROL}"])
+        out.append({"image_id": row["Metadata_ImageId"], "compound": row["Metadata_Compound"], "moa": moa,
+                    "search_id": found["search_id"], "ms": found["ms"],
+                    "hits": [{k: h[k] for k in ("rank", "id", "compound", "moa", "distance")} for h in found["hits"]]})
+    return out
 
 
 def ensure_profiles(c: Container, spec: str, kind: str, plate_ids: list[str]) -> str:
@@ -164,7 +200,7 @@ def evaluate_runs(c: Container, train_ids: list[str], report: Path | None) -> di
 
 def ensure_spec(c: Container, preset: Preset) -> str:
     """The demo's embedding spec for a synthetic preset (created on first use): crops of about six
-    nucleus radii, nuclei of at least a quarter of the median nucleus area, 10 epochs, 3 folds (each
+    nucleus radii, nuclei of at least a quarter of the median nucleus area, 16 epochs, 3 folds (each
     MOA's three compounds are held out once, one per model)."""
     name = f"synth-{preset.name}"
     try:
@@ -176,5 +212,5 @@ def ensure_spec(c: Container, preset: Preset) -> str:
                                     "channels": list(CHANNELS)},
             "segmentation_channel": CHANNELS[0], "roi_size": int(8 * round(6 * r / 8)),
             "min_nucleus_voxels": int(0.25 * math.pi * r * r), "embedding_length": 128,
-            "training": {"epochs": 10, "folds": 3}})
+            "training": {"epochs": 16, "folds": 3}})
     return name
