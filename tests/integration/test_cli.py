@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from bioims.ids import new_id
@@ -191,6 +193,21 @@ def test_spec_and_preprocess_commands(bioims, tmp_path):
     exported = bioims.json("export", train_id, "--parquet", str(tmp_path / "wells.parquet"))
     assert exported["features"] == 64 and (tmp_path / "wells.parquet").stat().st_size > 0
     assert "give TRAIN_ID... or --profiles" in bioims("evaluate", expect=2).stderr
+
+    built = bioims.json("index", "build", train_id)
+    assert (built["kind"], built["metric"], built["count"]) == ("flat", "cosine", embedded["fields"])
+    assert [(i["level"], i["count"]) for i in bioims.json("index", "list", train_id)] == [("field", built["count"])]
+    bioims.json("export", train_id, "--parquet", str(tmp_path / "fields.parquet"), "--level", "field")
+    some_field = pd.read_parquet(tmp_path / "fields.parquet")["Metadata_ImageId"].iloc[0]
+    found = bioims.json("search", train_id, "--image", some_field, "-k", "3", "--require-moa",
+                        "--exclude-tag", "compound:DMSO")
+    assert len(found["hits"]) == 3 and all(h["moa"] and h["compound"] != "DMSO" for h in found["hits"])
+    assert found["hits"][0]["id"] != some_field and found["search_id"]
+    np.save(tmp_path / "q.npy", np.ones(64, np.float32))
+    assert len(bioims.json("search", train_id, "--vector", str(tmp_path / "q.npy"), "-k", "2")["hits"]) == 2
+    assert "k must be an integer in [1, 1000]" in bioims("search", train_id, "--image", some_field, "-k", "0",
+                                                       expect=1).stderr
+    assert bioims.json("index", "delete", train_id)["indexes"] == 1
 
 
 @pytest.mark.skipif(not BBBC021.is_dir(), reason="BBBC021 metadata not beside the repository")
