@@ -1,12 +1,10 @@
-"""Training and inference throughput of the embedding networks on synthetic crops (CPU, all cores).
+"""Training throughput of the embedding networks on synthetic crops (CPU, all cores).
 
-(a) Training, crops/s of one step as the trainer runs it (uint16 crops -> ``to_input`` -> ``augment`` ->
-    forward -> loss -> backward -> AdamW step), batch 128, for 3 x 48 x 48 and 3 x 128 x 128 crops:
-    the default network (``resnet``) with the ``proxy`` loss vs the seed's network with its pair loss
-    (8 groups x 8 classes, anchors then positives: 128 crops). Ratio = default / seed.
-(b) Inference of the default network, crops/s at batch 256: ONNX Runtime (the exported, verified model;
-    ORT_ENABLE_ALL, intra-op threads = cores, inter-op 1) vs torch eager (``no_grad``, eval mode).
-    Ratio = ORT / torch.
+Crops/s of one step as the trainer runs it (uint16 crops -> ``to_input`` -> ``augment`` -> forward ->
+loss -> backward -> AdamW step), batch 128, for 3 x 48 x 48 and 3 x 128 x 128 crops: the default network
+(``resnet``) with the ``proxy`` loss vs the seed's network with its pair loss (8 groups x 8 classes,
+anchors then positives: 128 crops). Ratio = default / seed. (Inference, ONNX Runtime vs torch, is in
+``bench_embed.py``, which uses this module's spec and timing helpers.)
 
 Untrained weights: throughput does not depend on them. Warm-up steps are not timed; each figure is the
 median of the timed steps (fewer for 128 px crops, to keep the whole benchmark near a minute on 2 cores).
@@ -20,18 +18,15 @@ import time
 from collections.abc import Callable
 
 import numpy as np
-import onnxruntime as ort
 import torch
 
 from bioims.specs import EmbeddingSpec, TrainingSettings
-from bioims.training import metadata
 from bioims.training.data import augment, crop_shape, to_input
-from bioims.training.export import export_onnx, verify
 from bioims.training.losses import Proxies, seed_pair_loss
 from bioims.training.networks import build_network
 
 CORES = os.cpu_count() or 1
-BATCH, INFER_BATCH = 128, 256
+BATCH = 128
 CLASSES = 13  # BBBC021: 12 MOAs + DMSO
 PAIR_GROUPS, PAIR_CLASSES = 8, 8  # 2 x 8 x 8 = 128 crops, the trainer's batch size
 SIDES = (48, 128)
@@ -88,31 +83,6 @@ def train_throughput(network: str, side: int, rng: np.random.Generator) -> float
     return crops / step_seconds(step, WARMUP[side], STEPS[side])
 
 
-def inference_throughput(side: int, rng: np.random.Generator) -> tuple[float, float]:
-    """(ORT, torch eager) crops/s of the default network at batch 256."""
-    spec = make_spec("resnet", "proxy", side)
-    torch.manual_seed(0)
-    model = build_network(spec).eval()
-    crops = rng.integers(0, 65535, size=(INFER_BATCH, *crop_shape(spec)), dtype=np.uint16)
-    onnx_bytes = export_onnx(model, crops, {"input_shape": list(crop_shape(spec))})
-    verify(model, onnx_bytes, crops[:8])
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.intra_op_num_threads = CORES
-    options.inter_op_num_threads = 1
-    session = ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
-
-    def run_ort(_: int) -> None:
-        session.run([metadata.OUTPUT_NAME], {metadata.INPUT_NAME: to_input(crops).numpy()})
-
-    def run_torch(_: int) -> None:
-        with torch.no_grad():
-            model(to_input(crops))
-
-    return (INFER_BATCH / step_seconds(run_ort, WARMUP[side], STEPS[side]),
-            INFER_BATCH / step_seconds(run_torch, WARMUP[side], STEPS[side]))
-
-
 def run() -> list[dict]:
     threads = torch.get_num_threads()
     torch.set_num_threads(CORES)
@@ -126,13 +96,6 @@ def run() -> list[dict]:
                          "figure": f"train 3x{side}x{side}, resnet+proxy b{BATCH}, {CORES} threads "
                                    f"(vs seed net+pair loss)",
                          "value": ours, "unit": "crops/s", "baseline": seed, "ratio": ours / seed})
-        for side in SIDES:
-            onnx_rate, torch_rate = inference_throughput(side, rng)
-            rows.append({"benchmark": "train",
-                         "figure": f"embed 3x{side}x{side}, resnet b{INFER_BATCH}, ONNX Runtime, {CORES} threads "
-                                   f"(vs torch eager)",
-                         "value": onnx_rate, "unit": "crops/s", "baseline": torch_rate,
-                         "ratio": onnx_rate / torch_rate})
     finally:
         torch.set_num_threads(threads)
     return rows

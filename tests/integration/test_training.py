@@ -96,6 +96,9 @@ def test_holdout_modes_and_bad_requests(screen):
     assert untrained["train_id"] != none[0]["train_id"]
     done = c.training.run_training(untrained["train_id"])  # the untrained baseline: seeded weights, exported
     assert (done["status"], done["epochs_done"]) == ("complete", 0) and done["onnx_uri"].endswith("model.onnx")
+    assert set(c.training.get_training(untrained["train_id"])["model_uris"]) == {"onnx", "card"}  # nothing else exists
+    assert {a["type"] for a in c.artifacts.get_artifacts(untrained["train_id"], untrained["train_id"])} == \
+        {"train-filter", "onnx", "model-card"}
     seed_run = c.training.create_trainings(SPEC["name"], "none", epochs=1, network="seed", loss="seed",
                                            temperature=0.2)[0]
     assert seed_run["train_id"] != none[0]["train_id"]
@@ -311,3 +314,33 @@ def test_killed_embedding_array_child_resumes_with_identical_outputs(screen):
     assert c.objects.get_bytes(table_uri) == expected
     assert {r.image_id: r.embedding for r in
             c.tables.images.by_plate.query(plate_id, c.tables.images.train_id == train_id)} == rows
+
+
+def test_killing_a_pooled_job_stops_its_workers(screen):
+    """SIGKILL of a `train` workflow running on a pool of 2 worker processes: the kernel stops the workers
+    too (none keeps training an orphaned run), and the runs resume when trained again."""
+    c = screen
+    ids = [r["train_id"] for r in c.training.create_trainings(SPEC["name"], "folds", epochs=40, seed=21)]
+    env = {**os.environ, **c.settings.to_env(), "BIOIMS_DYNAMODB_URL": c.tables.host}
+    proc = subprocess.Popen([sys.executable, "-m", "bioims.jobs", "train", "--params", json.dumps({"train_ids": ids}),
+                             "--workers", "2"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoints = [uri_to_path(c.keys.model(i, "checkpoint.pt")) for i in ids]
+    deadline = time.monotonic() + 120
+    while not any(p.exists() for p in checkpoints) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    children = [int(p) for p in open(f"/proc/{proc.pid}/task/{proc.pid}/children").read().split()]
+    assert len(children) >= 2
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+    def alive(pid: int) -> bool:
+        try:
+            return "\nState:\tZ" not in open(f"/proc/{pid}/status").read()
+        except FileNotFoundError:
+            return False
+
+    deadline = time.monotonic() + 30
+    while any(alive(p) for p in children) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(alive(p) for p in children)
+    assert {c.training.get_training(i)["status"] for i in ids} <= {"running", "created"}

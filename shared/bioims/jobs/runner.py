@@ -43,7 +43,19 @@ def _init_worker(settings: Settings) -> None:
     global _WORKER
     from ..runtime import local
 
+    _die_with_parent()
     _WORKER = local(settings)
+
+
+def _die_with_parent() -> None:
+    """On Linux, have the kernel stop this worker when the process that started the pool dies (a killed
+    `bioims train` must not leave workers training on); elsewhere the pool's own shutdown applies."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _worker_unit(step: str, params: dict[str, Any]) -> dict[str, Any]:

@@ -331,14 +331,15 @@ class TrainingService:
                 "output": {"name": "embedding", "shape": ["N", spec.embedding_length], "normalized": "L2"},
                 "metrics": metrics, "onnx_uri": onnx_uri, "onnx_bytes": len(onnx_bytes), "created_at": iso()}
         self._objects.put_json(card_uri, card)
-        for uri, kind, size in ((onnx_uri, "onnx", len(onnx_bytes)), (card_uri, "model-card", None),
-                                (run.checkpoint_uri, "checkpoint", None), (run.best_uri, "weights", None)):
-            self._artifacts.create_artifact(row.train_id, uri, train_id=row.train_id, type=kind, size=size)
+        uris = {"onnx": onnx_uri, "card": card_uri}
+        uris |= {kind: uri for kind, uri in (("checkpoint", run.checkpoint_uri), ("weights", run.best_uri))
+                 if self._objects.exists(uri)}  # an untrained (epochs=0) run has neither
+        for kind, uri in uris.items():
+            self._artifacts.create_artifact(row.train_id, uri, train_id=row.train_id,
+                                            type="model-card" if kind == "card" else kind,
+                                            size=len(onnx_bytes) if kind == "onnx" else None)
         row.update(actions=[self._t.train_runs.status.set("complete"), self._t.train_runs.metrics.set(metrics),
-                            self._t.train_runs.model_uris.set({"onnx": onnx_uri, "card": card_uri,
-                                                               "checkpoint": run.checkpoint_uri,
-                                                               "weights": run.best_uri}),
-                            self._t.train_runs.finished_at.set(utcnow())])
+                            self._t.train_runs.model_uris.set(uris), self._t.train_runs.finished_at.set(utcnow())])
         return {"best_epoch": state.best_epoch, "max_abs_diff": verification["max_abs_diff"]}
 
 
