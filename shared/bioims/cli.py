@@ -831,6 +831,13 @@ def search(obj: Ctx, train_id: str, image_id: str | None, item: str | None, vect
     return obj.container.search.search(**request)
 
 
+@command(main, "search-result", human=lambda r: click.echo(json.dumps(r, indent=2, default=str)))
+@click.argument("search_id")
+def search_result(obj: Ctx, search_id: str) -> dict[str, Any]:
+    """The record of an earlier search: status, query, hits (the seed's getSearchStatus/getSearchResults)."""
+    return obj.container.search.get_search(search_id)
+
+
 # ----------------------------------------------------------------------------------- configuration etc.
 
 

@@ -203,6 +203,8 @@ def test_spec_and_preprocess_commands(bioims, tmp_path):
                         "--exclude-tag", "compound:DMSO")
     assert len(found["hits"]) == 3 and all(h["moa"] and h["compound"] != "DMSO" for h in found["hits"])
     assert found["hits"][0]["id"] != some_field and found["search_id"]
+    recorded = bioims.json("search-result", found["search_id"])  # written before the searching process exited
+    assert recorded["status"] == "complete" and recorded["hits"] == found["hits"]
     np.save(tmp_path / "q.npy", np.ones(64, np.float32))
     assert len(bioims.json("search", train_id, "--vector", str(tmp_path / "q.npy"), "-k", "2")["hits"]) == 2
     assert "k must be an integer in [1, 1000]" in bioims("search", train_id, "--image", some_field, "-k", "0",

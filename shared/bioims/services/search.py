@@ -19,6 +19,7 @@ include a database round trip; the record of a search is readable at once from m
 
 from __future__ import annotations
 
+import atexit
 import base64
 import binascii
 import io
@@ -498,6 +499,7 @@ class SearchService:
                 if self._writer is None or not self._writer.is_alive():
                     self._writer = threading.Thread(target=self._write_records, name="search-records", daemon=True)
                     self._writer.start()
+                    atexit.register(self.flush)  # a CLI search exits right after answering
         self._records.put(record)
 
     def _write_records(self) -> None:
