@@ -551,15 +551,16 @@ def _train_human(r: dict[str, Any]) -> None:
 @click.option("--loss", type=click.Choice(LOSSES), default=None,
               help="Override the spec's loss.")
 @click.option("--temperature", type=float, default=None, help="Override the spec's training.temperature.")
+@click.option("--learning-rate", type=float, default=None, help="Override the spec's training.learning_rate.")
 @click.option("--workers", type=int, default=1, show_default=True,
               help="Runs trained at once (the CPU cores are shared among them).")
 def train(obj: Ctx, spec_name: str, holdout: str, epochs: int | None, seed: int | None, network: str | None,
-          loss: str | None, temperature: float | None, workers: int) -> dict[str, Any]:
+          loss: str | None, temperature: float | None, learning_rate: float | None, workers: int) -> dict[str, Any]:
     """Train the spec's models (resuming killed runs, skipping complete ones); prints the train run ids."""
     from .jobs.runner import LocalPool
 
     c = obj.container
-    runs = c.training.create_trainings(spec_name, holdout, epochs, seed, network, loss, temperature)
+    runs = c.training.create_trainings(spec_name, holdout, epochs, seed, network, loss, temperature, learning_rate)
     ids = [r["train_id"] for r in runs]
     with LocalPool(c, workers=workers, progress=obj.progress) as pool:
         execution = c.runner.run(c, "train", {"train_ids": ids, "progress": obj.progress}, pool=pool)

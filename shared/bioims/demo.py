@@ -200,7 +200,7 @@ def evaluate_runs(c: Container, train_ids: list[str], report: Path | None) -> di
 
 def ensure_spec(c: Container, preset: Preset) -> str:
     """The demo's embedding spec for a synthetic preset (created on first use): crops of about six
-    nucleus radii, nuclei of at least a quarter of the median nucleus area, 16 epochs, 3 folds (each
+    nucleus radii, nuclei of at least a quarter of the median nucleus area, 12 epochs, 3 folds (each
     MOA's three compounds are held out once, one per model)."""
     name = f"synth-{preset.name}"
     try:
@@ -212,5 +212,5 @@ def ensure_spec(c: Container, preset: Preset) -> str:
                                     "channels": list(CHANNELS)},
             "segmentation_channel": CHANNELS[0], "roi_size": int(8 * round(6 * r / 8)),
             "min_nucleus_voxels": int(0.25 * math.pi * r * r), "embedding_length": 128,
-            "training": {"epochs": 16, "folds": 3}})
+            "training": {"epochs": 12, "folds": 3}})
     return name

@@ -111,6 +111,10 @@ def test_holdout_modes_and_bad_requests(screen):
         c.training.create_trainings(SPEC["name"], "none", loss="triplet")
     with pytest.raises(InvalidInput, match="temperature must be > 0"):
         c.training.create_trainings(SPEC["name"], "none", temperature=0.0)
+    with pytest.raises(InvalidInput, match="learning_rate must be > 0"):
+        c.training.create_trainings(SPEC["name"], "none", learning_rate=-1.0)
+    faster = c.training.create_trainings(SPEC["name"], "none", epochs=1, learning_rate=0.01)[0]
+    assert faster["settings"]["learning_rate"] == 0.01 and faster["train_id"] != none[0]["train_id"]
     per_compound = c.training.create_trainings(SPEC["name"], "compound", epochs=1)
     assert len(per_compound) == 8 and all(len(r["holdout"]) == 1 for r in per_compound)
     with pytest.raises(InvalidInput, match="holdout must be one of"):

@@ -102,14 +102,14 @@ class TrainingService:
     # ------------------------------------------------------------------ train runs
     def create_trainings(self, spec: str, holdout: str = "none", epochs: int | None = None,
                          seed: int | None = None, network: str | None = None, loss: str | None = None,
-                         temperature: float | None = None) -> list[dict[str, Any]]:
+                         temperature: float | None = None, learning_rate: float | None = None) -> list[dict[str, Any]]:
         """The train runs of one hold-out mode (``none`` | ``compound`` | ``folds``, see
         :mod:`bioims.training.folds`), created with their filters, or found if they exist.
 
-        ``epochs``, ``seed``, ``temperature``, ``network`` and ``loss`` override the spec's (on the same
+        ``epochs``, ``seed``, ``temperature``, ``learning_rate``, ``network`` and ``loss`` override the spec's (on the same
         crops: e.g. the seed's network and pair loss as a comparison); ``epochs=0`` makes runs whose models
         keep their seeded initial weights (the untrained baseline of an evaluation)."""
-        s = self._effective_spec(self.spec(spec), network, loss, temperature)
+        s = self._effective_spec(self.spec(spec), network, loss, temperature=temperature, learning_rate=learning_rate)
         if holdout not in HOLDOUT_MODES:
             raise InvalidInput(f"holdout must be one of {', '.join(HOLDOUT_MODES)}, got {holdout!r}")
         settings = _override(s.training, epochs=epochs, seed=seed)
@@ -128,12 +128,11 @@ class TrainingService:
 
     @staticmethod
     def _effective_spec(spec: EmbeddingSpec, network: str | None, loss: str | None,
-                        temperature: float | None) -> EmbeddingSpec:
-        """The spec with a run's network/loss/temperature overrides, validated like a spec file."""
+                        **training: float | None) -> EmbeddingSpec:
+        """The spec with a run's network/loss/training overrides, validated like a spec file."""
         doc = spec.to_dict()
         doc.update({k: v for k, v in (("network", network), ("loss", loss)) if v is not None})
-        if temperature is not None:
-            doc["training"]["temperature"] = temperature
+        doc["training"].update({k: v for k, v in training.items() if v is not None})
         return EmbeddingSpec.from_dict(doc)
 
     def _create_run(self, train_id: str, spec: EmbeddingSpec, settings: TrainingSettings, mode: str,
@@ -198,13 +197,13 @@ class TrainingService:
         return {"deleted": train_id, "objects": len(uris)}
 
     def train(self, spec: str, holdout: str = "none", epochs: int | None = None, seed: int | None = None,
-              network: str | None = None, loss: str | None = None,
-              temperature: float | None = None) -> dict[str, Any]:
+              network: str | None = None, loss: str | None = None, temperature: float | None = None,
+              learning_rate: float | None = None) -> dict[str, Any]:
         """Create (or find) the runs of a hold-out mode (see :meth:`create_trainings`) and start the
         ``train`` workflow over the ones not complete; returns ``{"execution_id", "train_ids"}`` at once."""
         if self._runner is None:
             raise InvalidInput("this runtime has no job runner; train with `bioims train` on a machine")
-        runs = self.create_trainings(spec, holdout, epochs, seed, network, loss, temperature)
+        runs = self.create_trainings(spec, holdout, epochs, seed, network, loss, temperature, learning_rate)
         ids = [r["train_id"] for r in runs]
         return {"execution_id": self._runner.start("train", {"train_ids": ids}), "train_ids": ids}
 
