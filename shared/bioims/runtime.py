@@ -2,15 +2,24 @@
 
 - :func:`local` — one machine: dynalite of ``BIOIMS_HOME`` (started on demand), ``file://`` objects,
   the local process-pool runner. Used by the CLI, ``bioims serve`` and job worker processes.
-- :func:`aws` — Lambda / Batch / containers: DynamoDB, S3 (the runner is the caller's: Step Functions).
+- :func:`aws` — AWS: DynamoDB, S3 and the Step Functions runner, from the environment the template sets.
+  The one root of every AWS process: each service's Lambda functions (``services/<name>/app.py``, with
+  ``service=<name>``), the Batch jobs (``python -m bioims.jobs``) and the search container.
 - :func:`build` — from ports made elsewhere (tests with moto tables, for example).
+
+On AWS every process builds the whole container and serves one service of it: the services reach each
+other in-process (a tags call made while ingesting is a DynamoDB write, not a Lambda invocation), so
+each function's role grants the tables its service and the services it calls touch
+(:data:`bioims.permissions.PERMISSIONS`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .errors import InvalidInput
 from .services.artifact import ArtifactService
 from .services.embedding import EmbeddingService
 from .services.image_management import ImageManagementService, RunnerPort
@@ -25,6 +34,21 @@ from .store.objects import ObjectStore
 from .store.tables import Tables
 
 LOCAL_CREDENTIALS = ("local", "local")
+
+ClientFactory = Callable[[str], Any]
+"""AWS service name (``"s3"``, ``"dynamodb"``, ``"stepfunctions"``, ``"lambda"``) -> a botocore client."""
+
+AWS_NEEDS: dict[str, tuple[str, ...]] = {
+    "image-management": ("sfn_process_plate_arn", "sfn_train_arn"),  # process_plate; start_preprocess (train)
+    "training": ("sfn_train_arn",),
+    "embedding": ("sfn_embed_arn",),
+    "artifact": (),
+    "tags": (),
+    "search": (),
+    "jobs": (),
+}
+"""The optional settings a process on AWS cannot work without, by the service it serves (``jobs``: a
+Batch job). The state machines a service starts; describing executions of the others is optional."""
 
 
 @dataclass(frozen=True)
@@ -82,11 +106,66 @@ def local(settings: Settings | None = None) -> Container:
     return build(settings, tables, ObjectStore(_s3_client(settings)), LocalRunner(settings, tables))
 
 
-def aws(settings: Settings | None = None, runner: RunnerPort | None = None) -> Container:
-    """The AWS runtime (DynamoDB via the default endpoint, S3)."""
+def aws(settings: Settings | None = None, runner: RunnerPort | None = None, *, service: str | None = None,
+        clients: ClientFactory | None = None) -> Container:
+    """The AWS runtime: DynamoDB tables, the S3 object store and the Step Functions runner.
+
+    Parameters
+    ----------
+    settings : Settings, optional
+        Default: :meth:`Settings.from_env` (the function's or task's environment, read once).
+    runner : RunnerPort, optional
+        Default: a :class:`~bioims.jobs.stepfunctions.StepFunctionsRunner` over the state machines that
+        are set (``BIOIMS_SFN_*_ARN``); None if none is.
+    service : str, optional
+        The service this process serves (a key of :data:`AWS_NEEDS`). On ``BIOIMS_RUNTIME=aws`` the
+        settings it needs must be set.
+    clients : ClientFactory, optional
+        Makes the botocore clients (default :func:`aws_clients`; tests pass moto-backed, instrumented ones).
+
+    Raises
+    ------
+    InvalidInput
+        A setting ``service`` needs is missing (the message names its environment variable), or
+        ``service`` is unknown.
+    """
     settings = settings or Settings.from_env()
-    tables = Tables(settings.table_prefix, host=settings.dynamodb_url, region=settings.region)
-    return build(settings, tables, ObjectStore(_s3_client(settings)), runner)
+    if service is not None:
+        if service not in AWS_NEEDS:
+            raise InvalidInput(f"unknown AWS service {service!r}; known: {', '.join(AWS_NEEDS)}")
+        if settings.runtime == "aws":
+            for name in AWS_NEEDS[service]:
+                settings.need(name, f"the {service} service on AWS")
+    clients = clients or aws_clients(settings)
+    tables = Tables(settings.table_prefix, host=settings.dynamodb_url, region=settings.region,
+                    client=clients("dynamodb"))
+    if runner is None and settings.state_machine_arns:
+        from .jobs.stepfunctions import StepFunctionsRunner
+
+        runner = StepFunctionsRunner(clients("stepfunctions"), settings.state_machine_arns)
+    return build(settings, tables, ObjectStore(clients("s3")), runner)
+
+
+def aws_clients(settings: Settings) -> ClientFactory:
+    """A factory of the runtime's botocore clients, one per AWS service (made on first use, then reused),
+    in the settings' region; DynamoDB at ``BIOIMS_DYNAMODB_URL`` when it is set, configured like
+    PynamoDB's own client (no client-side validation, standard retries)."""
+    import boto3
+    from botocore.config import Config
+
+    options: dict[str, dict[str, Any]] = {
+        "dynamodb": {"endpoint_url": settings.dynamodb_url,
+                     "config": Config(parameter_validation=False,
+                                      retries={"mode": "standard", "total_max_attempts": 9})},
+    }
+    made: dict[str, Any] = {}
+
+    def client(name: str) -> Any:
+        if name not in made:
+            made[name] = boto3.client(name, region_name=settings.region, **options.get(name, {}))
+        return made[name]
+
+    return client
 
 
 def _s3_client(settings: Settings) -> Any:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
+
 import boto3
 import pytest
 from moto import mock_aws
 
-from bioims.errors import InvalidInput
+from bioims.errors import InvalidInput, NotFound
 from bioims.jobs.batch import BatchSubmitter, array_element
 from bioims.store.keys import Keys
 from bioims.store.objects import ObjectStore
@@ -79,3 +81,25 @@ def test_embedding_job_as_an_array_on_the_cpu_queue(batch):
     assert [array_element(stored, i)["plate_id"] for i in range(3)] == ["plate-a", "plate-b", "plate-c"]
     assert all(u == {"train_id": "demo-folds-0-abc", "plate_id": u["plate_id"], "force": False, "threads": 4}
                for u in stored)
+
+
+def test_status_follows_the_job_to_its_end(batch):
+    """moto (without Docker) moves a job through the queue to SUCCEEDED within about a second; ``describe``
+    reports each child's state of an array job in ``status_summary``."""
+    submitter, _ = batch
+    job_id = submitter.submit("thumbnails", [{"image_id": "a"}, {"image_id": "b"}, {"image_id": "c"}])
+    states = [submitter.describe(job_id)["status"]]
+    deadline = time.monotonic() + 20
+    while states[-1] not in ("SUCCEEDED", "FAILED") and time.monotonic() < deadline:
+        time.sleep(0.1)
+        states.append(submitter.describe(job_id)["status"])
+    assert states[0] in ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING", "SUCCEEDED")
+    final = submitter.describe(job_id)
+    assert final["status"] == "SUCCEEDED" and final["size"] == 3
+    assert final["status_summary"]["SUCCEEDED"] == 3
+
+
+def test_describing_an_unknown_job_is_not_found(batch):
+    submitter, _ = batch
+    with pytest.raises(NotFound, match="no Batch job 'nope'"):
+        submitter.describe("nope")

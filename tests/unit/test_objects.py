@@ -48,6 +48,38 @@ def test_round_trip_list_size_delete(root, s3):
         store.get_json(b)
 
 
+def test_list_is_by_folder_in_both_stores(root, s3):
+    """A prefix is a folder: ``models/run-1`` never lists ``models/run-10`` (S3 keys are plain prefixes)."""
+    store = ObjectStore(s3)
+    mine, other = join(root, "models", "run-1", "model.onnx"), join(root, "models", "run-10", "model.onnx")
+    store.put_bytes(mine, b"1")
+    store.put_bytes(other, b"10")
+    assert list(store.list(join(root, "models", "run-1"))) == [mine]
+    assert list(store.list(join(root, "models", "run-1") + "/")) == [mine]
+    assert list(store.list(join(root, "models"))) == [mine, other]
+    assert list(store.list(join(root, "models", "run"))) == []
+
+
+def test_s3_store_pages_writes_once_and_reports_missing_keys(s3):
+    """Listing follows S3's pages (1000 keys each); a write is one PUT (no temporary key is ever visible)."""
+    store = ObjectStore(s3)
+    for i in range(1001):
+        s3.put_object(Bucket="bucket", Key=f"many/{i:04d}", Body=b"")
+    listed = list(store.list("s3://bucket/many"))
+    assert len(listed) == 1001 and listed[0] == "s3://bucket/many/0000" and listed[-1] == "s3://bucket/many/1000"
+
+    calls: list[str] = []
+    s3.meta.events.register("before-call.s3.*", lambda model, **_: calls.append(model.name))
+    store.put_bytes("s3://bucket/one/x.bin", b"data")
+    assert calls == ["PutObject"]
+    assert [o["Key"] for o in s3.list_objects_v2(Bucket="bucket", Prefix="one/")["Contents"]] == ["one/x.bin"]
+
+    with pytest.raises(NotFound):
+        store.get_bytes("s3://bucket/one/missing")
+    with pytest.raises(InvalidInput, match="without a bucket"):
+        store.get_bytes("s3:///key")
+
+
 def test_local_writes_are_atomic(tmp_path, monkeypatch):
     store = ObjectStore()
     uri = (tmp_path / "x.bin").as_uri()

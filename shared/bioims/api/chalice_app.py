@@ -8,7 +8,7 @@ unsupported media type) are rewritten into the same shape.
 
 A service's ``app.py`` is one line (see ``services/<name>/app.py``)::
 
-    app = create_app("artifact", lazy_container(bioims.runtime.aws))
+    app = create_app("artifact", lazy_container(partial(bioims.runtime.aws, service="artifact")))
 """
 
 from __future__ import annotations
@@ -138,10 +138,12 @@ def invoke_handler(service_name: str, get_container: ContainerFactory) -> Lambda
 
 
 def create_app(service_name: str, get_container: ContainerFactory) -> Chalice:
-    """The Chalice app of a service: its routes at the root and the Lambda function ``invoke``."""
+    """The Chalice app of a service: its routes at the root and the Lambda function ``invoke`` (also
+    ``app.invoke``, which each ``services/<name>/app.py`` exposes as the module-level ``invoke`` that
+    the packaged template's handler ``app.invoke`` names)."""
     app = Chalice(app_name=f"bioims-{service_name}")
     app.register_blueprint(routes(service_name, get_container))
-    app.lambda_function(name="invoke")(invoke_handler(service_name, get_container))
+    app.invoke = app.lambda_function(name="invoke")(invoke_handler(service_name, get_container))  # type: ignore[attr-defined]
     return app
 
 

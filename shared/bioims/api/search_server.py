@@ -255,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = Settings.from_env()
-    container = aws(settings) if settings.runtime == "aws" else local(settings)
+    container = aws(settings, service="search") if settings.runtime == "aws" else local(settings)
     set_search_threads(1)
     waitress.serve(SearchApp(container.search), host=args.host, port=args.port, threads=args.threads,
                    max_request_body_size=2 * MAX_BODY_BYTES, ident="bioims-search")

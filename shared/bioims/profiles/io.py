@@ -14,8 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from ..errors import InvalidInput
 from ..store.objects import uri_to_path
@@ -47,6 +45,9 @@ def require_columns(profiles: pd.DataFrame, columns: list[str] | tuple[str, ...]
 
 def write_profiles(profiles: pd.DataFrame) -> bytes:
     """Serialise a profile table to Parquet bytes (pyarrow, index dropped, column order kept)."""
+    import pyarrow as pa  # imported here: the Lambda services load this module without pyarrow
+    import pyarrow.parquet as pq
+
     sink = io.BytesIO()
     pq.write_table(pa.Table.from_pandas(profiles, preserve_index=False), sink)
     return sink.getvalue()
@@ -64,6 +65,9 @@ def read_profiles(source: bytes | str | os.PathLike[str]) -> pd.DataFrame:
         if not path.is_file():
             raise InvalidInput(f"no profile file at {source}")
         data = path.read_bytes()
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     try:
         return pq.read_table(io.BytesIO(data)).to_pandas()
     except (pa.ArrowInvalid, OSError) as exc:

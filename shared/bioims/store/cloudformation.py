@@ -1,11 +1,13 @@
 """CloudFormation definitions of the tables, derived from the PynamoDB models (the one source of truth).
 
-``template.yaml`` holds the output of :func:`table_resources`; a unit test keeps the two identical, so a
+``infra/data.yaml`` (the data stack of ``template.yaml``) holds the output of :func:`table_resources`
+(``python -m bioims.store.cloudformation`` prints it); a unit test keeps the two identical, so a
 key or index added to a model cannot be forgotten in the deployment.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from .tables import MODELS, Tables
@@ -46,3 +48,39 @@ def table_resources(prefix_parameter: str = "TablePrefix") -> dict[str, Any]:
         resources[logical_id(attr)] = {"Type": "AWS::DynamoDB::Table", "DeletionPolicy": "Retain",
                                        "UpdateReplacePolicy": "Retain", "Properties": props}
     return resources
+
+
+def tables_yaml(indent: int = 2) -> str:
+    """The table resources as the YAML block of ``infra/data.yaml`` (under ``Resources:``)."""
+    import yaml
+
+    text = yaml.safe_dump(table_resources(), sort_keys=False, default_flow_style=False)
+    pad = " " * indent
+    return "".join(pad + line if line.strip() else line for line in text.splitlines(keepends=True))
+
+
+if __name__ == "__main__":  # python -m bioims.store.cloudformation  -> the block to paste into infra/data.yaml
+    print(tables_yaml(), end="")
+
+
+def load_template(path: str | Path) -> dict[str, Any]:
+    """A CloudFormation/SAM template (YAML or JSON) with its short-form tags (``!Ref``, ``!Sub``,
+    ``!GetAtt``, ...) read as their long forms (``{"Ref": ...}``, ``{"Fn::Sub": ...}``)."""
+    import yaml
+
+    class _Loader(yaml.SafeLoader):
+        pass
+
+    def _tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
+        if isinstance(node, yaml.ScalarNode):
+            value: Any = loader.construct_scalar(node)
+            if suffix == "GetAtt" and isinstance(value, str):
+                value = value.split(".", 1)
+        elif isinstance(node, yaml.SequenceNode):
+            value = loader.construct_sequence(node, deep=True)
+        else:
+            value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
+        return {"Ref": value} if suffix == "Ref" else {f"Fn::{suffix}": value}
+
+    _Loader.add_multi_constructor("!", _tag)
+    return yaml.load(Path(path).read_text(), Loader=_Loader)  # noqa: S506 - a SafeLoader subclass

@@ -147,9 +147,12 @@ class ObjectStore:
         uri_to_path(uri).unlink(missing_ok=True)
 
     def list(self, prefix: str) -> Iterator[str]:
-        """URIs of the objects under ``prefix`` (a folder-like URI), sorted."""
+        """URIs of the objects under ``prefix``, sorted. ``prefix`` is a folder, with or without its final
+        ``/``, in both stores: ``.../models/run-1`` lists ``.../models/run-1/...``, not ``.../models/run-10/...``."""
         if self._check_scheme(prefix) == "s3":
             bucket, key = _split_s3(prefix)
+            if key and not key.endswith("/"):
+                key += "/"
             paginator = self._s3_client(prefix).get_paginator("list_objects_v2")
             for page in paginator.paginate(Bucket=bucket, Prefix=key):
                 for obj in page.get("Contents", []):

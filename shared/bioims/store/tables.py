@@ -379,6 +379,9 @@ class Tables:
         AWS region.
     credentials : (key id, secret) or None
         Static credentials for local servers, which accept any.
+    client : botocore DynamoDB client or None
+        The client every table uses (made by a composition root, e.g. with recording hooks in tests);
+        None: PynamoDB's own, made from ``host``, ``region`` and ``credentials``.
     """
 
     images: type[Image]
@@ -404,6 +407,7 @@ class Tables:
         host: str | None = None,
         region: str = "us-east-1",
         credentials: tuple[str, str] | None = None,
+        client: Any | None = None,
     ) -> None:
         self.prefix = prefix
         self.host = host
@@ -422,8 +426,8 @@ class Tables:
         # One botocore client for all tables: PynamoDB makes one per model, and each costs ~0.1 s to
         # create (service model loading), which would dominate the start-up of every command.
         connections = [m._get_connection().connection for m in self.models()]
-        shared_client = connections[0].client
-        for conn in connections[1:]:
+        shared_client = client if client is not None else connections[0].client
+        for conn in connections:
             conn._client = shared_client
         self._client = shared_client
 

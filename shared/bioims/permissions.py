@@ -1,0 +1,381 @@
+"""The AWS permissions of every bioims principal: the single source of truth for IAM.
+
+:data:`PERMISSIONS` maps a principal to ``{"<service>:<Action>": [symbolic resources]}``. The deployment
+templates grant exactly this (``tests/unit/test_template.py`` reads every role of ``template.yaml`` and
+``infra/*.yaml`` and compares its (action, resource) pairs with :func:`resource_arns` of this mapping);
+the code's tests record the AWS calls each operation makes (moto) and check them against it.
+:data:`PLATFORM` holds what the platform itself needs to run a principal (logs, image pulls): granted
+too, but not made by bioims code.
+
+Principals
+----------
+``image-management``, ``artifact``, ``tags``, ``training``, ``embedding``
+    The Lambda functions of the five Chalice apps (the API handler and the ``invoke`` function of one
+    service share one role). Each app builds the whole in-process container (:func:`bioims.runtime.aws`)
+    but dispatches only to ITS service object, so its code path is that service class plus the methods
+    of the other services it holds and calls in-process (``ImageManagementService`` calls tags,
+    artifacts, preprocessing and the runner; ``TrainingService`` the artifact registry; ...).
+``search``
+    The ECS Fargate task of the search server (:class:`bioims.services.search.SearchService` and the
+    embedding / training / profile reads it makes).
+``jobs``
+    The AWS Batch job role: the steps of :data:`bioims.jobs.steps.STEPS` (inspect-image, validate-plate,
+    thumbnails, flatfield, preprocess-image, train-model, embed-plate) and reading the array parameters.
+``states``
+    The role of the Step Functions state machines (``infra/statemachines/*.asl.json``): planning calls
+    to the service functions, Batch jobs (``.sync``), the array parameter lists written to S3 and the
+    search service's index build and reload through the search API.
+
+Derivation
+----------
+Read from the code (``shared/bioims/services/*.py``), method by method:
+
+- DynamoDB, through PynamoDB: ``Model.get`` / ``refresh`` -> ``GetItem``; ``query`` -> ``Query`` (on the
+  table, or ``"<table>/index/<name>"`` for ``Model.<index>.query``); ``scan`` -> ``Scan``; ``Model(...).save``
+  (with or without a condition) -> ``PutItem``; ``update`` -> ``UpdateItem``; ``delete`` -> ``DeleteItem``;
+  ``batch_write`` (saves and deletes) -> ``BatchWriteItem``; ``batch_get`` -> ``BatchGetItem``. PynamoDB 6
+  takes the key schema from the model class, so nothing calls ``DescribeTable`` (only ``Tables.create_all``
+  and ``exists`` do, which run locally, never on AWS). Table names are without the prefix
+  (``image-tags``), as in :data:`bioims.store.tables.MODELS` / ``Meta.table_name``.
+- S3, through :class:`bioims.store.objects.ObjectStore`: ``get_bytes`` / ``get_json`` -> ``GetObject``;
+  ``exists`` / ``size`` (HEAD) -> ``GetObject``; ``put_bytes`` / ``put_json`` -> ``PutObject``; ``delete`` ->
+  ``DeleteObject``; ``list`` -> ``ListBucket``. ``ListBucket`` is also granted wherever a principal reads
+  objects that may be missing (``exists``, ``NotFound``): without it S3 answers a missing key with 403
+  instead of 404 and ``exists`` would raise. Buckets: ``"artifacts"`` (the artifact bucket, under the
+  ``BIOIMS_ARTIFACT_URI`` prefix) and ``"input"`` (``BIOIMS_INPUT_BUCKET``, read only: input images are
+  read in place; plate manifests may live there).
+- Step Functions (the runner): ``start`` -> ``states:StartExecution`` (resource: a workflow's state
+  machine), ``describe`` -> ``states:DescribeExecution`` (resource: that state machine's executions).
+  The ``preprocess`` workflow has no state machine of its own: it is the first half of ``train`` (the
+  ``train`` state machine with input ``{"spec", "plate_ids"}`` and no ``train_ids`` stops after
+  preprocessing), so ``start_preprocess`` starts the ``train`` state machine.
+- ``lambda:InvokeFunction``: the ``invoke`` function of a service (for cross-service calls and the
+  state machines' planning steps).
+
+Symbolic resources
+------------------
+========================  =====================================================================
+``<table>``               ``arn:aws:dynamodb:<region>:<account>:table/<prefix><table>``
+``<table>/index/<name>``  that table's global secondary index
+``artifacts``, ``input``  the bucket (``ListBucket``) or its objects (object actions)
+``<service>``             the ``invoke`` Lambda function of that service
+``<workflow>``            the state machine (``StartExecution``) or its executions (``DescribeExecution``)
+``cpu-queue``, ``gpu-queue``, ``job-definition``, ``gpu-job-definition``   Batch resources
+``jobs``                  Batch jobs (``arn:aws:batch:<region>:<account>:job/*``: ids are not known)
+``batch-sync-rule``       the EventBridge rule Step Functions manages for ``batch:submitJob.sync``
+``search:<METHOD> <path>``  a route of the search API (``execute-api:Invoke``)
+``*``                     only for actions without resource-level permissions (see :data:`STAR_ONLY`)
+========================  =====================================================================
+"""
+
+from __future__ import annotations
+
+Grants = dict[str, list[str]]
+
+# ------------------------------------------------------------------------------------------ fragments
+# One fragment per method (or group of methods) of the service classes; a principal is the union of
+# the fragments of the code it runs. Keep each fragment next to the code it describes when that changes.
+
+
+def _union(*fragments: Grants) -> Grants:
+    out: dict[str, set[str]] = {}
+    for fragment in fragments:
+        for action, resources in fragment.items():
+            out.setdefault(action, set()).update(resources)
+    return {action: sorted(resources) for action, resources in sorted(out.items())}
+
+
+_ARTIFACTS_READ_WRITE: Grants = {"s3:GetObject": ["artifacts"], "s3:PutObject": ["artifacts"],
+                                 "s3:ListBucket": ["artifacts"]}
+_ARTIFACTS_READ: Grants = {"s3:GetObject": ["artifacts"], "s3:ListBucket": ["artifacts"]}
+_INPUT_READ: Grants = {"s3:GetObject": ["input"], "s3:ListBucket": ["input"]}
+
+# ArtifactService (shared/bioims/services/artifact.py)
+_CREATE_ARTIFACT: Grants = {"dynamodb:PutItem": ["artifacts"]}
+_DELETE_ARTIFACTS: Grants = {"dynamodb:Query": ["artifacts"], "dynamodb:BatchWriteItem": ["artifacts"]}
+_GET_PARAMETER: Grants = {"dynamodb:Query": ["parameters"]}
+_CREATE_MESSAGE: Grants = {"dynamodb:PutItem": ["messages"]}
+_ADD_MESSAGE: Grants = {"dynamodb:Query": ["messages"], "dynamodb:PutItem": ["messages"]}
+_LIST_MESSAGES: Grants = {"dynamodb:Query": ["messages"]}
+_ARTIFACT_SERVICE: Grants = {  # every operation of the artifact service
+    "dynamodb:PutItem": ["artifacts", "parameters", "messages"],
+    "dynamodb:GetItem": ["artifacts"],  # add_annotation
+    "dynamodb:UpdateItem": ["artifacts"],  # add_annotation
+    "dynamodb:Query": ["artifacts", "artifacts/index/by_train", "parameters", "messages"],
+    "dynamodb:BatchWriteItem": ["artifacts", "messages"],  # delete_artifacts, delete_message
+    "dynamodb:Scan": ["parameters"],  # get_all
+}
+
+# TagsService (shared/bioims/services/tags.py)
+_ENSURE_TAGS: Grants = {"dynamodb:BatchGetItem": ["tags"], "dynamodb:UpdateItem": ["counters"],
+                        "dynamodb:PutItem": ["tags"], "dynamodb:GetItem": ["tags"]}
+_TAG_IMAGES: Grants = _union(_ENSURE_TAGS, {"dynamodb:BatchWriteItem": ["image-tags"]})
+_GET_IMAGE_TAGS: Grants = {"dynamodb:Query": ["image-tags"]}
+_SET_IMAGE_TAGS: Grants = _union(_TAG_IMAGES, _GET_IMAGE_TAGS)  # remove_image_tags: query + batch delete
+_ENSURE_LABELS: Grants = {"dynamodb:GetItem": ["label-categories", "labels"],
+                          "dynamodb:PutItem": ["label-categories", "labels"],
+                          "dynamodb:UpdateItem": ["label-categories"], "dynamodb:Query": ["labels"]}
+_TAGS_SERVICE: Grants = _union(_SET_IMAGE_TAGS, _ENSURE_LABELS, {
+    "dynamodb:Query": ["tags/index/by_id", "tags/index/by_type", "image-tags/index/by_tag"],
+    "dynamodb:Scan": ["tags", "label-categories"],
+    "dynamodb:UpdateItem": ["labels"],  # update_label
+    "dynamodb:BatchWriteItem": ["labels"],  # delete_category
+    "dynamodb:DeleteItem": ["label-categories"],  # delete_category
+})
+
+# TrainingService (shared/bioims/services/training.py) and the helpers it shares
+_SPEC: Grants = {"dynamodb:GetItem": ["embedding-specs"]}
+_COMPATIBLE_PLATES: Grants = _union(_SPEC, {"dynamodb:Query": ["plates/index/by_shape"]})
+_SPEC_FIELDS_ALL: Grants = {"dynamodb:GetItem": ["plates"], "dynamodb:Query": ["images/index/by_plate"]}
+"""preprocessing.spec_fields(preprocessed=False): a plate's valid fields (queries only)."""
+_SPEC_FIELDS: Grants = _union(_SPEC_FIELDS_ALL, {"dynamodb:BatchGetItem": ["images"]})
+"""preprocessing.spec_fields(preprocessed=True): the preprocessed fields' origin rows in batches."""
+_GET_TRAINING: Grants = {"dynamodb:GetItem": ["train-runs"]}
+_TRAINING_API: Grants = _union(
+    _COMPATIBLE_PLATES, _SPEC_FIELDS, _GET_TRAINING, _CREATE_ARTIFACT, _CREATE_MESSAGE, _LIST_MESSAGES,
+    _DELETE_ARTIFACTS,
+    {
+        "dynamodb:PutItem": ["embedding-specs", "train-runs"],
+        "dynamodb:Scan": ["embedding-specs"],
+        "dynamodb:DeleteItem": ["embedding-specs", "train-runs"],
+        "dynamodb:Query": ["train-runs/index/by_spec"],
+        # create_trainings writes the filter, get_training_filter reads it, delete_training lists and
+        # deletes the run's objects
+        "s3:PutObject": ["artifacts"], "s3:GetObject": ["artifacts"], "s3:ListBucket": ["artifacts"],
+        "s3:DeleteObject": ["artifacts"],
+        "states:StartExecution": ["train"],  # train
+    },
+)
+_RUN_TRAINING: Grants = _union(  # the train-model job step (torch): train, checkpoint, export, record
+    _GET_TRAINING, _COMPATIBLE_PLATES, _SPEC_FIELDS, _ADD_MESSAGE, _CREATE_ARTIFACT, _ARTIFACTS_READ_WRITE,
+    {"dynamodb:UpdateItem": ["train-runs"]},
+)
+
+# PreprocessingService (shared/bioims/services/preprocessing.py): flat-fields and crops
+_PREPROCESSING: Grants = _union(
+    _SPEC, _ADD_MESSAGE, _CREATE_ARTIFACT, _ENSURE_LABELS, _ARTIFACTS_READ_WRITE, _INPUT_READ,
+    {"dynamodb:GetItem": ["plates", "images"], "dynamodb:Query": ["images/index/by_plate"],
+     "dynamodb:BatchGetItem": ["images"], "dynamodb:PutItem": ["images"]},
+)
+
+# ImageManagementService (shared/bioims/services/image_management.py)
+_INSPECT_IMAGE: Grants = _union(_ADD_MESSAGE, _INPUT_READ, _ARTIFACTS_READ, {
+    "dynamodb:GetItem": ["images", "plates"], "dynamodb:UpdateItem": ["images"]})
+_VALIDATE_PLATE: Grants = _union(_ADD_MESSAGE, {
+    "dynamodb:GetItem": ["plates"], "dynamodb:Query": ["plates/index/by_source", "images/index/by_plate"],
+    "dynamodb:UpdateItem": ["plates"]})
+_MAKE_THUMBNAILS: Grants = _union(_GET_PARAMETER, _CREATE_ARTIFACT, _INPUT_READ, _ARTIFACTS_READ_WRITE, {
+    "dynamodb:GetItem": ["images"]})
+_IMAGE_MANAGEMENT_API: Grants = _union(
+    _TAG_IMAGES, _ENSURE_LABELS, _CREATE_MESSAGE, _GET_IMAGE_TAGS, _SET_IMAGE_TAGS, _INSPECT_IMAGE,
+    _VALIDATE_PLATE, _MAKE_THUMBNAILS, _PREPROCESSING, _COMPATIBLE_PLATES,
+    {
+        "dynamodb:GetItem": ["images", "plates"],
+        "dynamodb:PutItem": ["images", "plates"],  # ingest, create_image_train_result
+        "dynamodb:BatchWriteItem": ["images", "wells"],  # ingest
+        "dynamodb:Query": ["wells", "images/index/by_plate", "images/index/by_plate_well",
+                           "plates/index/by_source", "plates/index/by_shape"],
+        "dynamodb:Scan": ["plates"],  # list_plates
+        "dynamodb:UpdateItem": ["images", "plates"],
+        # process_plate, upload_source_plate -> process-plate; start_preprocess -> train (see above)
+        "states:StartExecution": ["process-plate", "train"],
+        "states:DescribeExecution": ["process-plate", "train", "embed"],  # describe_execution
+    },
+)
+
+# EmbeddingService (shared/bioims/services/embedding.py)
+_PLATES_OF_RUN: Grants = _union(_GET_TRAINING, _COMPATIBLE_PLATES)  # plates()
+_COMPUTE_PLATE_EMBEDDING: Grants = _union(_PLATES_OF_RUN, _SPEC_FIELDS_ALL, _CREATE_ARTIFACT, _ARTIFACTS_READ_WRITE, {
+    "dynamodb:PutItem": ["images"]})
+_EMBEDDING_READ: Grants = _union(_PLATES_OF_RUN, _ARTIFACTS_READ, {"dynamodb:GetItem": ["images"]})
+_EMBEDDING_API: Grants = _union(_COMPUTE_PLATE_EMBEDDING, _EMBEDDING_READ, {"states:StartExecution": ["embed"]})
+
+# SearchService (shared/bioims/services/search.py) in the search container
+_SEARCH: Grants = _union(
+    _EMBEDDING_READ, _GET_TRAINING, _SPEC, _GET_PARAMETER, _CREATE_ARTIFACT, _ARTIFACTS_READ_WRITE,
+    {
+        "s3:DeleteObject": ["artifacts"],  # build_index drops the previous version; delete_index
+        "dynamodb:Scan": ["image-tags"],  # _image_tags
+        "dynamodb:GetItem": ["searches"],
+        "dynamodb:Query": ["searches/index/by_train"],
+        "dynamodb:BatchWriteItem": ["searches"],  # the search log writer
+    },
+)
+
+# the state machines (infra/statemachines/*.asl.json)
+_STATES: Grants = {
+    # planning steps: image ids / validation (image-management), runs, specs and plates (training)
+    "lambda:InvokeFunction": ["image-management", "training"],
+    "s3:PutObject": ["artifacts"],  # the parameter lists of the array jobs
+    "batch:SubmitJob": ["cpu-queue", "gpu-queue", "job-definition", "gpu-job-definition"],
+    "batch:TerminateJob": ["jobs"],  # a .sync task that is stopped or times out
+    "batch:DescribeJobs": ["*"],  # no resource-level permissions
+    "events:PutTargets": ["batch-sync-rule"],
+    "events:PutRule": ["batch-sync-rule"],
+    "events:DescribeRule": ["batch-sync-rule"],
+    "execute-api:Invoke": ["search:POST /indexes", "search:POST /indexes/*/reload"],
+}
+
+PERMISSIONS: dict[str, dict[str, list[str]]] = {
+    "artifact": _union(_ARTIFACT_SERVICE),
+    "tags": _union(_TAGS_SERVICE),
+    "image-management": _IMAGE_MANAGEMENT_API,
+    "training": _TRAINING_API,
+    "embedding": _EMBEDDING_API,
+    "search": _SEARCH,
+    "jobs": _union(
+        _ARTIFACTS_READ,  # the array parameter list of a Batch array child
+        _INSPECT_IMAGE, _VALIDATE_PLATE, _MAKE_THUMBNAILS, _PREPROCESSING, _RUN_TRAINING, _COMPUTE_PLATE_EMBEDDING,
+    ),
+    "states": _union(_STATES),
+}
+"""principal -> action -> symbolic resources (see the module docstring)."""
+
+PLATFORM: dict[str, dict[str, list[str]]] = {
+    **{service: {"logs:CreateLogStream": [f"log-group:{service}"], "logs:PutLogEvents": [f"log-group:{service}"]}
+       for service in ("image-management", "artifact", "tags", "training", "embedding")},
+    "search": {"logs:CreateLogStream": ["log-group:search"], "logs:PutLogEvents": ["log-group:search"]},
+    "jobs": {},  # Batch writes the job logs with the execution role (see PLATFORM_EXECUTION)
+    "states": {
+        # CloudWatch Logs delivery of the execution history: none of these has resource-level permissions
+        "logs:CreateLogDelivery": ["*"], "logs:GetLogDelivery": ["*"], "logs:UpdateLogDelivery": ["*"],
+        "logs:DeleteLogDelivery": ["*"], "logs:ListLogDeliveries": ["*"], "logs:PutResourcePolicy": ["*"],
+        "logs:DescribeResourcePolicies": ["*"], "logs:DescribeLogGroups": ["*"],
+    },
+}
+"""What the platform needs to run each principal (not called by bioims code): its logs."""
+
+PLATFORM_EXECUTION: dict[str, dict[str, list[str]]] = {
+    # The ECS task execution roles (pull the image, write the container's logs) of the search task and of
+    # the Batch jobs. ecr:GetAuthorizationToken has no resource-level permissions.
+    "search-execution": {"ecr:GetAuthorizationToken": ["*"], "ecr:BatchGetImage": ["repository:search"],
+                         "ecr:GetDownloadUrlForLayer": ["repository:search"],
+                         "logs:CreateLogStream": ["log-group:search"], "logs:PutLogEvents": ["log-group:search"]},
+    "jobs-execution": {"ecr:GetAuthorizationToken": ["*"], "ecr:BatchGetImage": ["repository:jobs"],
+                       "ecr:GetDownloadUrlForLayer": ["repository:jobs"],
+                       "logs:CreateLogStream": ["log-group:jobs"], "logs:PutLogEvents": ["log-group:jobs"]},
+}
+"""Execution roles: used by ECS / Batch to start a container, never by bioims code."""
+
+STAR_ONLY: frozenset[str] = frozenset({
+    "batch:DescribeJobs", "ecr:GetAuthorizationToken",
+    "logs:CreateLogDelivery", "logs:GetLogDelivery", "logs:UpdateLogDelivery", "logs:DeleteLogDelivery",
+    "logs:ListLogDeliveries", "logs:PutResourcePolicy", "logs:DescribeResourcePolicies", "logs:DescribeLogGroups",
+})
+"""Actions that AWS only authorises on ``Resource: "*"`` (no resource-level permissions)."""
+
+SERVICES: tuple[str, ...] = ("image-management", "artifact", "tags", "training", "embedding")
+"""The Lambda services (principals with a role each)."""
+
+WORKFLOWS: tuple[str, ...] = ("process-plate", "train", "embed")
+"""The state machines (``BIOIMS_SFN_<WORKFLOW>_ARN``)."""
+
+
+def function_env_name(service: str) -> str:
+    """``image-management`` -> ``BIOIMS_FUNCTION_IMAGE_MANAGEMENT``."""
+    return "BIOIMS_FUNCTION_" + service.upper().replace("-", "_")
+
+
+def actions(principal: str) -> set[str]:
+    """The actions a principal's code may call (``{"dynamodb:GetItem", ...}``)."""
+    return set(PERMISSIONS[principal])
+
+
+def tables(principal: str) -> set[str]:
+    """The tables (without prefix and index) a principal touches."""
+    return {r.split("/")[0] for a, rs in PERMISSIONS[principal].items() if a.startswith("dynamodb:") for r in rs}
+
+
+# ------------------------------------------------------------------------------------- to CloudFormation
+_P = "arn:${AWS::Partition}"
+_RA = "${AWS::Region}:${AWS::AccountId}"
+
+
+def arns(action: str, resource: str) -> list[str]:
+    """The ARN(s) (CloudFormation ``Fn::Sub`` strings) of a symbolic resource for an action.
+
+    The names in ``${...}`` are the parameters (or resources) every bioims stack that holds a role
+    defines: ``TablePrefix``, ``ArtifactBucket``, ``ArtifactPrefix``, ``InputBucket``, ``Prefix`` (the
+    name prefix of functions, state machines and log groups, ``bioims-<env>``), ``CpuQueue``,
+    ``GpuQueue``, ``JobDefinition``, ``GpuJobDefinition`` (ARNs), ``SearchApiId``, ``JobsRepository``,
+    ``SearchRepository``.
+    """
+    service = action.split(":", 1)[0]
+    if resource == "*":
+        return ["*"]
+    if service == "dynamodb":
+        table, _, index = resource.partition("/index/")
+        arn = f"{_P}:dynamodb:{_RA}:table/${{TablePrefix}}{table}"
+        return [f"{arn}/index/{index}" if index else arn]
+    if service == "s3":
+        bucket = {"artifacts": "${ArtifactBucket}", "input": "${InputBucket}"}[resource]
+        if action == "s3:ListBucket":
+            return [f"{_P}:s3:::{bucket}"]
+        return [f"{_P}:s3:::{bucket}/${{ArtifactPrefix}}/*" if resource == "artifacts" else f"{_P}:s3:::{bucket}/*"]
+    if service == "lambda":
+        return [f"{_P}:lambda:{_RA}:function:${{Prefix}}-{resource}-invoke"]
+    if service == "states":
+        if action == "states:DescribeExecution":
+            return [f"{_P}:states:{_RA}:execution:${{Prefix}}-{resource}:*"]
+        return [f"{_P}:states:{_RA}:stateMachine:${{Prefix}}-{resource}"]
+    if service == "batch":
+        named = {"cpu-queue": "${CpuQueue}", "gpu-queue": "${GpuQueue}", "job-definition": "${JobDefinition}",
+                 "gpu-job-definition": "${GpuJobDefinition}", "jobs": f"{_P}:batch:{_RA}:job/*"}
+        return [named[resource]]
+    if service == "events" and resource == "batch-sync-rule":
+        return [f"{_P}:events:{_RA}:rule/StepFunctionsGetEventsForBatchJobsRule"]
+    if service == "execute-api":
+        api, _, route = resource.partition(":")
+        method, _, path = route.partition(" ")
+        assert api == "search", resource
+        return [f"{_P}:execute-api:{_RA}:${{SearchApiId}}/$default/{method}{path}"]
+    if service == "logs" and resource.startswith("log-group:"):
+        owner = resource.split(":", 1)[1]
+        if owner in SERVICES:
+            names = [f"/aws/lambda/${{Prefix}}-{owner}-api", f"/aws/lambda/${{Prefix}}-{owner}-invoke"]
+        else:
+            names = [f"/${{Prefix}}/{owner}"]
+        return [f"{_P}:logs:{_RA}:log-group:{name}:*" for name in names]
+    if service == "ecr" and resource.startswith("repository:"):
+        repo = {"jobs": "${JobsRepository}", "search": "${SearchRepository}"}[resource.split(":", 1)[1]]
+        return [f"{_P}:ecr:{_RA}:repository/{repo}"]
+    raise ValueError(f"no ARN for {action} on {resource!r}")
+
+
+def grants_of(principal: str) -> dict[str, list[str]]:
+    """Everything a principal's role grants: :data:`PERMISSIONS` plus :data:`PLATFORM` (or, for an
+    execution role, :data:`PLATFORM_EXECUTION`)."""
+    if principal in PLATFORM_EXECUTION:
+        return _union(PLATFORM_EXECUTION[principal])
+    return _union(PERMISSIONS[principal], PLATFORM.get(principal, {}))
+
+
+def expected_pairs(principal: str) -> set[tuple[str, str]]:
+    """The (action, ARN template) pairs a principal's role must grant, exactly."""
+    return {(action, arn) for action, resources in grants_of(principal).items()
+            for resource in resources for arn in arns(action, resource)}
+
+
+def policy_statements(principal: str) -> list[dict[str, object]]:
+    """IAM statements granting exactly :func:`expected_pairs` (one statement per set of actions that
+    share their resources), in the form the templates hold them."""
+    by_resources: dict[tuple[str, ...], list[str]] = {}
+    for action, resources in grants_of(principal).items():
+        key = tuple(sorted(arn for r in resources for arn in arns(action, r)))
+        by_resources.setdefault(key, []).append(action)
+    statements: list[dict[str, object]] = []
+    for resources, actions_ in sorted(by_resources.items(), key=lambda kv: sorted(kv[1])):
+        resource_values: list[object] = ["*" if r == "*" else ({"Fn::Sub": r} if "${" in r else r) for r in resources]
+        statements.append({"Effect": "Allow", "Action": sorted(actions_),
+                           "Resource": resource_values[0] if len(resource_values) == 1 else resource_values})
+    return statements
+
+
+if __name__ == "__main__":  # python -m bioims.permissions PRINCIPAL  -> the Statement list of its role (YAML)
+    import sys
+
+    import yaml
+
+    for name in sys.argv[1:] or [*PERMISSIONS, *PLATFORM_EXECUTION]:
+        print(f"# {name}")
+        print(yaml.safe_dump(policy_statements(name), sort_keys=False, default_flow_style=False), end="")

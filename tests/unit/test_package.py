@@ -1,0 +1,112 @@
+"""The Lambda artifacts of ``make package`` (``build/package/<service>/``), read back.
+
+Building them takes minutes the first time (python3.12 wheels, five zips, an import check each), so the
+build is ``make package``'s (``infra/package.py``), which runs this file with ``BIOIMS_PACKAGE_BUILT=1``
+right after. In a plain ``make test`` these tests run when a package built from the current sources exists
+and are skipped otherwise (never built, or sources changed since: run ``make package``).
+
+Checked per service: the zip exists and holds the app, Chalice's runtime and the bioims package; its
+unzipped size is under Lambda's 250 MB; its imports passed (``import app`` and the AWS composition root
+under python3.12 without site-packages, done by ``infra/package.py``); its SAM template runs python3.12
+with the role and the environment the root template passes and an API that requires IAM authorisation.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BUILD = ROOT / "build" / "package"
+REPORT = BUILD / "report.json"
+sys.path.insert(0, str(ROOT / "infra"))
+import package  # noqa: E402  (infra/package.py)
+
+from bioims import permissions  # noqa: E402
+
+BUILT = os.environ.get("BIOIMS_PACKAGE_BUILT") == "1"
+SOURCES = [*(ROOT / "shared" / "bioims").rglob("*.py"), ROOT / "shared" / "pyproject.toml", ROOT / "infra" / "package.py",
+           *(ROOT / "services").glob("*/app.py"), *(ROOT / "services").glob("*/.chalice/config.json")]
+
+
+def _state() -> str | None:
+    """Why the artifacts cannot be checked now (None: they can)."""
+    if not REPORT.exists():
+        return "no Lambda artifacts: run `make package`"
+    newest = max(p.stat().st_mtime for p in SOURCES)
+    if newest > REPORT.stat().st_mtime:
+        return "the Lambda artifacts are older than the sources: run `make package`"
+    return None
+
+
+_reason = _state()
+if _reason is not None and BUILT:
+    raise RuntimeError(f"make package: {_reason}")
+pytestmark = pytest.mark.skipif(_reason is not None, reason=_reason or "")
+
+
+@pytest.fixture(scope="module")
+def report() -> dict:
+    return json.loads(REPORT.read_text())
+
+
+@pytest.mark.parametrize("service", permissions.SERVICES)
+def test_artifact_is_complete_and_under_the_size_limit(report, service):
+    result = report["services"][service]
+    assert result["problems"] == [], f"{service}: " + "; ".join(result["problems"])
+    zip_path = ROOT / result["zip"]
+    with zipfile.ZipFile(zip_path) as zf:
+        infos = zf.infolist()
+    names = {i.filename for i in infos}
+    assert {"app.py", "chalice/app.py", "chalice/__init__.py", "bioims/__init__.py", "bioims/runtime.py",
+            "bioims/api/chalice_app.py"} <= names
+    assert any(n.startswith("pynamodb/") for n in names) and any(n.startswith("numpy/") for n in names)
+    unzipped = sum(i.file_size for i in infos)
+    assert unzipped == result["unzipped_bytes"] < package.LAMBDA_UNZIPPED_LIMIT
+
+
+@pytest.mark.parametrize("service", permissions.SERVICES)
+def test_artifact_imports_under_python312(report, service):
+    result = report["services"][service]
+    assert report["python"] == "3.12"
+    assert result["import_ok"], result["problems"]
+
+
+@pytest.mark.parametrize("service", permissions.SERVICES)
+def test_sam_template_is_ready_to_nest(service):
+    template = json.loads((BUILD / service / "sam.json").read_text())
+    functions = {k: v["Properties"] for k, v in template["Resources"].items()
+                 if v["Type"] == "AWS::Serverless::Function"}
+    assert set(functions) == {"APIHandler", "Invoke"}
+    expected_variables = {"BIOIMS_RUNTIME", *package.ENVIRONMENT,
+                          *(permissions.function_env_name(s) for s in permissions.SERVICES)}
+    for logical, props in functions.items():
+        assert props["Runtime"] == "python3.12"
+        assert props["Role"] == {"Ref": "RoleArn"}
+        assert props["CodeUri"] == "./deployment.zip"
+        assert set(props["Environment"]["Variables"]) == expected_variables
+        suffix = package.FUNCTION_NAMES[logical]
+        assert props["FunctionName"] == {"Fn::Sub": f"${{Prefix}}-{service}-{suffix}"}
+    assert "DefaultRole" not in template["Resources"]
+    body = template["Resources"]["RestAPI"]["Properties"]["DefinitionBody"]
+    for methods in body["paths"].values():
+        for method, operation in methods.items():
+            assert operation["security"] == [{"sigv4": []}], method
+    assert set(template["Outputs"]) >= {"EndpointURL", "InvokeFunctionName"}
+
+
+def test_root_template_passes_the_parameters_each_service_stack_declares():
+    from bioims.store.cloudformation import load_template
+
+    root = load_template(ROOT / "template.yaml")
+    for service in permissions.SERVICES:
+        declared = set(json.loads((BUILD / service / "sam.json").read_text())["Parameters"])
+        nested = next(r for r in root["Resources"].values()
+                      if r["Type"] == "AWS::Serverless::Application"
+                      and r["Properties"]["Location"] == f"build/package/{service}/sam.json")
+        assert set(nested["Properties"]["Parameters"]) == declared, service
