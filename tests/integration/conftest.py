@@ -4,6 +4,7 @@ fresh table prefix per test so tests stay independent."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -58,3 +59,22 @@ def preprocessed_screen(stack_settings: Settings, tmp, spec: dict):
             c.runner.run(c, "process-plate", {"plate_id": plate_id}, pool=pool)
         c.runner.run(c, "preprocess", {"spec": spec["name"]}, pool=pool)
     return c
+
+
+@contextmanager
+def running_server(container) -> Iterator[str]:
+    """Every service's API (``bioims serve``) on a free port of 127.0.0.1 in a background thread; yields
+    the root URL and stops the server on exit."""
+    import threading
+
+    from bioims.api.server import LocalServer
+
+    httpd = LocalServer(container, "127.0.0.1", 0)
+    thread = threading.Thread(target=httpd.run, daemon=True)
+    thread.start()
+    try:
+        yield httpd.url
+    finally:
+        httpd.stop()
+        thread.join(timeout=10)
+        assert not thread.is_alive(), "the server did not stop"

@@ -4,7 +4,6 @@ reached with the SDK's HTTP transport and with plain requests."""
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -16,25 +15,18 @@ import requests
 
 from bioims.api.chalice_app import MAX_BODY_BYTES
 from bioims.api.operations import OPERATIONS
-from bioims.api.server import LocalServer
 from bioims.client import ImageManagementClient, connect
 from bioims.runtime import Container
 from tests.unit.test_api import SHAPE, ingest_plate
+from tests.integration.conftest import running_server
 from tests.unit.test_client import assert_same_as_services
 
 
 @pytest.fixture
 def server(container: Container) -> Iterator[str]:
     """Every service's API on a free port of 127.0.0.1, in a background thread; yields the root URL."""
-    httpd = LocalServer(container, "127.0.0.1", 0)
-    thread = threading.Thread(target=httpd.run, daemon=True)
-    thread.start()
-    try:
-        yield httpd.url
-    finally:
-        httpd.stop()
-        thread.join(timeout=10)
-        assert not thread.is_alive(), "the server did not stop"
+    with running_server(container) as url:
+        yield url
 
 
 def test_http_clients_give_the_services_results(server: str, container: Container, tmp_path: Path,

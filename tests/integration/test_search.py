@@ -13,12 +13,11 @@ import numpy as np
 import pytest
 import requests
 
-from bioims.api.server import LocalServer
 from bioims.client import SearchClient
 from bioims.errors import InvalidInput, NotFound
 from bioims.imaging.io import read_image
 from bioims.services.search import SearchService
-from tests.integration.conftest import preprocessed_screen
+from tests.integration.conftest import preprocessed_screen, running_server
 
 SPEC = {"name": "tiny-search", "input": {"width": 160, "height": 128, "depth": 1, "channels": ["DAPI", "Tubulin", "Actin"]},
         "segmentation_channel": "DAPI", "roi_size": 32, "min_nucleus_voxels": 30, "embedding_length": 16,
@@ -38,15 +37,8 @@ def indexed(stack_settings, tmp_path_factory):
 
 @pytest.fixture
 def server(indexed) -> Iterator[str]:
-    c, _ = indexed
-    httpd = LocalServer(c, "127.0.0.1", 0)
-    thread = threading.Thread(target=httpd.run, daemon=True)
-    thread.start()
-    try:
-        yield httpd.url
-    finally:
-        httpd.stop()
-        thread.join(timeout=10)
+    with running_server(indexed[0]) as url:
+        yield url
 
 
 def fields(c, train_id):
