@@ -480,10 +480,6 @@ class SearchService:
         return {"search_id": row.search_id, "train_id": row.train_id, "created_at": row.created_at,
                 "status": row.status, "query": row.request, "hits": row.hits, "error": row.error, "ms": row.ms}
 
-    def get_search_status(self, search_id: str) -> dict[str, Any]:
-        record = self.get_search(search_id)
-        return {k: record[k] for k in ("search_id", "status", "error", "ms")}
-
     def list_searches(self, train_id: str) -> list[str]:
         """Ids of a source's recorded searches, oldest first."""
         self.flush()
