@@ -371,7 +371,6 @@ def walkthrough(walk: Walk, setup: runtime.Container, folder: Path) -> None:
     walk.search("flush")
     walk.search("get_search", found["search_id"])
     walk.search("get_search", "no-such-search", expect=NotFound)
-    walk.search("get_search_status", found["search_id"])
     walk.search("list_searches", train_id)
     walk.search("embed_upload", train_id, channels)
     walk.search("delete_index", train_id)
