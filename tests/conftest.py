@@ -23,7 +23,7 @@ def rng() -> np.random.Generator:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(home=tmp_path / "home", table_prefix="test-")
+    return Settings(home=tmp_path / "home", table_prefix="test-", ingest_roots=(tmp_path,))
 
 
 @pytest.fixture

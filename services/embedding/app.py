@@ -1,6 +1,6 @@
 """The embedding service on AWS: HTTP routes (API Gateway) and the `invoke` Lambda function.
 
-Routes and the `{"method": ...}` protocol are generated from `bioims.api.operations`; the container
+Routes and the `{"method": ...}` protocol are generated from `bioims.contract`; the container
 (DynamoDB tables, S3, the Step Functions runner) is built from the environment on first use.
 See README.md for the API.
 """

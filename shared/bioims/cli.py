@@ -7,8 +7,10 @@ Commands that need the local stack start it on demand.
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -17,7 +19,7 @@ from typing import Any
 
 import click
 
-from .errors import BioimsError, InvalidInput
+from .errors import BioimsError, InvalidInput, one_line
 from .settings import Settings
 from .services.search import KINDS as INDEX_KINDS
 from .services.search import LEVELS as SEARCH_LEVELS
@@ -51,10 +53,17 @@ def _emit(result: Any, as_json: bool, human: Callable[[Any], None] | None) -> No
         human(result)
 
 
+class JobFailed(BioimsError):
+    """A job ran to its end but some of its units failed; the message is the one-line summary."""
+
+
 def command(group: click.Group, name: str | None = None, human: Callable[[Any], None] | None = None,
+            failures: Callable[[Any], str | None] | None = None,
             **kwargs: Any) -> Callable[[Callable[..., Any]], click.Command]:
-    """Register a command that returns a JSON-ready result: adds ``--json``/``--quiet``, prints the
-    result (JSON or via ``human``), and turns domain errors into exit 1 with a one-line reason."""
+    """Register a command that returns a JSON-ready result: adds ``--json``/``--quiet`` and prints the
+    result (JSON or via ``human``). ``failures`` summarises in one line what a job's result reports as
+    failed (None: nothing); the result is printed all the same, then the summary goes to stderr and the
+    exit code is 1 (:class:`JobFailed`). Errors become one line on stderr and exit 1 (:class:`Main`)."""
 
     def decorator(fn: Callable[..., Any]) -> click.Command:
         @click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
@@ -63,28 +72,64 @@ def command(group: click.Group, name: str | None = None, human: Callable[[Any], 
         @functools.wraps(fn)
         def wrapper(obj: Ctx, as_json: bool, quiet: bool, **params: Any) -> None:
             obj.progress = not quiet and sys.stderr.isatty()
-            try:
-                result = fn(obj, **params)
-            except BioimsError as e:
-                click.echo(f"error: {e.message}", err=True)
-                sys.exit(1)
+            result = fn(obj, **params)
             _emit(result, as_json, human)
+            summary = failures(result) if failures is not None else None
+            if summary:
+                raise JobFailed(summary)
 
         return group.command(name, **kwargs)(wrapper)
 
     return decorator
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="bioims")
-@click.pass_context
-def main(ctx: click.Context) -> None:
-    """bioims: image embeddings and phenotype similarity search for high-content screening."""
-    try:
-        ctx.obj = Ctx()
-    except BioimsError as e:
-        click.echo(f"error: {e.message}", err=True)
+class Main(click.Group):
+    """The ``bioims`` group: every failure below it ends as one line on stderr and exit 1.
+
+    A domain error prints ``error: <message>``. Anything unexpected (a full disk, a lost connection, a
+    bug) prints ``error: <Type>: <message> (details: <log>)``, its traceback written to
+    ``$BIOIMS_HOME/logs/cli-<time>-<pid>.log``; with ``bioims --debug`` the traceback goes to stderr
+    instead. Usage errors keep click's exit 2."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except BioimsError as e:
+            click.echo(f"error: {one_line(e)}", err=True)
+        except Exception as e:  # noqa: BLE001 - the contract: one line, exit 1, the traceback kept aside
+            if isinstance(e, OSError) and e.errno == errno.EPIPE:
+                raise  # stdout closed by the reader (`bioims ... | head`): click handles it
+            click.echo(f"error: {one_line(e)} ({_keep_traceback(ctx, e)})", err=True)
         sys.exit(1)
+
+
+def _keep_traceback(ctx: click.Context, error: Exception) -> str:
+    """Print the traceback on stderr (``--debug``) or write it to a log file; says where it went."""
+    import traceback
+
+    text = "".join(traceback.format_exception(error))
+    if ctx.params.get("debug"):
+        click.echo(text.rstrip(), err=True)
+        return "traceback above"
+    home = ctx.obj.settings.home if isinstance(ctx.obj, Ctx) else Path(os.environ.get("BIOIMS_HOME", ".bioims"))
+    path = Path(home).resolve() / "logs" / f"cli-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.log"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"bioims {' '.join(sys.argv[1:])}\n\n{text}")
+    except OSError as e:  # a full disk, for example: say so instead of failing again
+        return f"no log written: {e.strerror or e}; run with --debug for the traceback"
+    return f"details: {path}"
+
+
+@click.group(cls=Main, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="bioims")
+@click.option("--debug", is_flag=True, help="On an unexpected error, print its traceback on stderr.")
+@click.pass_context
+def main(ctx: click.Context, debug: bool) -> None:
+    """bioims: image embeddings and phenotype similarity search for high-content screening."""
+    ctx.obj = Ctx()
 
 
 def _table(rows: list[dict[str, Any]], columns: list[str]) -> None:
@@ -174,12 +219,21 @@ def dataset_synth(obj: Ctx, out: Path, preset: str, seed: int, workers: int | No
 
 @main.group()
 def ingest() -> None:
-    """Register plates, wells and fields (images are referenced in place, never copied)."""
+    """Register plates, wells and fields (images are referenced in place, never copied).
+
+    The folder each command is given (the CSV's folder or ``--root``, the manifests' folders or ``--root``,
+    the image folder) becomes an ingest root, remembered in ``$BIOIMS_HOME``: images and manifests are
+    read only from under such roots (and ``BIOIMS_INGEST_ROOTS``)."""
 
 
-def _ingest(obj: Ctx, plates: list[Any]) -> dict[str, Any]:
+def _ingest(obj: Ctx, plates: list[Any], roots: list[str | Path]) -> dict[str, Any]:
+    """Remember ``roots`` (the folders the user named) as ingest roots, then register ``plates``."""
     from tqdm import tqdm
 
+    from .store.roots import remember_ingest_root
+
+    for root in roots:
+        remember_ingest_root(obj.settings.home, root)
     started = time.perf_counter()
     with tqdm(total=len(plates), desc="ingest", unit="plate", disable=not obj.progress, file=sys.stderr) as bar:
         summary = obj.container.images.ingest(plates, on_plate=lambda _: bar.update())
@@ -204,7 +258,8 @@ def ingest_loaddata(obj: Ctx, csv: Path, moa_csv: Path | None, root: str | None,
     """BBBC021-style image CSV or CellProfiler LoadData CSV."""
     from .datasets.loaddata import read_loaddata
 
-    return _ingest(obj, read_loaddata(csv, moa_csv=moa_csv, root=root, experiment=experiment))
+    return _ingest(obj, read_loaddata(csv, moa_csv=moa_csv, root=root, experiment=experiment),
+                   [root or csv.absolute().parent])
 
 
 @command(ingest, "manifest", human=_ingest_human)
@@ -221,7 +276,7 @@ def ingest_manifest(obj: Ctx, manifests: tuple[Path, ...], root: Path | None) ->
         except OSError as e:
             raise InvalidInput(f"cannot read manifest {path}: {e.strerror}") from None
         records.append(read_manifest(data, source=str(path), root=root or path.parent))
-    return _ingest(obj, records)
+    return _ingest(obj, records, [root] if root else list(dict.fromkeys(p.absolute().parent for p in manifests)))
 
 
 @command(ingest, "folder", human=_ingest_human)
@@ -234,7 +289,8 @@ def ingest_folder(obj: Ctx, directory: Path, pattern: str, metadata_csv: Path | 
     """A folder of TIFF/PNG files named by a pattern."""
     from .datasets.folder import scan_folder
 
-    return _ingest(obj, scan_folder(directory, pattern, metadata_csv=metadata_csv, experiment=experiment))
+    return _ingest(obj, scan_folder(directory, pattern, metadata_csv=metadata_csv, experiment=experiment),
+                   [directory])
 
 
 # ----------------------------------------------------------------------------------------------- plates
@@ -281,7 +337,7 @@ def _process_human(r: dict[str, Any]) -> None:
                    + ("validated" if v["valid"] else "not valid: " + "; ".join(v["problems"])))
 
 
-@command(plate, "process", human=_process_human)
+@command(plate, "process", human=_process_human, failures=lambda r: _process_failures(r))
 @click.argument("plate_ids", nargs=-1)
 @click.option("--all", "all_plates", is_flag=True, help="Every registered plate.")
 @click.option("--workers", type=int, default=None, help="Processes (default: the CPU count).")
@@ -496,6 +552,57 @@ def _echo_failures(r: dict[str, Any]) -> None:
         click.echo(f"  failed: {failure.get('image_id') or failure.get('plate_id')}: {failure['failure']}")
 
 
+def _unit_name(failure: dict[str, Any]) -> str:
+    """What a failed job unit was about: an image, a plate (x channel) or a train run."""
+    if failure.get("image_id"):
+        return str(failure["image_id"])
+    if failure.get("plate_id"):
+        return "/".join(str(failure[k]) for k in ("plate_id", "channel") if failure.get(k))
+    return str(failure.get("train_id", "?"))
+
+
+def _summary(job: str, counts: list[tuple[int, int, str]], first: tuple[str, str] | None) -> str | None:
+    """``"<job>: 2 of 40 fields failed (first: ID: reason)"`` from (failed, total, what) counts, or None
+    when nothing failed."""
+    parts = [f"{n} of {total} {what}" for n, total, what in counts if n]
+    if not parts:
+        return None
+    return f"{job}: {' and '.join(parts)} failed" + (f" (first: {first[0]}: {first[1]})" if first else "")
+
+
+def _first_failure(failures: list[dict[str, Any]]) -> tuple[str, str] | None:
+    return (_unit_name(failures[0]), str(failures[0]["failure"])) if failures else None
+
+
+def _preprocess_failures(r: dict[str, Any]) -> str | None:
+    return _summary("preprocess", [(r["failed_flatfields"], r["flatfields"], "flat-fields"),
+                                   (r["failed_fields"], r["fields"] + r["failed_fields"], "fields")],
+                    _first_failure(r["failures"]))
+
+
+def _embed_failures(r: dict[str, Any]) -> str | None:
+    return _summary("embed", [(r["failed_plates"], r["plates"], "plates"),
+                              (r["failed_fields"], r["fields"] + r["empty"] + r["failed_fields"], "fields")],
+                    _first_failure(r["failures"]))
+
+
+def _process_failures(r: dict[str, Any]) -> str | None:
+    outputs = [e["output"] for e in r["executions"]]
+    failed = [f for o in outputs for f in o["failed"]]
+    invalid = [i for o in outputs for i in o.get("invalid", [])]
+    n_invalid = sum(o["invalid_images"] for o in outputs)
+    if not failed and not n_invalid:
+        return None
+    parts = ([f"{n_invalid} of {sum(o['images'] for o in outputs)} images invalid"] if n_invalid else []) \
+        + ([f"{len(failed)} jobs failed"] if failed else [])
+    first = _first_failure(failed) or ((invalid[0]["image_id"], str(invalid[0]["error"])) if invalid else None)
+    return f"plate process: {', '.join(parts)}" + (f" (first: {first[0]}: {first[1]})" if first else "")
+
+
+def _train_failures(r: dict[str, Any]) -> str | None:
+    return _summary("train", [(r["failed"], len(r["train_ids"]), "train runs")], _first_failure(r["failures"]))
+
+
 def _run_over_plates(obj: Ctx, workflow: str, params: dict[str, Any], plates: tuple[str, ...],
                      workers: int | None) -> dict[str, Any]:
     """Run a workflow over some plates (ids or source ids; none: all) on a local pool, in the foreground."""
@@ -514,7 +621,7 @@ def _preprocess_human(r: dict[str, Any]) -> None:
     _echo_failures(r)
 
 
-@command(main, human=_preprocess_human)
+@command(main, human=_preprocess_human, failures=lambda r: _preprocess_failures(r))
 @click.argument("spec_name", metavar="SPEC")
 @click.option("--plate", "plates", multiple=True, help="Only these plates (id or source id; repeatable).")
 @click.option("--workers", type=int, default=None, help="Processes (default: the CPU count).")
@@ -538,7 +645,7 @@ def _train_human(r: dict[str, Any]) -> None:
     click.echo(f"{len(r['models'])} models, {r['failed']} failed, {r['seconds']} s")
 
 
-@command(main, human=_train_human)
+@command(main, human=_train_human, failures=lambda r: _train_failures(r))
 @click.argument("spec_name", metavar="SPEC")
 @click.option("--holdout", type=click.Choice(["none", "compound", "folds"]), default="none", show_default=True,
               help="none: one model on every compound; compound: one model per left-out compound; folds: K "
@@ -564,11 +671,7 @@ def train(obj: Ctx, spec_name: str, holdout: str, epochs: int | None, seed: int 
     ids = [r["train_id"] for r in runs]
     with LocalPool(c, workers=workers, progress=obj.progress) as pool:
         execution = c.runner.run(c, "train", {"train_ids": ids, "progress": obj.progress}, pool=pool)
-    output = execution["output"]
-    if output["failed"]:
-        raise BioimsError(f"{output['failed']} of {len(ids)} train runs failed: "
-                          + "; ".join(f"{f['train_id']}: {f['failure']}" for f in output["failures"][:3]))
-    return {"train_ids": ids, **output, "execution_id": execution["execution_id"]}
+    return {"train_ids": ids, **execution["output"], "execution_id": execution["execution_id"]}
 
 
 @main.group()
@@ -710,7 +813,7 @@ def _embed_human(r: dict[str, Any]) -> None:
     _echo_failures(r)
 
 
-@command(main, human=_embed_human)
+@command(main, human=_embed_human, failures=lambda r: _embed_failures(r))
 @click.argument("train_id")
 @click.option("--plate", "plates", multiple=True, help="Only these plates (id or source id; repeatable).")
 @click.option("--workers", type=int, default=None, help="Processes (default: the CPU count).")
@@ -978,10 +1081,17 @@ def demo(obj: Ctx, preset: str, out: Path | None, seed: int, workers: int | None
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=8700, show_default=True)
+@click.option("--ingest-root", "ingest_roots", multiple=True, type=click.Path(file_okay=False, path_type=Path),
+              help="A folder input images and manifests may be read from (repeatable), besides "
+                   "BIOIMS_INGEST_ROOTS and the folders named to `bioims ingest`.")
 @click.pass_obj
-def serve(obj: Ctx, host: str, port: int) -> None:
+def serve(obj: Ctx, host: str, port: int, ingest_roots: tuple[Path, ...]) -> None:
     """Every service's HTTP API on one address (foreground; Ctrl-C stops)."""
     from .api.server import serve as run_server
+
+    if ingest_roots:
+        obj.settings = obj.settings.with_(
+            ingest_roots=obj.settings.ingest_roots + tuple(str(p.absolute()) for p in ingest_roots))
 
     try:
         container = obj.container
@@ -1003,13 +1113,13 @@ def call(obj: Ctx, service: str, method: str, arguments: str, url: str | None,
          function_name: str | None) -> Any:
     """Any operation of a service by its seed name or Python name, e.g.
     `bioims call artifact getParameter '{"parameter": "thumbnail-widths"}'`."""
-    from .api.operations import dispatch
     from .client import connect
+    from .contract import dispatch
+    from .contract import service as contract
 
-    try:
-        args = json.loads(arguments)
-    except json.JSONDecodeError as e:
-        raise InvalidInput(f"ARGUMENTS is not valid JSON: {e}") from None
+    from .contract import parse_json
+
+    args = parse_json(arguments, "ARGUMENTS")
     if not isinstance(args, dict):
         raise InvalidInput("ARGUMENTS must be a JSON object")
     if url:
@@ -1018,4 +1128,4 @@ def call(obj: Ctx, service: str, method: str, arguments: str, url: str | None,
         client = connect(service, function_name=function_name)
     else:
         client = connect(service, container=obj.container)
-    return dispatch(client, service, method, args)
+    return dispatch(client, contract(service).find(method), args)

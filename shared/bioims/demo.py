@@ -63,10 +63,12 @@ def run_demo(c: Container, *, preset: str = "demo", out: Path | None = None, see
     """Run the walkthrough; returns ``{"steps": {step: seconds}, "seconds", "dataset", "ingest",
     "processed", "preprocess", "registry", "models": {method: [train ids]}, "embedded", "index",
     "methods": {method: evaluate document}, "report", "searches", "spec"}``. The dataset goes to ``out``
-    (default ``$BIOIMS_HOME/datasets/<preset>``)."""
+    (default ``$BIOIMS_HOME/datasets/<preset>``), which becomes an ingest root (:mod:`bioims.store.roots`)."""
     from .datasets.loaddata import read_loaddata
+    from .store.roots import remember_ingest_root
 
     out = out or c.settings.home / "datasets" / preset
+    remember_ingest_root(c.settings.home, out)
     started = time.perf_counter()
     steps: dict[str, float] = {}
     dataset = _timed(steps, "synth", lambda: synthesize(out, preset, seed, workers=workers, progress=progress))

@@ -45,9 +45,49 @@ class PayloadTooLarge(BioimsError):
     code = "PayloadTooLarge"
 
 
+class Unavailable(BioimsError):
+    """A server the runtime depends on (the local table server) is unreachable and could not be
+    restarted; the same request may succeed later."""
+
+    status = 503
+    code = "ServiceUnavailable"
+
+
 ERRORS_BY_CODE: dict[str, type[BioimsError]] = {
-    cls.code: cls for cls in (BioimsError, InvalidInput, NotFound, Conflict, PayloadTooLarge)
+    cls.code: cls for cls in (BioimsError, InvalidInput, NotFound, Conflict, PayloadTooLarge, Unavailable)
 }
+
+MAX_REASON = 500
+"""Longest reason :func:`one_line` returns (characters)."""
+
+
+def one_line(error: BaseException, *, limit: int = MAX_REASON) -> str:
+    """The reason of a failure as one line, for a row's ``error``, a job summary or the CLI.
+
+    Parameters
+    ----------
+    error : BaseException
+        A domain error (its message) or any other exception (``Type: message``).
+    limit : int, optional
+        Longer reasons are cut and end with ``...``.
+
+    Returns
+    -------
+    reason : str
+        Whitespace runs (newlines included) collapsed to single spaces.
+
+    Examples
+    --------
+    >>> one_line(InvalidInput("bad\\nvalue"))
+    'bad value'
+    >>> one_line(OSError(28, "No space left on device"))
+    'OSError: [Errno 28] No space left on device'
+    """
+    text = error.message if isinstance(error, BioimsError) else str(error)
+    text = " ".join(text.split())
+    if not isinstance(error, BioimsError):
+        text = f"{type(error).__name__}: {text}" if text else type(error).__name__
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def error_from_dict(error: dict[str, str]) -> BioimsError:

@@ -18,6 +18,7 @@ import socket
 import subprocess
 import time
 from typing import Any, Iterator
+from urllib.parse import urlsplit
 
 from .errors import BioimsError
 from .settings import Settings
@@ -37,6 +38,26 @@ def _listening(port: int) -> bool:
     with socket.socket() as s:
         s.settimeout(0.2)
         return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def reachable(url: str, timeout: float = 0.5) -> str:
+    """``url`` if a server accepts connections at its host and port.
+
+    The recovery of a table server that bioims did not start (``BIOIMS_DYNAMODB_URL``): it cannot be
+    restarted, but a call to it can fail fast instead of retrying against a closed port.
+
+    Raises
+    ------
+    StackError
+        If nothing accepts connections there.
+    """
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 80), timeout=timeout):
+            return url
+    except OSError as e:
+        raise StackError(f"nothing accepts connections at {url} ({e.strerror or e}); it was set by "
+                         "BIOIMS_DYNAMODB_URL, so bioims cannot restart it") from None
 
 
 def _alive(pid: int) -> bool:

@@ -16,7 +16,7 @@ each function's role grants the tables its service and the services it calls tou
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import InvalidInput
@@ -31,6 +31,7 @@ from .services.training import TrainingService
 from .settings import Settings
 from .store.keys import Keys
 from .store.objects import ObjectStore
+from .store.roots import IngestRoots
 from .store.tables import Tables
 
 LOCAL_CREDENTIALS = ("local", "local")
@@ -68,6 +69,8 @@ class Container:
     embedding: EmbeddingService
     search: SearchService
     runner: RunnerPort | None
+    roots: IngestRoots = field(default_factory=IngestRoots)
+    """Where input images and manifests may be read from."""
 
     def service(self, name: str) -> Any:
         """The service object behind an API name (``image-management``, ``artifact``, ``tags``, ``training``,
@@ -80,30 +83,52 @@ class Container:
             raise KeyError(f"unknown service {name!r}; known: {', '.join(services)}") from None
 
 
-def build(settings: Settings, tables: Tables, objects: ObjectStore, runner: RunnerPort | None = None) -> Container:
+def build(settings: Settings, tables: Tables, objects: ObjectStore, runner: RunnerPort | None = None, *,
+          roots: IngestRoots | None = None) -> Container:
+    """Every service over the given ports. ``roots`` (default: the settings' :attr:`~Settings.input_roots`)
+    are where input images and manifests may be read from."""
+    roots = roots if roots is not None else IngestRoots(settings.input_roots)
     artifacts = ArtifactService(tables)
     tags = TagsService(tables)
     keys = Keys(settings.artifact_uri)
     training = TrainingService(tables, objects, keys, artifacts, runner)
-    preprocessing = PreprocessingService(tables, objects, keys, training, tags, artifacts)
-    images = ImageManagementService(tables, objects, keys, tags, artifacts, runner, preprocessing)
-    profiles = ProfileSets(tables, objects, keys, artifacts)
+    preprocessing = PreprocessingService(tables, objects, keys, training, tags, artifacts, roots=roots)
+    images = ImageManagementService(tables, objects, keys, tags, artifacts, runner, preprocessing, roots=roots)
+    profiles = ProfileSets(tables, objects, keys, artifacts, roots=roots)
     embedding = EmbeddingService(tables, objects, keys, artifacts, training, runner)
     search = SearchService(tables, objects, keys, artifacts, embedding, training, profiles)
     return Container(settings, tables, objects, keys, artifacts, tags, images, training, preprocessing, profiles,
-                     embedding, search, runner)
+                     embedding, search, runner, roots)
 
 
 def local(settings: Settings | None = None) -> Container:
-    """The one-machine runtime; starts the local stack if needed and creates missing tables."""
+    """The one-machine runtime; starts the local stack if needed and creates missing tables.
+
+    The tables survive a restart of the stack's dynalite (killed, or restarted by ``bioims down``/``up``
+    on another port): a call that cannot connect restarts it if it is down (:meth:`LocalStack.up`),
+    re-points the tables and is retried once; if it cannot be restarted, the call raises
+    :class:`~bioims.errors.Unavailable` (HTTP 503) at once. A server named by ``BIOIMS_DYNAMODB_URL``
+    (job worker processes get the stack's) is not restarted: calls to it fail fast the same way when
+    nothing listens there (:func:`~bioims.local_stack.reachable`).
+
+    Input images and manifests are read from the settings' roots and the folders named to the ingest
+    commands (remembered in ``$BIOIMS_HOME``, :func:`bioims.store.roots.remember_ingest_root`).
+    """
     from .jobs.runner import LocalRunner
-    from .local_stack import LocalStack
+    from .local_stack import LocalStack, reachable
 
     settings = settings or Settings.from_env()
-    url = settings.dynamodb_url or LocalStack(settings).up()
-    tables = Tables(settings.table_prefix, host=url, region=settings.region, credentials=LOCAL_CREDENTIALS)
+    if settings.dynamodb_url:
+        url = fixed = settings.dynamodb_url
+        recover: Callable[[], str] = lambda: reachable(fixed)  # noqa: E731
+    else:
+        stack = LocalStack(settings)
+        url, recover = stack.up(), stack.up
+    tables = Tables(settings.table_prefix, host=url, region=settings.region, credentials=LOCAL_CREDENTIALS,
+                    recover=recover)
     tables.create_all()
-    return build(settings, tables, ObjectStore(_s3_client(settings)), LocalRunner(settings, tables))
+    return build(settings, tables, ObjectStore(_s3_client(settings)), LocalRunner(settings, tables),
+                 roots=IngestRoots(settings.input_roots, home=settings.home))
 
 
 def aws(settings: Settings | None = None, runner: RunnerPort | None = None, *, service: str | None = None,

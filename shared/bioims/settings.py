@@ -13,6 +13,9 @@ BIOIMS_DYNAMODB_URL    DynamoDB endpoint; unset locally means "the dynalite of B
 BIOIMS_ARTIFACT_URI    root URI of stored objects (default ``file://$BIOIMS_HOME/artifacts``;
                        ``s3://bucket/prefix`` on AWS)
 BIOIMS_DYNALITE        path to dynalite's ``cli.js`` (default: the repository's ``node_modules``)
+BIOIMS_INGEST_ROOTS    absolute folders (``os.pathsep``-separated) that input images and manifests may be
+                       read from, besides the input bucket and, on one machine, the folders named to the
+                       ingest commands (:mod:`bioims.store.roots`)
 AWS_REGION / AWS_DEFAULT_REGION   region (default ``us-east-1``)
 
 On AWS the template sets these as well (each optional here; a composition root that needs one raises
@@ -39,6 +42,7 @@ from pathlib import Path
 from typing import Any, Literal, Mapping
 
 from .errors import InvalidInput
+from .store.roots import normalise_root
 
 Runtime = Literal["local", "aws"]
 _PREFIX_RE = re.compile(r"^[A-Za-z0-9_.-]{0,200}$")
@@ -57,6 +61,7 @@ ENV_NAMES: dict[str, str] = {
     "dynamodb_url": "BIOIMS_DYNAMODB_URL",
     "artifact_uri": "BIOIMS_ARTIFACT_URI",
     "dynalite_cli": "BIOIMS_DYNALITE",
+    "ingest_roots": "BIOIMS_INGEST_ROOTS",
     "input_bucket": "BIOIMS_INPUT_BUCKET",
     "sfn_process_plate_arn": "BIOIMS_SFN_PROCESS_PLATE_ARN",
     "sfn_train_arn": "BIOIMS_SFN_TRAIN_ARN",
@@ -104,6 +109,9 @@ class Settings:
     functions: dict[str, str] = field(default_factory=dict, hash=False)
     """Service name (``"tags"``) -> the name or ARN of its ``invoke`` Lambda function."""
     search_url: str | None = None
+    ingest_roots: tuple[str, ...] = ()
+    """Local folders input images and manifests may be read from (absolute, normalised here); see
+    :attr:`input_roots` for every root of the runtime."""
 
     def __post_init__(self) -> None:
         if self.runtime not in ("local", "aws"):
@@ -122,6 +130,30 @@ class Settings:
         if self.runtime == "aws" and not self.artifact_uri.startswith("s3://"):
             raise InvalidInput(f"BIOIMS_ARTIFACT_URI must be an s3:// URI on AWS, not {self.artifact_uri!r}")
         self._validate_aws_resources()
+        self._validate_ingest_roots()
+
+    def _validate_ingest_roots(self) -> None:
+        roots = self.ingest_roots
+        if isinstance(roots, (str, os.PathLike)):
+            roots = tuple(r for r in os.fspath(roots).split(os.pathsep) if r)
+        folders = []
+        for root in roots:
+            text = os.fspath(root)
+            if not isinstance(text, str) or text.startswith("s3://") or ("://" in text and not text.startswith("file://")):
+                raise InvalidInput(f"BIOIMS_INGEST_ROOTS holds local folders, not {text!r} (on AWS the input "
+                                   f"bucket, BIOIMS_INPUT_BUCKET, is the S3 root)")
+            try:
+                folders.append(normalise_root(text))
+            except InvalidInput:
+                raise InvalidInput(f"BIOIMS_INGEST_ROOTS entries must be absolute folders, not {text!r}") from None
+        object.__setattr__(self, "ingest_roots", tuple(dict.fromkeys(folders)))
+
+    @property
+    def input_roots(self) -> tuple[str, ...]:
+        """Every configured root of input images and manifests: :attr:`ingest_roots` and, when it is
+        set, the input bucket ``s3://<input_bucket>/``. On one machine the local composition root adds
+        the folders named to the ingest commands (:class:`bioims.store.roots.IngestRoots`)."""
+        return self.ingest_roots + ((f"s3://{self.input_bucket}/",) if self.input_bucket else ())
 
     def _validate_aws_resources(self) -> None:
         if self.input_bucket is not None and not _BUCKET_RE.match(self.input_bucket):
@@ -170,6 +202,8 @@ class Settings:
         }
         if env.get("BIOIMS_DYNALITE"):
             values["dynalite_cli"] = Path(env["BIOIMS_DYNALITE"])
+        if env.get("BIOIMS_INGEST_ROOTS"):
+            values["ingest_roots"] = tuple(r for r in env["BIOIMS_INGEST_ROOTS"].split(os.pathsep) if r)
         for name in _AWS_RESOURCES:
             values[name] = env.get(ENV_NAMES[name]) or None
         by_variable = {function_variable(s): s for s in FUNCTION_SERVICES}
@@ -202,6 +236,8 @@ class Settings:
         }
         if self.dynamodb_url:
             env["BIOIMS_DYNAMODB_URL"] = self.dynamodb_url
+        if self.ingest_roots:
+            env["BIOIMS_INGEST_ROOTS"] = os.pathsep.join(self.ingest_roots)
         for name in _AWS_RESOURCES:
             if getattr(self, name) is not None:
                 env[ENV_NAMES[name]] = getattr(self, name)

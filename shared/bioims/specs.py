@@ -40,6 +40,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
 from .errors import InvalidInput
+from .names import check_name
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 Network = Literal["resnet", "seed"]
@@ -188,6 +189,8 @@ def _input(data: Any) -> InputShape:
     if (not isinstance(channels, list) or not channels
             or not all(isinstance(c, str) and c for c in channels)):
         raise InvalidInput(f"input channels must be a non-empty list of names, got {channels!r}")
+    for channel in channels:  # a channel names its flat-field file (bioims.store.keys)
+        check_name(channel, "input channel")
     if len(set(channels)) != len(channels):
         raise InvalidInput(f"input channels must be distinct, got {channels!r}")
     return InputShape(_int(data["width"], "input width", 1, 1 << 16), _int(data["height"], "input height", 1, 1 << 16),

@@ -25,7 +25,8 @@ def stack_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setting
 @pytest.fixture
 def settings(stack_settings: Settings, tmp_path) -> Settings:
     """Settings of the session's dynalite with a prefix (and artifact folder) of this test's own."""
-    return stack_settings.with_(table_prefix=f"it{new_id()[:8]}-", artifact_uri=(tmp_path / "artifacts").as_uri())
+    return stack_settings.with_(table_prefix=f"it{new_id()[:8]}-", artifact_uri=(tmp_path / "artifacts").as_uri(),
+                                ingest_roots=(tmp_path,))
 
 
 @pytest.fixture
@@ -48,7 +49,8 @@ def preprocessed_screen(stack_settings: Settings, tmp, spec: dict):
     from bioims.jobs.runner import LocalPool
     from bioims.runtime import local
 
-    settings = stack_settings.with_(table_prefix=f"sc{new_id()[:8]}-", artifact_uri=(tmp / "artifacts").as_uri())
+    settings = stack_settings.with_(table_prefix=f"sc{new_id()[:8]}-", artifact_uri=(tmp / "artifacts").as_uri(),
+                                    ingest_roots=(tmp,))
     c = local(settings)
     synthesize(tmp / "tiny", "tiny", seed=3)
     summary = c.images.ingest(read_loaddata(tmp / "tiny" / IMAGE_CSV, moa_csv=tmp / "tiny" / MOA_CSV))

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import requests
 
-from bioims.api.chalice_app import MAX_BODY_BYTES
-from bioims.api.operations import OPERATIONS
+from bioims.contract import LAMBDA_SERVICES, MAX_BODY_BYTES
+from bioims.contract import SERVICES
 from bioims.client import ImageManagementClient, connect
 from bioims.runtime import Container
 from tests.unit.test_api import SHAPE, ingest_plate
@@ -32,7 +32,7 @@ def server(container: Container) -> Iterator[str]:
 def test_http_clients_give_the_services_results(server: str, container: Container, tmp_path: Path,
                                                 rng: np.random.Generator) -> None:
     plate = ingest_plate(container, tmp_path / "plates", rng)
-    clients = {name: connect(name, url=f"{server}/{name}") for name in OPERATIONS}
+    clients = {name: connect(name, url=f"{server}/{name}") for name in LAMBDA_SERVICES}
     assert_same_as_services(clients, container, plate, "http")
     tags = clients["tags"]
     tags.create_tag("odd/tag: 50% & more")  # '/', '%' and '&' travel percent-encoded in the path

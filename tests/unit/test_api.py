@@ -1,5 +1,6 @@
-"""The API layer: the operation table, the Chalice routes of every operation (through
-``chalice.test.Client``), the ``{"method": ...}`` Lambda handler and the error mapping."""
+"""The API layer: the contract's operations, the Chalice routes of every operation (through
+``chalice.test.Client``), the ``{"method": ...}`` Lambda handler, the error mapping, and the ASGI app of
+``bioims serve`` (through Starlette's test client)."""
 
 from __future__ import annotations
 
@@ -19,16 +20,17 @@ import pytest
 import tifffile
 from chalice.test import Client
 
-from bioims.api.chalice_app import MAX_BODY_BYTES, create_app, invoke_handler, lazy_container
-from bioims.api.server import ApiServer
-from bioims.api.operations import (
-    OPERATIONS,
-    SERVICE_CLASSES,
-    bind_arguments,
-    dispatch,
-    find_operation,
-    public_signature,
-)
+from starlette.testclient import TestClient
+
+from bioims.api.chalice_app import create_app, invoke_handler, lazy_container
+from bioims.api.http import local_app
+from bioims.contract import LAMBDA_SERVICES, MAX_BODY_BYTES, SERVICES, service, validate
+from bioims.contract import dispatch as dispatch_op
+from bioims.services.artifact import ArtifactService
+from bioims.services.embedding import EmbeddingService
+from bioims.services.image_management import ImageManagementService
+from bioims.services.tags import TagsService
+from bioims.services.training import TrainingService
 from bioims.datasets.records import FieldRecord, PlateRecord
 from bioims.errors import ERRORS_BY_CODE, BioimsError, Conflict, InvalidInput, NotFound
 from bioims.runtime import Container, build
@@ -55,7 +57,16 @@ INTERNAL_METHODS = {"image-management": {"ingest", "plate_id_for", "thumbnail_wi
                     "training": {"spec", "run_training"}, "embedding": {"model", "plates", "profiles", "evaluate"}}
 """Public service methods that are deliberately not operations (Python objects in or out, or helpers)."""
 
+OPERATIONS = {name: SERVICES[name].operations for name in LAMBDA_SERVICES}
+SERVICE_CLASSES = {"artifact": ArtifactService, "tags": TagsService, "image-management": ImageManagementService,
+                   "training": TrainingService, "embedding": EmbeddingService}
 CHANNELS = ("DAPI", "Tubulin")
+
+
+def dispatch(target: Any, service_name: str, method: str, args: Any) -> Any:
+    """Call an operation by its service and method name, as the Lambda handler does."""
+    return dispatch_op(target, service(service_name).find(method), args)
+
 SHAPE = (16, 20)  # (height, width)
 
 
@@ -168,7 +179,7 @@ def test_routes_are_unique_and_valid_for_api_gateway() -> None:
             for depth, segment in enumerate(segments):
                 if segment.startswith("{"):
                     variables[tuple(segments[:depth])].add(segment)
-            assert {op.parameter(v) for v in op.path_variables} <= set(public_signature(service, op.function).parameters)
+            assert {op.path_field(v) for v in op.path_variables} <= set(op.request.model_fields)
         clashes = {parent: names for parent, names in variables.items() if len(names) > 1}
         assert not clashes, (service, clashes)
 
@@ -194,7 +205,7 @@ def test_service_apps_are_assembled_without_building_anything(monkeypatch: pytes
         app = module.app
         assert app.app_name == f"bioims-{service}" and "invoke" in app.handler_map
         assert {(path, verb) for path, verbs in app.routes.items() for verb in verbs} \
-            == {(op.path, op.http_method) for op in ops}
+            == {(op.path, op.http_method) for op in ops} | {("/openapi.json", "GET")}
         config = json.loads((folder / ".chalice" / "config.json").read_text())
         assert config["app_name"] == app.app_name and config["environment_variables"]["BIOIMS_RUNTIME"] == "aws"
 
@@ -223,12 +234,12 @@ def test_dispatch_accepts_camel_and_snake_names(services: Container) -> None:
 
 
 @pytest.mark.parametrize(("method", "args", "message"), [
-    ("getParameter", {"parameter": "x", "foo": 1}, "unknown argument 'foo' for getParameter"),
-    ("getParameter", {}, "missing argument 'parameter' for getParameter"),
-    ("addAnnotation", {"uri": "file:///x"}, "missing arguments 'context_id', 'annotation' for addAnnotation"),
-    ("getParameter", {"key": "x", "parameter": "x"}, "argument 'parameter' given twice (as 'key' and 'parameter')"),
-    ("getArtifacts", {"contextId": "c", "context_id": "c"}, "argument 'context_id' given twice"),
-    ("addMessage", {"messageId": "m", "message": "x", "_new": True}, "unknown argument '_new' for addMessage"),
+    ("getParameter", {"parameter": "x", "foo": 1}, "invalid arguments for getParameter: foo: unknown argument"),
+    ("getParameter", {}, "invalid arguments for getParameter: parameter: Field required"),
+    ("addAnnotation", {"uri": "file:///x"}, "context_id: Field required; annotation: Field required"),
+    ("getParameter", {"key": "x", "parameter": "x"}, "key: unknown argument"),
+    ("getArtifacts", {"contextId": "c", "context_id": "c"}, "context_id: unknown argument"),
+    ("addMessage", {"messageId": "m", "message": "x", "_new": True}, "_new: unknown argument"),
     ("getParameter", ["x"], "arguments of getParameter must be a JSON object"),
     ("getThings", {}, "unknown method 'getThings' for service artifact; known: createArtifact, "),
 ])
@@ -238,17 +249,17 @@ def test_dispatch_rejects_bad_calls(services: Container, method: str, args: Any,
 
 
 def test_dispatch_converts_query_strings_for_int_and_bool(services: Container) -> None:
-    op = find_operation("image-management", "listCompatiblePlates")
-    assert bind_arguments("image-management", op, {"width": "20", "height": 16, "depth": "1", "channels": "2"}) \
+    op = service("image-management").find("listCompatiblePlates")
+    assert validate(op, {"width": "20", "height": 16, "depth": "1", "channels": "2"}) \
         == {"width": 20, "height": 16, "depth": 1, "channels": 2}
-    with pytest.raises(InvalidInput, match="argument 'width' of listCompatiblePlates must be an integer, got 'wide'"):
-        bind_arguments("image-management", op, {"width": "wide", "height": 1, "depth": 1, "channels": 1})
-    inspect = find_operation("image-management", "inspectImage")
-    assert bind_arguments("image-management", inspect, {"imageId": "i", "force": "true"})["force"] is True
-    with pytest.raises(InvalidInput, match="must be true or false"):
-        bind_arguments("image-management", inspect, {"imageId": "i", "force": "maybe"})
-    size = find_operation("artifact", "createArtifact")  # int | None
-    assert bind_arguments("artifact", size, {"contextId": "c", "uri": "s3://b/k", "size": "12"})["size"] == 12
+    with pytest.raises(InvalidInput, match="width: Input should be a valid integer, unable to parse string"):
+        validate(op, {"width": "wide", "height": 1, "depth": 1, "channels": 1})
+    inspect = service("image-management").find("inspectImage")
+    assert validate(inspect, {"imageId": "i", "force": "true"})["force"] is True
+    with pytest.raises(InvalidInput, match="force: Input should be a valid boolean"):
+        validate(inspect, {"imageId": "i", "force": "maybe"})
+    size = service("artifact").find("createArtifact")  # int | None
+    assert validate(size, {"contextId": "c", "uri": "s3://b/k", "size": "12"})["size"] == 12
 
 
 # ================================================================= artifact routes
@@ -451,11 +462,11 @@ def test_request_errors_are_json(api: Callable[[str], Api]) -> None:
     status, document = call("POST", "/tags", ["compound:x"])
     assert status == 400 and error("InvalidInput", "request body must be a JSON object, got list")(document)
     status, document = call("POST", "/tags", {})
-    assert status == 400 and error("InvalidInput", "missing argument 'value' for createTag")(document)
+    assert status == 400 and error("InvalidInput", "invalid arguments for createTag: value: Field required")(document)
     status, document = call("POST", "/tags", {"value": "a:b", "colour": "red"})
-    assert status == 400 and error("InvalidInput", "unknown argument 'colour' for createTag")(document)
+    assert status == 400 and error("InvalidInput", "colour: unknown argument")(document)
     status, document = call("GET", "/tags?type=a&type=b")
-    assert status == 400 and error("InvalidInput", "query parameter 'type' is given 2 times")(document)
+    assert status == 400 and error("InvalidInput", "query parameter 'type' is given more than once")(document)
     status, document = call("POST", "/images/i1/tags", {"image_id": "i2", "tags": []})
     assert status == 400 and error("InvalidInput", "argument 'image_id' given twice (in the path and in the body)")(document)
     status, document = call("PUT", "/images/i1/tags", {"imageId": "i2", "tags": []})
@@ -465,6 +476,12 @@ def test_request_errors_are_json(api: Callable[[str], Api]) -> None:
     assert status == 413 and error("PayloadTooLarge", f"exceeds the limit of {MAX_BODY_BYTES} bytes")(document)
     status, document = call("DELETE", "/tags")
     assert status == 405 and error("MethodNotAllowedError", "Unsupported method: DELETE")(document)
+    response = api("tags").client.http.request("DELETE", "/tags", headers={}, body=b"")
+    assert response.headers["Allow"] == "POST, GET"
+    status, document = call("POST", "/tags", raw=b"[" * 100_000)
+    assert status == 400 and error("InvalidInput", "nested deeper than 32 levels")(document)
+    status, document = call("GET", "/tags/" + "9" * 3000)
+    assert status == 400 and error("InvalidInput", "tag_id: ")(document)
 
 
 def test_unexpected_errors_are_500_without_details() -> None:
@@ -514,8 +531,8 @@ def test_invoke_handler_answers_seed_events(services: Container, plate: dict[str
 
 @pytest.mark.parametrize(("event", "error_type", "message"), [
     ({"method": "getParameter", "parameter": "unset"}, NotFound, "configuration parameter 'unset' is not set"),
-    ({"method": "getParameter"}, InvalidInput, "missing argument 'parameter' for getParameter"),
-    ({"method": "getParameter", "parameter": "x", "foo": 1}, InvalidInput, "unknown argument 'foo' for getParameter"),
+    ({"method": "getParameter"}, InvalidInput, "invalid arguments for getParameter: parameter: Field required"),
+    ({"method": "getParameter", "parameter": "x", "foo": 1}, InvalidInput, "foo: unknown argument"),
     ({"method": "noSuchMethod"}, InvalidInput, "unknown method 'noSuchMethod'"),
     ({"parameter": "x"}, InvalidInput, 'the event needs a "method"'),
     (["getAll"], InvalidInput, "the event must be a JSON object"),
@@ -556,40 +573,47 @@ def test_lazy_container_builds_once_on_first_use(services: Container) -> None:
     assert calls == [1] and get() is services
 
 
-# ================================================================= the WSGI app of `bioims serve`
-def test_wsgi_app_dispatches_by_prefix(services: Container) -> None:
-    """Any WSGI server: the decoded PATH_INFO is re-encoded when the raw request URI is not given."""
-    app = ApiServer(lambda: services)
+# ================================================================= the ASGI app of `bioims serve`
+def test_local_app_dispatches_by_prefix(services: Container) -> None:
+    client = TestClient(local_app(services), base_url="http://127.0.0.1:8700")
 
-    class Unreadable(io.BytesIO):
-        def read(self, *args: Any) -> bytes:
-            raise AssertionError("a body over the limit must not be read")
+    def request(method: str, path: str, body: bytes | None = None, **headers: str) -> tuple[int, Any]:
+        response = client.request(method, path, content=body,
+                                  headers={"Content-Type": "application/json", **headers} if body else headers)
+        assert response.headers["Content-Type"] == "application/json"
+        return response.status_code, response.json()
 
-    def request(method: str, path_info: str, body: bytes = b"", *, length: int | None = None,
-                query: str = "") -> tuple[str, Any]:
-        answer: dict[str, Any] = {}
-
-        def start_response(status: str, headers: list[tuple[str, str]]) -> None:
-            answer.update(status=status, headers=dict(headers))
-
-        environ = {"REQUEST_METHOD": method, "PATH_INFO": path_info, "QUERY_STRING": query,
-                   "CONTENT_TYPE": "application/json", "CONTENT_LENGTH": str(len(body) if length is None else length),
-                   "wsgi.input": io.BytesIO(body) if length is None else Unreadable()}
-        data = b"".join(app(environ, start_response))
-        assert answer["headers"]["Content-Type"] == "application/json"
-        assert answer["headers"]["Content-Length"] == str(len(data))
-        return answer["status"], json.loads(data)
-
-    assert request("GET", "/health") == ("200 OK", {"status": "ok", "services": ["artifact", "embedding",
-                                                                                    "image-management", "tags",
-                                                                                    "training"]})
+    assert request("GET", "/health") == (200, {"status": "ok", "services": ["artifact", "embedding",
+                                                                          "image-management", "search", "tags",
+                                                                          "training"]})
     status, tag = request("POST", "/tags/tags", b'{"value": "moa:Protein degradation"}')
-    assert status == "201 Created" and tag["tag_id"] == 1
-    assert request("GET", "/tags/tags/by-value/moa:Protein degradation") == ("200 OK", tag)
-    assert request("GET", "/tags/tags", query="type=moa") == ("200 OK", [tag])
+    assert status == 201 and tag["tag_id"] == 1
+    assert request("GET", "/tags/tags/by-value/moa:Protein%20degradation") == (200, tag)
+    assert request("GET", "/tags/tags?type=moa") == (200, [tag])
     status, document = request("GET", "/nosuch/specs")
-    assert status == "404 Not Found" and error("NotFound", "no service at /nosuch")(document)
+    assert status == 404 and error("NotFound")(document)
     status, document = request("GET", "/artifact/nothing")
-    assert status == "404 Not Found" and error("NotFound", "no route GET /artifact/nothing")(document)
-    status, document = request("POST", "/tags/tags", length=MAX_BODY_BYTES + 1)
-    assert status == "413 Request Entity Too Large" and error("PayloadTooLarge")(document)
+    assert status == 404 and error("NotFound", "no route GET /artifact/nothing")(document)
+    status, document = request("POST", "/tags/tags", b"x", **{"Content-Length": str(64 * 1024 * 1024 + 1)})
+    assert status == 413 and error("PayloadTooLarge")(document)
+    for name in [*LAMBDA_SERVICES, "search"]:
+        status, document = request("GET", f"/{name}/openapi.json")
+        assert status == 200 and document["openapi"] == "3.1.0" and document["paths"], name
+
+
+def test_local_app_is_local(services: Container) -> None:
+    """DNS rebinding (a foreign Host), cross-site simple POSTs (text/plain, forms) and CORS are refused."""
+    client = TestClient(local_app(services, allowed_hosts=["bioims.lab"]), base_url="http://127.0.0.1:8700")
+    assert client.get("/health").status_code == 200
+    assert client.get("/health", headers={"Host": "localhost:8700"}).status_code == 200
+    assert client.get("/health", headers={"Host": "bioims.lab"}).status_code == 200
+    assert client.get("/health", headers={"Host": "evil.example:8700"}).status_code == 400
+    for content_type in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"):
+        for path in ("/tags/tags", "/search/searches"):
+            response = client.post(path, content=b'{"value": "a:b"}', headers={"Content-Type": content_type})
+            assert response.status_code == 415 and error("UnsupportedMediaType")(response.json()), (path, content_type)
+    response = client.options("/search/searches", headers={"Origin": "http://evil.example",
+                                                          "Access-Control-Request-Method": "POST"})
+    assert response.status_code == 405 and "access-control-allow-origin" not in response.headers
+    response = client.get("/tags/tags", headers={"Origin": "http://evil.example"})
+    assert "access-control-allow-origin" not in response.headers

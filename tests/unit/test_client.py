@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from bioims.api.chalice_app import create_app
-from bioims.api.operations import OPERATIONS, SERVICE_CLASSES, public_signature
+from bioims.contract import LAMBDA_SERVICES, SERVICES
 from bioims.client import (
     CLIENTS,
     ArtifactClient,
@@ -59,9 +59,9 @@ class FakeLambda:
 def lambda_clients(services: Container) -> tuple[dict[str, ServiceClient], FakeLambda]:
     """Clients over Lambda invocations of each service app's ``invoke`` function."""
     fake = FakeLambda({f"bioims-{name}-dev-invoke": create_app(name, lambda: services).handler_map["invoke"]
-                       for name in OPERATIONS})
+                       for name in LAMBDA_SERVICES})
     return {name: connect(name, function_name=f"bioims-{name}-dev-invoke", lambda_client=fake)
-            for name in OPERATIONS}, fake
+            for name in LAMBDA_SERVICES}, fake
 
 
 def read_calls(plate: dict[str, Any]) -> list[Call]:
@@ -145,7 +145,7 @@ def assert_same_as_services(clients: Mapping[str, ServiceClient], services: Cont
 @pytest.mark.parametrize("transport", ["in-process", "lambda"])
 def test_transports_give_the_services_results(services: Container, plate: dict[str, Any],  # noqa: F811
                                               transport: str) -> None:
-    clients = ({name: connect(name, container=services) for name in OPERATIONS} if transport == "in-process"
+    clients = ({name: connect(name, container=services) for name in LAMBDA_SERVICES} if transport == "in-process"
                else lambda_clients(services)[0])
     assert_same_as_services(clients, services, plate, transport)
 
@@ -175,15 +175,16 @@ def test_lambda_failures_map_to_domain_errors() -> None:
         assert (type(raised.value), raised.value.message, raised.value.status) == (BioimsError, message, 500)
 
 
-def test_clients_mirror_the_service_methods() -> None:
+def test_clients_mirror_the_contract() -> None:
+    """A client method per operation, with the request's fields as parameters (the service method's
+    parameters: tests/unit/test_contract.py) and the operation's summary as its docstring."""
+    assert set(CLIENTS) == set(SERVICES)
     for service, client_class in CLIENTS.items():
         assert client_class.service == service
-        for op in OPERATIONS[service]:
+        for op in SERVICES[service].operations:
             method = getattr(client_class, op.function)
-            target = getattr(SERVICE_CLASSES[service], op.function)
-            assert method.__doc__ == target.__doc__
-            assert list(inspect.signature(method).parameters)[1:] == list(public_signature(service, op.function)
-                                                                           .parameters)
+            assert method.__doc__.startswith(op.summary) and op.route in method.__doc__
+            assert list(inspect.signature(method).parameters)[1:] == list(op.request.model_fields)
     assert "_new" not in inspect.signature(ArtifactClient.add_message).parameters
 
 
@@ -192,7 +193,7 @@ def test_client_calls_are_checked_like_python_calls(services: Container) -> None
     with pytest.raises(TypeError, match="get_tag_by_value\\(\\): missing a required argument: 'value'"):
         tags.get_tag_by_value()  # type: ignore[call-arg]
     with pytest.raises(TypeError, match="too many positional arguments"):
-        tags.tag_images({}, "p1")  # plate_id is keyword-only, as in the service
+        tags.tag_images({}, "p1", "p2")
 
 
 def test_clients_stand_in_for_the_ports(services: Container, tmp_path: Path,  # noqa: F811
@@ -200,7 +201,7 @@ def test_clients_stand_in_for_the_ports(services: Container, tmp_path: Path,  # 
     """ImageManagementService works with the tags and artifact services reached by Lambda."""
     clients, fake = lambda_clients(services)
     remote = ImageManagementService(services.tables, services.objects, services.keys, clients["tags"],
-                                    clients["artifact"], services.runner)
+                                    clients["artifact"], services.runner, roots=services.roots)
     summary = remote.ingest([plate_record(tmp_path / "plates", rng)])
     plate_id = summary.plate_ids[0]
     assert {e["method"] for e in fake.events} == {"tagImages", "ensureLabels", "createMessage"}

@@ -31,7 +31,7 @@ from moto import mock_aws
 
 from bioims import runtime
 from bioims.api.chalice_app import invoke_handler
-from bioims.api.operations import OPERATIONS
+from bioims.contract import SERVICES
 from bioims.errors import BioimsError, Conflict, NotFound
 from bioims.ids import new_id
 from bioims.jobs.batch import array_element
@@ -420,7 +420,7 @@ def granted(principal: str) -> set[Grant]:
 def test_the_walkthrough_exercises_every_operation(recorded: tuple[Recorder, Walk]) -> None:
     _, walk = recorded
     for service in LAMBDA_SERVICES:
-        assert walk.called[service] == {op.function for op in OPERATIONS[service]}, service
+        assert walk.called[service] == {op.function for op in SERVICES[service].operations}, service
     assert walk.called["jobs"] == set(STEPS)
     search_methods = {name for name in vars(type(walk.c["search"].search))
                       if not name.startswith("_") and callable(getattr(walk.c["search"].search, name))}

@@ -1,7 +1,7 @@
-"""Chalice apps generated from the operation table: HTTP routes and the ``{"method": ...}`` Lambda handler.
+"""Chalice apps generated from the contract: HTTP routes, ``GET /openapi.json`` and the ``{"method": ...}`` Lambda handler.
 
 Routes are thin: they collect the arguments of a request (path, query string, JSON body), call
-:func:`bioims.api.operations.dispatch` on the service, and answer JSON. Domain errors become their
+:func:`bioims.contract.dispatch` on the service (validation by the operation's request model), and answer JSON. Domain errors become their
 HTTP status with ``{"error": {"code", "message"}}``; anything unexpected is logged and answered with a
 500 that does not leak its details. Chalice's own error answers (405 method not allowed, 415
 unsupported media type) are rewritten into the same shape.
@@ -22,14 +22,13 @@ from urllib.parse import unquote
 from chalice import Blueprint, Chalice, Response
 from chalice.app import Request
 
+from ..contract import MAX_BODY_BYTES, Operation, dispatch, service
+from ..contract.base import http_arguments
+from ..contract.openapi import openapi
 from ..errors import BioimsError, InvalidInput, PayloadTooLarge
-from .operations import Operation, dispatch, operations
 
 if TYPE_CHECKING:
     from ..runtime import Container
-
-MAX_BODY_BYTES = 6 * 1024 * 1024
-"""Largest accepted request body: Lambda's synchronous payload limit (6 MB)."""
 
 ContainerFactory = Callable[[], "Container"]
 LambdaHandler = Callable[[Any, Any], Any]
@@ -65,54 +64,50 @@ def error_response(error: BioimsError) -> Response:
 
 
 def request_arguments(request: Request, path_variables: Mapping[str, str]) -> dict[str, Any]:
-    """The arguments of a request: its path variables (percent-decoded), its query string and the fields
-    of its JSON object body.
+    """The arguments of a request (see :func:`bioims.contract.base.http_arguments`); path variables are
+    percent-decoded here (API Gateway passes them encoded).
 
     Raises
     ------
     PayloadTooLarge
-        The body exceeds :data:`MAX_BODY_BYTES`.
+        The body exceeds :data:`~bioims.contract.MAX_BODY_BYTES`.
     InvalidInput
         The body is not a JSON object; a query parameter is repeated; a name is given twice.
     """
-    args: dict[str, Any] = {}
-    sources: dict[str, str] = {}
-
-    def add(name: str, value: Any, where: str) -> None:
-        if name in args:
-            raise InvalidInput(f"argument {name!r} given twice (in the {sources[name]} and in the {where})")
-        args[name], sources[name] = value, where
-
-    for name, value in path_variables.items():
-        add(name, unquote(value), "path")
-    if request.query_params is not None:
-        for name in request.query_params:
-            values = request.query_params.getlist(name)
-            if len(values) > 1:
-                raise InvalidInput(f"query parameter {name!r} is given {len(values)} times")
-            add(name, values[0], "query string")
     raw = request.raw_body or b""
     if len(raw) > MAX_BODY_BYTES:
         raise PayloadTooLarge(f"request body of {len(raw)} bytes exceeds the limit of {MAX_BODY_BYTES} bytes")
-    if raw.strip():
-        try:
-            body = json.loads(raw)
-        except ValueError as e:
-            raise InvalidInput(f"request body is not valid JSON: {e}") from None
-        if not isinstance(body, dict):
-            raise InvalidInput(f"request body must be a JSON object, got {type(body).__name__}")
-        for name, value in body.items():
-            add(name, value, "body")
-    return args
+    query = [(name, value) for name in (request.query_params or {})
+             for value in request.query_params.getlist(name)]
+    return http_arguments({k: unquote(v) for k, v in path_variables.items()}, query, raw)
 
 
 def routes(service_name: str, get_container: ContainerFactory) -> Blueprint:
-    """A blueprint with one route per operation of ``service_name`` (see :mod:`bioims.api.operations`)."""
+    """A blueprint with one route per operation of ``service_name`` (see :mod:`bioims.contract`) and
+    ``GET /openapi.json``, the service's generated OpenAPI document."""
     blueprint = Blueprint(f"bioims.api.{service_name}")
-    for op in operations(service_name):
+    for op in service(service_name).operations:
         blueprint.route(op.path, methods=[op.http_method], name=op.function)(
             _view(blueprint, service_name, op, get_container))
-    blueprint.register_middleware(_chalice_errors_as_json, "http")
+    document = openapi(service(service_name))
+    blueprint.route("/openapi.json", methods=["GET"], name="openapi")(lambda: json_response(document))
+    allowed: dict[str, list[str]] = {"/openapi.json": ["GET"]}
+    for op in service(service_name).operations:
+        allowed.setdefault(op.path, []).append(op.http_method)
+
+    def chalice_errors_as_json(request: Request, get_response: Callable[[Request], Response]) -> Response:
+        """Rewrite the errors Chalice answers itself (``{"Code", "Message"}``: 405, 415) into our error shape;
+        a 405 names the allowed methods in ``Allow``."""
+        response = get_response(request)
+        body = response.body
+        if response.status_code >= 400 and isinstance(body, dict) and "Code" in body:
+            response.body = json.dumps({"error": {"code": body["Code"], "message": body.get("Message", "")}})
+            response.headers["Content-Type"] = "application/json"
+        if response.status_code == 405:
+            response.headers["Allow"] = ", ".join(allowed.get(request.context.get("resourcePath", ""), []))
+        return response
+
+    blueprint.register_middleware(chalice_errors_as_json, "http")
     return blueprint
 
 
@@ -123,7 +118,7 @@ def invoke_handler(service_name: str, get_container: ContainerFactory) -> Lambda
     ``{"errorType", "errorMessage"}`` with the domain error's class name as ``errorType``
     (``NotFound``, ``InvalidInput``, ``Conflict``), which :mod:`bioims.client` maps back to the class.
     """
-    operations(service_name)  # fail at assembly for an unknown service
+    contract = service(service_name)  # fail at assembly for an unknown service
 
     def invoke(event: Any, context: Any) -> Any:
         if not isinstance(event, dict):
@@ -132,7 +127,7 @@ def invoke_handler(service_name: str, get_container: ContainerFactory) -> Lambda
         method = args.pop("method", None)
         if not isinstance(method, str) or not method:
             raise InvalidInput('the event needs a "method", e.g. {"method": "getParameter", "parameter": "x"}')
-        return dispatch(get_container().service(service_name), service_name, method, args)
+        return dispatch(get_container().service(service_name), contract.find(method), args)
 
     return invoke
 
@@ -152,7 +147,7 @@ def _view(blueprint: Blueprint, service_name: str, op: Operation,
     def view(**path_variables: str) -> Response:
         try:
             args = request_arguments(blueprint.current_request, path_variables)
-            result = dispatch(get_container().service(service_name), service_name, op.function, args)
+            result = dispatch(get_container().service(service_name), op, args)
             return json_response(op.http_body(result), op.status)
         except BioimsError as e:
             return error_response(e)
@@ -163,13 +158,3 @@ def _view(blueprint: Blueprint, service_name: str, op: Operation,
     view.__name__ = view.__qualname__ = op.function
     view.__doc__ = f"{op.route} -> {service_name} {op.function} (Lambda method {op.method})."
     return view
-
-
-def _chalice_errors_as_json(request: Request, get_response: Callable[[Request], Response]) -> Response:
-    """Rewrite the errors Chalice answers itself (``{"Code", "Message"}``) into our error shape."""
-    response = get_response(request)
-    body = response.body
-    if response.status_code >= 400 and isinstance(body, dict) and "Code" in body:
-        response.body = json.dumps({"error": {"code": body["Code"], "message": body.get("Message", "")}})
-        response.headers["Content-Type"] = "application/json"
-    return response

@@ -1,9 +1,10 @@
-"""One client per service, generated from the operation table.
+"""One client per service, generated from the contract (:mod:`bioims.contract`).
 
-A client's methods have the names, parameters and docstrings of the service's methods
-(``TagsClient.get_tag_by_value(value)`` is ``TagsService.get_tag_by_value(value)``), so a client can
-stand in for the service wherever one is expected — e.g. as the ``TagsPort`` and ``ArtifactsPort`` of
-:class:`~bioims.services.image_management.ImageManagementService`.
+A client's methods have the names and parameters of the service's methods and the summaries of the
+contract (``TagsClient.get_tag_by_value(value)`` is ``TagsService.get_tag_by_value(value)``), so a client
+can stand in for the service wherever one is expected — e.g. as the ``TagsPort`` and ``ArtifactsPort`` of
+:class:`~bioims.services.image_management.ImageManagementService`. Arguments are validated by the
+contract before they leave the process (:class:`~bioims.errors.InvalidInput`, as the service would answer).
 """
 
 from __future__ import annotations
@@ -12,9 +13,8 @@ import inspect
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar
-from urllib.parse import quote
 
-from ..api.operations import SERVICE_CLASSES, Operation, operations, public_signature
+from ..contract import Operation, service as contract_service
 from ..errors import InvalidInput
 from .transports import HttpTransport, InProcessTransport, LambdaTransport, Transport
 
@@ -38,7 +38,7 @@ class ServiceClient:
     def __init_subclass__(cls, *, service: str, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls.service = service
-        for op in operations(service):
+        for op in contract_service(service).operations:
             setattr(cls, op.function, _client_method(cls, service, op))
 
     def __repr__(self) -> str:
@@ -46,7 +46,7 @@ class ServiceClient:
 
 
 def _client_method(cls: type, service: str, op: Operation) -> Callable[..., Any]:
-    signature = public_signature(service, op.function)
+    signature = request_signature(op)
 
     def method(self: ServiceClient, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -58,10 +58,20 @@ def _client_method(cls: type, service: str, op: Operation) -> Callable[..., Any]
     self_parameter = inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)
     method.__name__ = op.function
     method.__qualname__ = f"{cls.__name__}.{op.function}"
-    method.__doc__ = getattr(SERVICE_CLASSES[service], op.function).__doc__
+    method.__doc__ = (op.request.__doc__ or "").strip() + f"\n\n{op.route} (Lambda method {op.method})."
     method.__signature__ = signature.replace(  # type: ignore[attr-defined]
         parameters=[self_parameter, *signature.parameters.values()])
     return method
+
+
+def request_signature(op: Operation) -> inspect.Signature:
+    """The Python signature of an operation: its request fields, in order, with their defaults."""
+    parameters = []
+    for name, field in op.request.model_fields.items():
+        default = inspect.Parameter.empty if field.is_required() else field.default
+        parameters.append(inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=default,
+                                            annotation=field.annotation))
+    return inspect.Signature(parameters)
 
 
 class ArtifactClient(ServiceClient, service="artifact"):
@@ -84,9 +94,24 @@ class EmbeddingClient(ServiceClient, service="embedding"):
     """The embedding service: a train run's ONNX model over every field, embeddings by image and plate."""
 
 
+class SearchClient(ServiceClient, service="search"):
+    """The search service (HTTP only: ``http://127.0.0.1:8700/search`` under ``bioims serve``, the search
+    container's load balancer on AWS): filtered nearest-neighbour search, search records, indexes."""
+
+    def __init__(self, transport: Transport | str, session: requests.Session | None = None, timeout: float = 30) -> None:
+        super().__init__(HttpTransport(transport, session=session, timeout=timeout) if isinstance(transport, str)
+                         else transport)
+
+    def ready(self) -> dict[str, Any]:
+        """``GET /ready``: whether the stored indexes are loaded (HTTP only)."""
+        if not isinstance(self.transport, HttpTransport):
+            raise InvalidInput("ready() needs the search service's HTTP API")
+        return self.transport.request("GET", "/ready")
+
+
 CLIENTS: Mapping[str, type[ServiceClient]] = MappingProxyType({
     client.service: client
-    for client in (ArtifactClient, TagsClient, ImageManagementClient, TrainingClient, EmbeddingClient)})
+    for client in (ArtifactClient, TagsClient, ImageManagementClient, TrainingClient, EmbeddingClient, SearchClient)})
 """Service name -> its client class."""
 
 
@@ -130,40 +155,3 @@ def connect(service: str, url: str | None = None, function_name: str | None = No
         assert container is not None
         transport = InProcessTransport(container)
     return CLIENTS[service](transport)
-
-
-class SearchClient:
-    """The search service over HTTP: ``http://127.0.0.1:8700/search`` under ``bioims serve``, the search
-    container's load balancer on AWS. Methods mirror the routes of :mod:`bioims.api.search_server`;
-    errors come back as the domain errors (``InvalidInput``, ``NotFound``, ...)."""
-
-    def __init__(self, url: str, session: requests.Session | None = None, timeout: float = 30) -> None:
-        self._http = HttpTransport(url, session=session, timeout=timeout)
-
-    def search(self, train_id: str, **query: Any) -> dict[str, Any]:
-        """``POST /searches``: see :meth:`bioims.services.search.SearchService.search` for ``query``."""
-        return self._request("POST", "/searches", {"train_id": train_id, **query})
-
-    def get_search(self, search_id: str) -> dict[str, Any]:
-        return self._request("GET", f"/searches/{quote(search_id, safe='')}")
-
-    def loaded_indexes(self) -> list[dict[str, Any]]:
-        return self._request("GET", "/indexes")
-
-    def list_indexes(self, train_id: str | None = None) -> list[dict[str, Any]]:
-        return self._request("GET", "/indexes", params={"stored": "true", **({"train_id": train_id} if train_id else {})})
-
-    def build_index(self, train_id: str, level: str = "field", kind: str = "auto", metric: str = "cosine") -> dict[str, Any]:
-        return self._request("POST", "/indexes", {"train_id": train_id, "level": level, "kind": kind, "metric": metric})
-
-    def reload_index(self, train_id: str) -> list[dict[str, Any]]:
-        return self._request("POST", f"/indexes/{quote(train_id, safe='')}/reload")
-
-    def delete_index(self, train_id: str, level: str | None = None) -> dict[str, Any]:
-        return self._request("DELETE", f"/indexes/{quote(train_id, safe='')}", params={"level": level} if level else {})
-
-    def ready(self) -> dict[str, Any]:
-        return self._request("GET", "/ready")
-
-    def _request(self, method: str, path: str, body: Any = None, params: dict[str, str] | None = None) -> Any:
-        return self._http.request(method, path, body=body, params=params)

@@ -1,8 +1,9 @@
 """How a client reaches a service: in this process, over HTTP, or by Lambda invocation.
 
-Every transport takes the same call — a service name, an :class:`~bioims.api.operations.Operation` and
-the arguments by Python name — returns the operation's result unchanged, and raises the same domain
-error (:class:`~bioims.errors.NotFound`, :class:`~bioims.errors.Conflict`, ...) as the service would.
+Every transport takes the same call — a service name, an :class:`~bioims.contract.Operation` and
+the arguments by Python name — validates the arguments with the contract (so a bad call fails here, with
+the message the service would give), returns the operation's result unchanged, and raises the same
+domain error (:class:`~bioims.errors.NotFound`, :class:`~bioims.errors.Conflict`, ...) as the service would.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from urllib.parse import quote
 
 import requests
 
-from ..api.operations import Operation, camel_case, dispatch
+from pydantic.alias_generators import to_camel
+
+from ..contract import Operation, dispatch, validate
 from ..errors import ERRORS_BY_CODE, BioimsError, InvalidInput, error_from_dict
 
 if TYPE_CHECKING:
@@ -36,7 +39,7 @@ class InProcessTransport:
         self.container = container
 
     def call(self, service: str, operation: Operation, args: Mapping[str, Any]) -> Any:
-        return dispatch(self.container.service(service), service, operation.function, args)
+        return dispatch(self.container.service(service), operation, args)
 
 
 class HttpTransport:
@@ -59,13 +62,10 @@ class HttpTransport:
         self.timeout = timeout
 
     def call(self, service: str, operation: Operation, args: Mapping[str, Any]) -> Any:
-        rest = dict(args)
+        rest = validate(operation, _plain(args))
         path = operation.path
         for variable in operation.path_variables:
-            name = operation.parameter(variable)
-            if name not in rest:
-                raise InvalidInput(f"missing argument {name!r} for {operation.method}")
-            path = path.replace(f"{{{variable}}}", quote(str(rest.pop(name)), safe=""))
+            path = path.replace(f"{{{variable}}}", quote(str(rest.pop(operation.path_field(variable))), safe=""))
         if operation.has_body:
             document = self.request(operation.http_method, path, body=rest)
         else:
@@ -119,7 +119,8 @@ class LambdaTransport:
         self.lambda_client = lambda_client
 
     def call(self, service: str, operation: Operation, args: Mapping[str, Any]) -> Any:
-        event = {"method": operation.method, **{camel_case(name): value for name, value in args.items()}}
+        event = {"method": operation.method, **{to_camel(name): value
+                                                for name, value in validate(operation, _plain(args)).items()}}
         response = self.lambda_client.invoke(FunctionName=self.function_name, InvocationType="RequestResponse",
                                              Payload=_to_json(event))
         payload = response["Payload"].read()
@@ -127,6 +128,11 @@ class LambdaTransport:
         if response.get("FunctionError"):
             raise _lambda_error(document)
         return document
+
+
+def _plain(args: Mapping[str, Any]) -> dict[str, Any]:
+    """Arguments as JSON would carry them (sets, tuples, generators given for lists become lists)."""
+    return json.loads(_to_json(dict(args)))
 
 
 def _to_json(document: Any) -> bytes:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidInput
+from ..names import check_name
 from .loaddata import (
     BATCH_PATTERN,
     line_numbers,
@@ -76,7 +77,8 @@ def scan_folder(
     ------
     InvalidInput
         ``root`` is not a folder; the pattern is not a valid regex or lacks a required group; no file
-        matches; two files claim the same (plate, well, site, channel); a field lacks a channel; a bad
+        matches; a channel that is not a name (:mod:`bioims.names`); two files claim the same (plate,
+        well, site, channel); a field lacks a channel; a bad
         metadata CSV (missing plate / well column, empty key cell, duplicate (plate, well), bad number).
 
     Examples
@@ -147,7 +149,7 @@ def _match_files(folder: Path, regex: re.Pattern[str]) -> tuple[dict[_FieldKey, 
                 continue
             key = (groups["plate"], groups["well"], groups.get("site") or _DEFAULT_SITE)
             slots = files.setdefault(key, {})
-            channel = groups["channel"]
+            channel = check_name(groups["channel"], f"{relative}: plate {key[0]!r}: channel")
             if channel in slots:
                 raise InvalidInput(
                     f"{slots[channel]} and {relative} are both plate {key[0]!r} well {key[1]!r} "

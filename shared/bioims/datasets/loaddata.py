@@ -31,6 +31,7 @@ from urllib.parse import quote
 import pandas as pd
 
 from ..errors import InvalidInput
+from ..names import check_name
 from ..store.objects import uri_to_path
 from .records import METADATA_KEYS, FieldRecord, PlateRecord
 
@@ -288,8 +289,10 @@ def read_loaddata(
     Raises
     ------
     InvalidInput
-        Missing, unreadable or non-CSV file; no file-name columns; missing plate or well column; an
-        empty file name, plate or well cell; a bad concentration or replicate; a duplicate (plate, well,
+        Missing, unreadable or non-CSV file; no file-name columns; a channel with a ``PathName`` but no
+        ``FileName`` column, or without the ``PathName`` column the other channels have; a channel that is
+        not a name (:mod:`bioims.names`); missing plate or well column; an empty file name, plate or well
+        cell; a bad concentration or replicate; a duplicate (plate, well,
         site); a bad MOA table, or an MOA table with no compound / concentration column to join on.
 
     Examples
@@ -349,13 +352,33 @@ def read_loaddata(
 
 
 def _dialect(table: pd.DataFrame, what: str) -> tuple[str, tuple[str, ...]]:
-    """Column prefix (``"Image_"`` or ``""``) and channel names, from the file-name columns."""
+    """Column prefix (``"Image_"`` or ``""``) and channel names, from the file-name columns.
+
+    Every channel a ``FileName_`` or ``PathName_`` column names must have its ``FileName_`` column, and
+    its ``PathName_`` column when other channels have one (a channel is never silently dropped or
+    looked for in the wrong folder); every channel must be a name (:mod:`bioims.names`)."""
     for prefix in ("Image_", ""):
-        head = f"{prefix}FileName_"
-        channels = tuple(c[len(head) :] for c in table.columns if c.startswith(head) and len(c) > len(head))
-        if channels:
-            return prefix, channels
+        names, paths = (_suffixes(table.columns, f"{prefix}{kind}_") for kind in ("FileName", "PathName"))
+        if not names and not paths:
+            continue
+        lost = [c for c in paths if c not in names]
+        if lost:
+            raise InvalidInput(f"{what} has {prefix}PathName_{lost[0]} but no {prefix}FileName_{lost[0]} column: "
+                               f"channel {lost[0]!r} has no files (file-name columns: "
+                               f"{', '.join(f'{prefix}FileName_{c}' for c in names) or 'none'})")
+        unplaced = [c for c in names if paths and c not in paths]
+        if unplaced:
+            raise InvalidInput(f"{what} has {prefix}FileName_{unplaced[0]} but no {prefix}PathName_{unplaced[0]} "
+                               f"column, while channels {', '.join(paths)} have one")
+        for channel in names:  # a channel names a file of the store (bioims.store.keys)
+            check_name(channel, f"{what}: column {prefix}FileName_{channel}: channel")
+        return prefix, names
     raise InvalidInput(f"{what} has no FileName_<channel> or Image_FileName_<channel> columns")
+
+
+def _suffixes(columns: Any, head: str) -> tuple[str, ...]:
+    """The ``<channel>`` of every column named ``<head><channel>``, in column order."""
+    return tuple(c[len(head) :] for c in columns if c.startswith(head) and len(c) > len(head))
 
 
 def _metadata_columns(columns: list[str], prefix: str, channels: tuple[str, ...]) -> dict[str, str]:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidInput
+from ..names import check_name
 from .loaddata import BATCH_PATTERN, location_uri, plate_records
 from .records import FieldRecord, PlateRecord
 
@@ -72,7 +73,8 @@ def read_manifest(
     Raises
     ------
     InvalidInput
-        Not JSON; not an object; a missing or mistyped key (named with the image index); images that
+        Not JSON; not an object; a missing or mistyped key (named with the image index); a channel
+        that is not a name (:mod:`bioims.names`, named with the plate); images that
         disagree on channels (names and order), plate or experiment; a duplicate (well, imageSourceId);
         a relative key with no bucket and no ``root``.
 
@@ -110,6 +112,8 @@ def read_manifest(
         seen[well, site] = index
         uris = _channel_uris(image, where, root)
         if channels is None:
+            for name in uris:  # a channel names a file of the store (bioims.store.keys)
+                check_name(name, f"manifest {source}: plate {plate!r}: channel")
             channels = tuple(uris)
         elif tuple(uris) != channels:
             raise InvalidInput(f"{where}: channels {list(uris)} differ from images[0]'s {list(channels)}")

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..names import check_name
+
 METADATA_KEYS = ("compound", "concentration", "moa", "batch", "replicate")
 """Metadata keys with a meaning (tags ``compound:``, ``moa:``, ``batch:``, ``concentration:``); any
 other key an importer finds is kept as well."""
@@ -39,10 +41,23 @@ class FieldRecord:
 
 @dataclass(frozen=True)
 class PlateRecord:
-    """A source plate: its id in the source (e.g. ``"Week1_22123"``), channel names and fields."""
+    """A source plate: its id in the source (e.g. ``"Week1_22123"``), channel names and fields.
+
+    Channel names become parts of file names (a flat-field per channel, :mod:`bioims.store.keys`), so
+    each must be a name (:mod:`bioims.names`): a record with another channel is never made.
+
+    Raises
+    ------
+    InvalidInput
+        A channel is not a valid name (the message names the plate and the channel).
+    """
 
     source_id: str
     channels: tuple[str, ...]
     fields: tuple[FieldRecord, ...]
     experiment: str = "default"
     batch: str | None = None
+
+    def __post_init__(self) -> None:
+        for channel in self.channels:
+            check_name(channel, f"plate {self.source_id!r}: channel")

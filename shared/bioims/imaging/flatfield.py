@@ -56,8 +56,9 @@ class FlatFieldAccumulator:
         Raises
         ------
         InvalidInput
-            If ``image`` is not 2-D or 3-D, is empty, has a dtype :func:`to_float01` rejects, or
-            has a different shape from the first image added.
+            If ``image`` is not 2-D or 3-D, is empty, has a dtype :func:`to_float01` rejects, has
+            a different shape from the first image added, or holds NaN or infinite values. A refused
+            image leaves the sum unchanged, so a caller can skip it and go on.
         """
         image = np.asarray(image)
         if image.ndim not in (2, 3) or image.size == 0:
@@ -67,6 +68,9 @@ class FlatFieldAccumulator:
                 f"image shape {image.shape} does not match the shape {self._sum.shape} of the images added before"
             )
         values = to_float01(image)
+        if not np.isfinite(values).all():
+            nan, inf = int(np.count_nonzero(np.isnan(values))), int(np.count_nonzero(np.isinf(values)))
+            raise InvalidInput(f"non-finite pixel values ({nan} NaN, {inf} inf)")
         if self._sum is None:
             self._sum = np.zeros(image.shape, dtype=np.float64)
         np.add(self._sum, values, out=self._sum)

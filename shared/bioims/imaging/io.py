@@ -7,14 +7,20 @@ returned in the file's native dtype; conversion to float is :func:`bioims.imagin
 
 Every unreadable image raises :class:`bioims.errors.InvalidInput` whose message starts with
 ``cannot read image <uri>:`` followed by one of ``missing file``, ``empty file``, ``truncated or
-corrupt image``, ``unsupported image format``, ``unsupported dimensions`` or a message saying that
-channels must be stored as separate files.
+corrupt image``, ``unsupported image format``, ``unsupported dimensions``, ``image too large`` or a
+message saying that channels must be stored as separate files. Messages are one line and never quote
+the file's bytes (a path pointing at a text or secret file must not leak its contents).
+
+Size limit: a file whose header declares more than :data:`MAX_PIXELS` pixels is refused before any
+pixel buffer is allocated (a damaged or hostile header declaring 100000 x 100000 pixels must not
+exhaust memory).
 """
 
 from __future__ import annotations
 
 import io
 import os
+import re
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,7 +34,11 @@ from PIL import Image
 from ..errors import InvalidInput, NotFound
 from ..store.objects import ObjectStore, uri_to_path, write_file_atomic
 
-__all__ = ["FieldInfo", "inspect_field", "read_field", "read_image", "write_tiff"]
+__all__ = ["MAX_PIXELS", "FieldInfo", "inspect_field", "non_finite", "read_field", "read_image", "write_tiff"]
+
+MAX_PIXELS = 2**29
+"""Largest number of pixels (width x height x planes x samples) one image file may declare: 536,870,912,
+e.g. 128 planes of 2048 x 2048 (1 GiB as uint16). Larger files are refused as ``image too large``."""
 
 _Format = Literal["tiff", "png", "jpeg"]
 
@@ -173,7 +183,8 @@ def read_field(channel_uris: Sequence[str], objects: ObjectStore) -> np.ndarray:
 
 
 def inspect_field(channel_uris: Sequence[str], objects: ObjectStore) -> FieldInfo:
-    """Read a field and return its dimensions (validating that its channels agree).
+    """Read a field and return its dimensions (validating that its channels agree and that its pixels
+    are finite).
 
     Parameters
     ----------
@@ -190,7 +201,9 @@ def inspect_field(channel_uris: Sequence[str], objects: ObjectStore) -> FieldInf
     Raises
     ------
     InvalidInput
-        As :func:`read_field`.
+        As :func:`read_field`; also if a floating-point field holds NaN or infinite pixels (message
+        ``non-finite pixel values (N NaN, M inf in channel ...)``): flat-fields, normalisation and
+        segmentation are undefined on them.
 
     Examples
     --------
@@ -198,6 +211,9 @@ def inspect_field(channel_uris: Sequence[str], objects: ObjectStore) -> FieldInf
     FieldInfo(width=1280, height=1024, depth=1, channels=2, dtype='uint16')
     """
     field = read_field(channel_uris, objects)
+    problem = non_finite(field)
+    if problem:
+        raise InvalidInput(problem)
     depth = field.shape[1] if field.ndim == 4 else 1
     return FieldInfo(
         width=int(field.shape[-1]),
@@ -206,6 +222,35 @@ def inspect_field(channel_uris: Sequence[str], objects: ObjectStore) -> FieldInf
         channels=int(field.shape[0]),
         dtype=field.dtype.name,
     )
+
+
+def non_finite(field: np.ndarray) -> str | None:
+    """Describe the NaN and infinite pixels of a field, or None if every pixel is finite.
+
+    Parameters
+    ----------
+    field : (C, ...) ndarray
+        Channels along the first axis. Integer and boolean fields are always finite.
+
+    Returns
+    -------
+    problem : str or None
+        ``"non-finite pixel values (N NaN, M inf in channel 0, 2)"``, or None.
+
+    Examples
+    --------
+    >>> non_finite(np.array([[[0.0, np.nan]], [[np.inf, 1.0]]], np.float32))
+    'non-finite pixel values (1 NaN, 1 inf in channels 0, 1)'
+    >>> non_finite(np.zeros((2, 4, 4), np.uint16)) is None
+    True
+    """
+    if field.dtype.kind not in "fc" or np.isfinite(field).all():
+        return None
+    nan = int(np.count_nonzero(np.isnan(field)))
+    inf = int(np.count_nonzero(np.isinf(field)))
+    bad = [c for c in range(field.shape[0]) if not np.isfinite(field[c]).all()]
+    where = f"channel{'s' if len(bad) > 1 else ''} {', '.join(map(str, bad))}"
+    return f"non-finite pixel values ({nan} NaN, {inf} inf in {where})"
 
 
 def write_tiff(path: str | os.PathLike[str], array: np.ndarray) -> None:
@@ -282,7 +327,7 @@ def _decode(fh: BinaryIO) -> np.ndarray:
     if fmt is None and any(magic.startswith(header) for magic, _ in _MAGIC):
         raise _Unreadable(f"truncated or corrupt image (only {len(header)} bytes)")
     if fmt is None:
-        raise _Unreadable(f"unsupported image format (expected TIFF, PNG or JPEG; file starts with {header!r})")
+        raise _Unreadable("unsupported image format: not a TIFF, PNG or JPEG file (unrecognised header)")
     fh.seek(0)
     try:
         if fmt == "tiff":
@@ -295,7 +340,31 @@ def _decode(fh: BinaryIO) -> np.ndarray:
     # Decoders fail on damaged input with anything from struct.error to zlib.error or SyntaxError:
     # every failure while decoding bytes that passed the magic check means a damaged file.
     except Exception as exc:  # noqa: BLE001
-        raise _Unreadable(f"truncated or corrupt image ({type(exc).__name__}: {exc})") from exc
+        raise _Unreadable(f"truncated or corrupt image ({_describe(exc)})") from exc
+
+
+_BYTES_LITERAL = re.compile(r"""b(['"]).*?(?<!\\)\1""")
+_MAX_REASON = 200
+
+
+def _describe(exc: BaseException) -> str:
+    """A decoder's exception as one short line without file contents: byte literals that decoders put
+    in their messages (``broken PNG file (chunk b'...')``) are replaced by ``<bytes>``."""
+    text = " ".join(_BYTES_LITERAL.sub("<bytes>", str(exc)).split())
+    if len(text) > _MAX_REASON:
+        text = text[:_MAX_REASON - 3] + "..."
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _check_size(shape: Sequence[int], what: str) -> None:
+    """Refuse an image whose declared size exceeds :data:`MAX_PIXELS` (before reading its pixels)."""
+    pixels = 1
+    for n in shape:
+        pixels *= int(n)
+    if pixels > MAX_PIXELS:
+        dims = " x ".join(str(int(n)) for n in shape)
+        raise _Unreadable(f"image too large ({what} declares {dims} = {pixels:,} pixels; "
+                          f"the limit is {MAX_PIXELS:,})")
 
 
 def _decode_tiff(fh: BinaryIO) -> np.ndarray:
@@ -306,6 +375,7 @@ def _decode_tiff(fh: BinaryIO) -> np.ndarray:
         series = tif.series[0]
         if any(page is None for page in series.pages):
             raise _Unreadable("truncated or corrupt image (TIFF series with missing pages)")
+        _check_size(series.shape, "TIFF header")
         image = series.asarray()
         axes = series.axes
     return _squeeze_tiff_axes(np.asarray(image), axes)
@@ -376,6 +446,7 @@ def _single_sample(image: np.ndarray, axes: str) -> tuple[np.ndarray, str]:
 
 def _decode_pillow(fh: BinaryIO, fmt: _Format) -> np.ndarray:
     with Image.open(fh, formats=[fmt.upper()]) as img:
+        _check_size((img.height, img.width, len(img.getbands())), f"{fmt.upper()} header")
         img.load()
         if img.mode in _GREY_MODES:
             return np.array(img)

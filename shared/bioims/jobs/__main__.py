@@ -58,7 +58,13 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     json.dump(result, sys.stdout, default=str)
     print()
-    return 1 if isinstance(result, dict) and "failure" in result else 0
+    output = result.get("output") if isinstance(result, dict) else None
+    failed = "failure" in result or (isinstance(output, dict) and bool(output.get("failed")))
+    if failed:  # a unit that failed, or a workflow that failed some of its units: exit 1 with the first reason
+        listed = [] if output is None else output.get("failures") or output.get("failed")
+        first = result if "failure" in result else (listed[0] if isinstance(listed, list) and listed else {})
+        print(f"error: {args.name} failed: {first.get('failure', 'see the output')}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

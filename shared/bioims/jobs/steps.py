@@ -71,7 +71,9 @@ def process_plate(c: Container, pool: Pool, plate_id: str) -> dict[str, Any]:
         "images": len(image_ids),
         "valid_images": len(valid),
         "invalid_images": sum(r.get("status") == "invalid" for r in inspected),
-        "failed": [r for r in inspected + made if "failure" in r],
+        "invalid": [{"image_id": r["image_id"], "error": r.get("error")} for r in inspected
+                    if r.get("status") == "invalid"][:20],
+        "failed": [{k: v for k, v in r.items() if k != "traceback"} for r in inspected + made if "failure" in r],
         "thumbnails": sum(r.get("written", 0) for r in made),
         "validation": validation,
     }
@@ -81,8 +83,11 @@ def preprocess(c: Container, pool: Pool, spec: str, plate_ids: list[str] | None 
                force: bool = False) -> dict[str, Any]:
     """Flat-fields of every plate x channel, then every valid field's crops, for a spec's compatible
     plates (or ``plate_ids``). Returns ``{"plates", "fields", "skipped", "failed", "cells", "seconds",
-    "failures"}``: ``fields`` counts the fields with crops after the run (``skipped`` of them were done
-    before), ``failed`` those that could not be processed (reasons in ``failures``)."""
+    "failures", "flatfields", "failed_flatfields", "failed_fields", "flatfield_exclusions"}``: ``fields``
+    counts the fields with crops after the run (``skipped`` of them were done before), ``failed`` the
+    units (flat-fields and fields) that could not be processed (reasons in ``failures``; a plate whose
+    flat-field failed is not preprocessed), ``flatfield_exclusions`` the bad fields left out of the
+    flat-fields that were computed."""
     started = time.perf_counter()
     spec_obj = c.training.spec(spec)
     plates = plate_ids if plate_ids is not None else [p["plate_id"] for p in c.training.get_compatible_plates(spec)]
@@ -96,6 +101,9 @@ def preprocess(c: Container, pool: Pool, spec: str, plate_ids: list[str] | None 
     ok = [r for r in done if "failure" not in r]
     return {"spec": spec, "plates": len(plates), "fields": len(ok), "skipped": sum(r["skipped"] for r in ok),
             "failed": len(failures), "cells": sum(r["cells"] for r in ok),
+            "flatfields": len(flat), "failed_flatfields": sum("failure" in r for r in flat),
+            "failed_fields": len(done) - len(ok),
+            "flatfield_exclusions": sum(len(r.get("unreadable", ())) for r in flat if "failure" not in r),
             "seconds": round(time.perf_counter() - started, 2),
             "failures": [{k: v for k, v in r.items() if k != "traceback"} for r in failures[:50]]}
 
@@ -124,7 +132,9 @@ def embed_units(train_id: str, plate_ids: list[str], force: bool = False, thread
 def embed(c: Container, pool: Pool, train_id: str, plate_ids: list[str] | None = None,
           force: bool = False) -> dict[str, Any]:
     """Embed the run's compatible plates (or ``plate_ids``), one job per plate. Returns ``{"train_id",
-    "plates", "fields", "empty", "failed", "cells", "skipped", "seconds", "failures"}``."""
+    "plates", "fields", "empty", "failed", "failed_plates", "failed_fields", "cells", "skipped", "seconds",
+    "failures"}``: ``failed`` = ``failed_plates`` (plates that could not be embedded) + ``failed_fields``
+    (fields of the other plates flagged ``failed``); ``failures`` lists the first reasons."""
     from .runner import default_workers
 
     started = time.perf_counter()
@@ -134,8 +144,10 @@ def embed(c: Container, pool: Pool, train_id: str, plate_ids: list[str] | None =
     ok = [r for r in done if "failure" not in r]
     failures = [{k: v for k, v in r.items() if k != "traceback"} for r in done if "failure" in r]
     failures += [f | {"plate_id": r["plate_id"]} for r in ok for f in r.get("failures", [])]
+    failed_fields = sum(r.get("failed", 0) for r in ok)
     return {"train_id": train_id, "plates": len(plates), "fields": sum(r["fields"] for r in ok),
-            "empty": sum(r.get("empty", 0) for r in ok), "failed": len(failures),
+            "empty": sum(r.get("empty", 0) for r in ok), "failed": len(done) - len(ok) + failed_fields,
+            "failed_plates": len(done) - len(ok), "failed_fields": failed_fields,
             "cells": sum(r["cells"] for r in ok), "skipped": sum(r["skipped"] for r in ok),
             "seconds": round(time.perf_counter() - started, 2), "failures": failures[:50]}
 

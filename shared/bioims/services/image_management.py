@@ -18,12 +18,14 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..datasets.records import PlateRecord
-from ..errors import Conflict, InvalidInput, NotFound
+from ..errors import Conflict, InvalidInput, NotFound, one_line
 from ..ids import stable_id, utcnow
+from ..names import check_name
 from ..imaging.io import inspect_field, read_field
 from ..imaging.thumbnails import thumbnail_png
 from ..store.keys import Keys
 from ..store.objects import ObjectStore, uri_to_path
+from ..store.roots import IngestRoots
 from ..store.tables import ORIGIN, Tables, to_dict
 
 THUMBNAIL_WIDTHS_PARAMETER = "thumbnail-widths"
@@ -117,11 +119,14 @@ class ImageManagementService:
         Starts workflows (``process-plate``, ``preprocess``); None where workflows cannot be started.
     preprocessing : PreprocessingPort or None
         Flat-fields and single-cell crops (:class:`~bioims.services.preprocessing.PreprocessingService`).
+    roots : IngestRoots, optional
+        Where input images and manifests may be read from (:mod:`bioims.store.roots`); a plate with an
+        image elsewhere is not registered, and every read checks again. Default: nowhere.
     """
 
     def __init__(self, tables: Tables, objects: ObjectStore, keys: Keys, tags: TagsPort,
                  artifacts: ArtifactsPort, runner: RunnerPort | None = None,
-                 preprocessing: PreprocessingPort | None = None) -> None:
+                 preprocessing: PreprocessingPort | None = None, *, roots: IngestRoots | None = None) -> None:
         self._t = tables
         self._objects = objects
         self._keys = keys
@@ -129,6 +134,7 @@ class ImageManagementService:
         self._artifacts = artifacts
         self._runner = runner
         self._preprocessing = preprocessing
+        self._roots = roots if roots is not None else IngestRoots()
 
     # ================================================================= ingestion
     def ingest(self, plates: Sequence[PlateRecord], *, if_exists: str = "skip",
@@ -136,7 +142,12 @@ class ImageManagementService:
         """Register plates (see the module docstring). ``if_exists``: ``"skip"`` an already registered
         plate or raise ``"error"`` (:class:`Conflict`). Input files are referenced in place; local
         files that do not exist mark their image ``invalid`` with the missing path. ``on_plate`` is
-        called with each plate's source id once it is done (progress bars)."""
+        called with each plate's source id once it is done (progress bars).
+
+        Every plate is checked before anything is written: its channels must be names
+        (:mod:`bioims.names`), every field must have exactly its channels, and every image must lie under
+        an ingest root; otherwise :class:`InvalidInput` names the plate (and field and channel) and
+        nothing is registered."""
         if if_exists not in ("skip", "error"):
             raise InvalidInput(f"if_exists must be 'skip' or 'error', not {if_exists!r}")
         seen: dict[str, str] = {}
@@ -145,6 +156,7 @@ class ImageManagementService:
             if key in seen:
                 raise InvalidInput(f"plate {record.source_id!r} appears twice in the input")
             seen[key] = record.source_id
+            self._check_record(record)
         summary = IngestSummary()
         for record in plates:
             plate_id = self.plate_id_for(record)
@@ -164,6 +176,20 @@ class ImageManagementService:
             if on_plate is not None:
                 on_plate(record.source_id)
         return summary
+
+    def _check_record(self, record: PlateRecord) -> None:
+        """:class:`InvalidInput` unless the plate's channels are names, each field has exactly them, and
+        every image lies under an ingest root."""
+        plate = f"plate {record.source_id!r}"
+        for channel in record.channels:
+            check_name(channel, f"{plate}: channel")
+        channels = set(record.channels)
+        for f in record.fields:
+            where = f"{plate} well {f.well!r} site {f.site!r}"
+            if set(f.channel_uris) != channels:
+                raise InvalidInput(f"{where} has channels {sorted(f.channel_uris)}, the plate {list(record.channels)}")
+            for channel, uri in f.channel_uris.items():
+                self._roots.check(uri, f"{where} channel {channel}: image")
 
     @staticmethod
     def plate_id_for(record: PlateRecord) -> str:
@@ -216,10 +242,12 @@ class ImageManagementService:
 
     def populate_source_plate(self, manifest: dict[str, Any] | str) -> dict[str, Any]:
         """Register one plate from the seed's sourcePlateInfo JSON (a dict, JSON text, or a URI of it).
-        :class:`Conflict` if the plate is already registered."""
+        :class:`Conflict` if the plate is already registered. A manifest URI and the images it names must
+        lie under an ingest root (:class:`InvalidInput` otherwise)."""
         from ..datasets.manifest import read_manifest
 
         if isinstance(manifest, str) and manifest.startswith(("file://", "s3://")):
+            self._roots.check(manifest, "manifest")
             record = read_manifest(self._objects.get_bytes(manifest), source=manifest)
         else:
             record = read_manifest(manifest)
@@ -392,20 +420,27 @@ class ImageManagementService:
 
     def inspect_image(self, image_id: str, *, force: bool = False) -> dict[str, Any]:
         """Read every channel of a field; record dims and dtype (``valid``) or the exact problem
-        (``invalid``). Already inspected images are skipped unless ``force``."""
+        (``invalid``). Already inspected images are skipped unless ``force``.
+
+        Every failure while reading ends in ``invalid`` with a one-line reason in ``error`` (and in the
+        plate's message log), never in a row left ``registered``: a bad file (:class:`InvalidInput`:
+        unreadable, too large, non-finite pixels) as its reason, anything unexpected (no credentials for
+        an ``s3://`` image, out of memory, a decoder bug) as ``inspection failed: <type>: <message>``.
+        Invalid rows keep no dims, so the next run inspects them again (a transient failure heals)."""
         row = self._image(image_id)
         if row.status in ("valid", "invalid") and not force and row.width is not None:
             return {"image_id": image_id, "status": row.status, "skipped": True}
-        uris = [row.channel_uris[c] for c in row.channels]
         actions: list[Any]
         try:
+            uris = self._roots.field_uris(row.channel_uris, row.channels, f"image {image_id}")
             info = inspect_field(uris, self._objects)
-        except InvalidInput as e:
-            actions = [self._t.images.status.set("invalid"), self._t.images.error.set(e.message)]
-            result = {"image_id": image_id, "status": "invalid", "error": e.message}
+        except Exception as e:  # noqa: BLE001 - every failure is recorded on the row, none leaves it registered
+            reason = one_line(e) if isinstance(e, InvalidInput) else f"inspection failed: {one_line(e)}"
+            actions = [self._t.images.status.set("invalid"), self._t.images.error.set(reason)]
+            result = {"image_id": image_id, "status": "invalid", "error": reason}
             plate = self._find_plate(row.plate_id)
             if plate is not None and plate.message_id:
-                self._artifacts.add_message(plate.message_id, f"image {image_id} invalid: {e.message}")
+                self._artifacts.add_message(plate.message_id, f"image {image_id} invalid: {reason}")
         else:
             actions = [self._t.images.status.set("valid"), self._t.images.error.remove(),
                        self._t.images.width.set(info.width), self._t.images.height.set(info.height),
@@ -473,7 +508,8 @@ class ImageManagementService:
         wanted = {w: self._keys.thumbnail(row.plate_id, image_id, w) for w in widths}
         todo = [w for w, uri in wanted.items() if not self._objects.exists(uri)]
         if todo:
-            field_ = read_field([row.channel_uris[c] for c in row.channels], self._objects)
+            field_ = read_field(self._roots.field_uris(row.channel_uris, row.channels, f"image {image_id}"),
+                                self._objects)
             for width in todo:
                 # never upscale: a field narrower than the requested width keeps its own width
                 self._objects.put_bytes(wanted[width], thumbnail_png(field_, min(width, field_.shape[-1])))

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ..errors import InvalidInput, NotFound
+from ..errors import InvalidInput, NotFound, one_line
 from ..ids import utcnow
 from ..imaging.flatfield import FlatFieldAccumulator, flatfield
 from ..imaging.io import read_field, read_image
@@ -32,6 +32,7 @@ from ..imaging.preprocess import preprocess_field
 from ..specs import EmbeddingSpec
 from ..store.keys import Keys
 from ..store.objects import ObjectStore
+from ..store.roots import IngestRoots
 from ..store.tables import ORIGIN, Tables
 from .image_management import ArtifactsPort
 
@@ -118,10 +119,12 @@ class LabelsPort(Protocol):
 
 class PreprocessingService:
     """Parameters: the tables, object store and key layout; ``specs`` (the training service),
-    ``labels`` (the tags service: label indices) and ``artifacts`` (registry and message logs)."""
+    ``labels`` (the tags service: label indices), ``artifacts`` (registry and message logs) and ``roots``
+    (:class:`~bioims.store.roots.IngestRoots`: every input image read is checked to lie under one; default
+    nowhere)."""
 
     def __init__(self, tables: Tables, objects: ObjectStore, keys: Keys, specs: SpecsPort, labels: LabelsPort,
-                 artifacts: ArtifactsPort) -> None:
+                 artifacts: ArtifactsPort, *, roots: IngestRoots | None = None) -> None:
         self._t = tables
         self._objects = objects
         self._keys = keys
@@ -129,6 +132,7 @@ class PreprocessingService:
         self._labels = labels
         self._artifacts = artifacts
         self._flatfield_cache: dict[str, np.ndarray] = {}
+        self._roots = roots if roots is not None else IngestRoots()
 
     # ----------------------------------------------------------------- helpers
     def valid_image_ids(self, plate_id: str) -> list[str]:
@@ -155,7 +159,11 @@ class PreprocessingService:
 
     # ----------------------------------------------------------------- flat-fields
     def compute_flatfield(self, spec: str, plate_id: str, channel: str, force: bool = False) -> dict[str, Any]:
-        """The flat-field of one plate x channel (skipped if it exists, unless ``force``)."""
+        """The flat-field of one plate x channel (skipped if it exists, unless ``force``).
+
+        Fields that cannot be used (unreadable, wrong shape, non-finite pixels) are left out of the
+        mean and each is recorded in the plate's message log; the result lists them (``unreadable``: ids,
+        ``reasons``: id -> reason). Only a plate x channel without any usable field fails."""
         s = self._specs.spec(spec)
         plate = self._plate(plate_id)
         if channel not in s.input.channels:
@@ -167,22 +175,27 @@ class PreprocessingService:
         if not image_ids:
             raise InvalidInput(f"plate {plate.source_id} has no valid images; run `bioims plate process` first")
         accumulator = FlatFieldAccumulator()
-        unreadable: list[str] = []
+        unreadable: dict[str, str] = {}
         for row in self._t.images.batch_get([(i, ORIGIN) for i in image_ids]):
-            try:  # one unreadable field must not block its plate: it is left out, and fails on its own later
+            # One bad field (unreadable, wrong shape, non-finite pixels, an unexpected read error) must not
+            # fail its plate's flat-field: it is left out, recorded, and fails on its own later.
+            try:
                 self._check_shape(s, row, f"image {row.image_id}")
-                image = read_image(row.channel_uris[channel], self._objects)
+                (uri,) = self._roots.field_uris(row.channel_uris, [channel], f"image {row.image_id}")
+                image = read_image(uri, self._objects)
                 if image.shape != (shape := _plane_shape(s)):
                     raise InvalidInput(f"image {row.image_id} channel {channel} has shape {image.shape}, "
                                        f"the spec wants {shape}")
                 accumulator.add(image)
-            except InvalidInput as e:
-                unreadable.append(row.image_id)
+            except Exception as e:  # noqa: BLE001 - recorded below; the plate's other fields go on
+                unreadable[row.image_id] = reason = one_line(e)
                 if plate.message_id:
                     self._artifacts.add_message(plate.message_id, f"flat-field {s.name}/{channel}: skipped "
-                                                                  f"{e.message}")
+                                                                  f"image {row.image_id}: {reason}")
         if accumulator.count == 0:
-            raise InvalidInput(f"plate {plate.source_id} has no readable {channel} images")
+            first = next(iter(unreadable.items()), None)
+            raise InvalidInput(f"plate {plate.source_id} has no readable {channel} images"
+                               + (f" (first: {first[0]}: {first[1]})" if first else ""))
         field = flatfield(accumulator.mean(), cutoff_percentile=s.flatfield.cutoff_percentile, sigma=s.flatfield.sigma)
         buffer = io.BytesIO()
         np.save(buffer, field.astype(np.float32))
@@ -190,7 +203,7 @@ class PreprocessingService:
         self._artifacts.create_artifact(plate_id, uri, train_id=spec_row_id(s.name), type=f"flatfield-{channel}",
                                         size=buffer.tell())
         return {"plate_id": plate_id, "channel": channel, "uri": uri, "images": accumulator.count,
-                "unreadable": unreadable, "skipped": False}
+                "unreadable": sorted(unreadable), "reasons": unreadable, "skipped": False}
 
     def _flatfields(self, spec: EmbeddingSpec, plate_id: str) -> np.ndarray:
         """(C, ...) flat-fields of a plate, cached for the plate being worked on."""
@@ -225,14 +238,15 @@ class PreprocessingService:
             if row.status != "valid":
                 raise InvalidInput(f"image {image_id} is {row.status}" + (f": {row.error}" if row.error else ""))
             self._check_shape(s, row, f"image {image_id}")
-            field = read_field([row.channel_uris[c] for c in s.input.channels], self._objects)
+            field = read_field(self._roots.field_uris(row.channel_uris, s.input.channels, f"image {image_id}"),
+                               self._objects)
             result = preprocess_field(field, self._flatfields(s, row.plate_id),
                                       segmentation_channel=s.segmentation_index, roi_size=s.roi_size,
                                       min_nucleus_voxels=s.min_nucleus_voxels,
                                       clip_percentile=s.normalization.clip_percentile,
                                       log_cap=s.normalization.log_cap, declump=s.segmentation.declump)
-        except InvalidInput as e:
-            self._record_failure(s, row, e.message)
+        except Exception as e:  # every failure is recorded on the (image, spec) row, then reported by the runner
+            self._record_failure(s, row, one_line(e))
             raise
         metadata = row.metadata.as_dict() if row.metadata else {}
         label, subclass = self._indices(s, metadata)

@@ -10,7 +10,6 @@ embeddings of a train run.
 from __future__ import annotations
 
 import io
-import re
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ import pandas as pd
 
 from ..errors import Conflict, InvalidInput, NotFound
 from ..ids import iso
+from ..names import check_name
 from ..imaging.io import read_field
 from ..profiles.aggregate import aggregate
 from ..profiles.handcrafted import handcrafted_field_profiles
@@ -29,11 +29,11 @@ from ..profiles.pipeline import ProfileProcessing, process_profiles
 from ..specs import EmbeddingSpec
 from ..store.keys import Keys
 from ..store.objects import ObjectStore
+from ..store.roots import IngestRoots
 from ..store.tables import ORIGIN, Tables
 from .image_management import ArtifactsPort
 from .preprocessing import spec_fields
 
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 LEVELS = ("well", "treatment")
 
 
@@ -48,13 +48,15 @@ COMPUTED = ("handcrafted", "naive")
 
 class ProfileSets:
     """Import, compute, list and read named profile sets (ports: tables, object store, key layout,
-    artifact registry)."""
+    artifact registry; ``roots``: where the input images of ``naive`` profiles may be read, default nowhere)."""
 
-    def __init__(self, tables: Tables, objects: ObjectStore, keys: Keys, artifacts: ArtifactsPort) -> None:
+    def __init__(self, tables: Tables, objects: ObjectStore, keys: Keys, artifacts: ArtifactsPort, *,
+                 roots: IngestRoots | None = None) -> None:
         self._t = tables
         self._objects = objects
         self._keys = keys
         self._artifacts = artifacts
+        self._roots = roots if roots is not None else IngestRoots()
 
     def compute(self, name: str, spec: EmbeddingSpec, kind: str, plate_ids: list[str],
                 options: ProfileProcessing | None = None) -> dict[str, Any]:
@@ -71,7 +73,8 @@ class ProfileSets:
                 data = np.load(io.BytesIO(self._objects.get_bytes(f.crops_uri)), allow_pickle=False)
             else:
                 origin = self._t.images.get(f.image_id, ORIGIN)
-                data = read_field([origin.channel_uris[c] for c in spec.input.channels], self._objects)
+                data = read_field(self._roots.field_uris(origin.channel_uris, spec.input.channels,
+                                                         f"image {f.image_id}"), self._objects)
             fields.append((f.profile_metadata(), data))
         if not fields:
             raise InvalidInput(f"no preprocessed fields under spec {spec.name}; run `bioims preprocess {spec.name}`")
@@ -118,8 +121,7 @@ class ProfileSets:
         return info
 
     def _check_new(self, name: str) -> None:
-        if not isinstance(name, str) or not NAME_RE.match(name):
-            raise InvalidInput(f"profile set name must be 1-100 letters, digits, '_', '-', '.', got {name!r}")
+        check_name(name, "profile set name")
         if self._objects.exists(self._keys.profiles_info(name)):
             raise Conflict(f"profile set {name!r} already exists")
 
@@ -130,7 +132,7 @@ class ProfileSets:
             raise NotFound(f"no profile set {name!r}") from None
 
     def list(self) -> list[dict[str, Any]]:
-        root = self._keys.profiles_info("x").rsplit("/", 2)[0]
+        root = self._keys.profiles_root()
         return [self._objects.get_json(uri) for uri in self._objects.list(root) if uri.endswith("/profiles.json")]
 
     def read(self, name: str, level: str = "treatment") -> pd.DataFrame:

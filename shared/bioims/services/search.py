@@ -36,6 +36,7 @@ import numpy as np
 
 from ..errors import BioimsError, InvalidInput, NotFound
 from ..ids import iso, new_id
+from ..names import check_name
 from ..profiles.io import feature_columns, read_profiles
 from ..store.keys import Keys
 from ..store.objects import ObjectStore
@@ -55,6 +56,8 @@ MAX_K = 1000
 """Largest ``k`` of one search."""
 RECENT_SEARCHES = 10_000
 """Search records kept in memory (readable before, and regardless of, their write to the table)."""
+RECORD_BATCH_SECONDS = 0.2
+"""Longest a search record waits in memory before it is written (with the others of its batch)."""
 ROWS = "rows.json"
 """Per-row payload stored beside the index parts: plate id, image id, thumbnail URI."""
 TAG_COLUMNS = (("plate", "Metadata_Plate"), ("well", "Metadata_Well"), ("batch", "Metadata_Batch"),
@@ -141,13 +144,13 @@ class SearchService:
         base = self._keys.index(train_id, level, metric)
         parts = {**index.to_parts(), ROWS: _json_bytes(rows)}
         for name, data in parts.items():
-            uri = f"{base}/{version}/{name}"
+            uri = self._keys.index_part(train_id, level, metric, version, name)
             self._objects.put_bytes(uri, data)
             self._artifacts.create_artifact(train_id, uri, train_id=train_id, type=f"index-{name}", size=len(data))
         previous = self._current_version(base)
-        self._objects.put_json(f"{base}/current.json", {"version": version, **index.info})
+        self._objects.put_json(self._keys.index_current(train_id, level, metric), {"version": version, **index.info})
         if previous and previous != version:
-            for uri in list(self._objects.list(f"{base}/{previous}/")):
+            for uri in list(self._objects.list(self._keys.index_version(train_id, level, metric, previous) + "/")):
                 self._objects.delete(uri)
         if (train_id, level, metric) in self._loaded:
             self._install((train_id, level, metric), index, rows, version)
@@ -239,7 +242,7 @@ class SearchService:
         "built_at", "version", "loaded", "loaded_at"}]``."""
         loaded = self._loaded
         out = []
-        root = self._keys.index(train_id, "x", "x").rsplit("/", 1)[0] if train_id else self._keys.indexes_root()
+        root = self._keys.source_indexes(train_id) if train_id is not None else self._keys.indexes_root()
         for uri in self._objects.list(root + "/"):
             if not uri.endswith("/current.json"):
                 continue
@@ -257,6 +260,10 @@ class SearchService:
         return [{"train_id": t, "level": lv, "kind": e.index.kind, "metric": m, "dims": e.index.dims,
                  "count": e.index.count, "loaded_at": e.loaded_at, "version": e.version}
                 for (t, lv, m), e in sorted(self._loaded.items())]
+
+    def indexes(self, stored: bool = False, train_id: str | None = None) -> list[dict[str, Any]]:
+        """The loaded indexes, or (``stored``) every stored one (of ``train_id``, or all)."""
+        return self.list_indexes(train_id) if stored else self.loaded_indexes()
 
     def load_all(self) -> list[dict[str, Any]]:
         """Load every stored index (a server's start); returns the loaded list."""
@@ -277,7 +284,7 @@ class SearchService:
         if current is None or current.version != version:
             try:
                 parts = {uri.rsplit("/", 1)[1]: self._objects.get_bytes(uri)
-                         for uri in self._objects.list(f"{base}/{version}/")}
+                         for uri in self._objects.list(self._keys.index_version(train_id, level, metric, version) + "/")}
             except NotFound:  # replaced by a newer build while listing: load that one
                 return self.load_index(train_id, level, metric)
             from ..index import VectorIndex
@@ -295,7 +302,9 @@ class SearchService:
         return [self.load_index(i["train_id"], i["level"], i["metric"]) for i in stored]
 
     def delete_index(self, train_id: str, level: str | None = None) -> dict[str, Any]:
-        """Unload and delete a source's indexes (one level, or all: the seed's deleteTraining)."""
+        """Unload and delete a source's indexes (one level, or all: the seed's deleteTraining).
+        ``train_id`` is a name (:mod:`bioims.names`): nothing outside the source's index folder is touched."""
+        check_name(train_id, "train id")
         if level is not None:
             _check(level, LEVELS, "level")
         stored = [i for i in self.list_indexes(train_id) if level is None or i["level"] == level]
@@ -499,11 +508,14 @@ class SearchService:
         self._records.put(record)
 
     def _write_records(self) -> None:
+        """The record writer: a batch of up to 25 records (DynamoDB's batch size) at most every
+        RECORD_BATCH_SECONDS, so that the table's client does not compete with queries for the GIL."""
         while True:
             batch = [self._records.get()]
-            while len(batch) < 25:
+            deadline = time.monotonic() + RECORD_BATCH_SECONDS
+            while len(batch) < 25 and batch[-1] is not None:
                 try:
-                    batch.append(self._records.get_nowait())
+                    batch.append(self._records.get(timeout=max(0.0, deadline - time.monotonic())))
                 except queue.Empty:
                     break
             try:

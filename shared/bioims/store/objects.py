@@ -49,9 +49,25 @@ def write_file_atomic(path: Path, data: bytes) -> None:
 
 
 def join(root: str, *parts: str) -> str:
-    """Join a root URI and key parts with ``/`` (parts are percent-quoted for ``file://``)."""
+    """Join a root URI and key parts with ``/`` (parts are percent-quoted for ``file://``).
+
+    The result never leaves ``root``: a ``.`` or ``..`` segment or a NUL in the key is refused, and for a
+    ``file://`` root the joined path, with its dot segments resolved, must lie under the root's (the
+    comparison is lexical, as the key's meaning: symlinks the operator put inside the store are followed).
+
+    Raises
+    ------
+    InvalidInput
+        The key would leave the root.
+    """
     key = "/".join(p.strip("/") for p in parts if p)
+    if "\x00" in key or any(segment in (".", "..") for segment in key.split("/")):
+        raise InvalidInput(f"key {key[:200]!r} would leave the root {root}")
     if root.startswith("file://"):
+        base = os.path.normpath(uri_to_path(root))
+        target = os.path.normpath(os.path.join(base, key))
+        if os.path.commonpath([base, target]) != base:
+            raise InvalidInput(f"key {key[:200]!r} would leave the root {root}")
         key = quote(key)
     return f"{root.rstrip('/')}/{key}"
 

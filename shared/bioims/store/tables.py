@@ -32,9 +32,13 @@ counters                name                                (atomic id allocatio
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
+import botocore.exceptions
 from pynamodb.attributes import (
     BinaryAttribute,
     BooleanAttribute,
@@ -47,6 +51,8 @@ from pynamodb.attributes import (
 )
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjection
 from pynamodb.models import Model
+
+from ..errors import BioimsError, Unavailable, one_line
 
 ORIGIN = "origin"
 """``train_id`` of an image's own row (as in the seed); other rows hold one train run's results."""
@@ -382,6 +388,14 @@ class Tables:
     client : botocore DynamoDB client or None
         The client every table uses (made by a composition root, e.g. with recording hooks in tests);
         None: PynamoDB's own, made from ``host``, ``region`` and ``credentials``.
+    recover : callable () -> str, or None
+        Makes the table server reachable again and returns its URL (the local runtime passes
+        :meth:`bioims.local_stack.LocalStack.up`, which restarts a dead dynalite, possibly on a new
+        port). With it, a call that cannot connect (server down, killed mid-request, restarted
+        elsewhere) calls ``recover``, re-points every table at the URL returned, and is retried once at
+        once; if ``recover`` fails or the retry cannot connect either, the call raises
+        :class:`~bioims.errors.Unavailable` (503) instead of retrying with back-off for a minute.
+        Only with ``client=None``.
     """
 
     images: type[Image]
@@ -408,9 +422,14 @@ class Tables:
         region: str = "us-east-1",
         credentials: tuple[str, str] | None = None,
         client: Any | None = None,
+        recover: Callable[[], str] | None = None,
     ) -> None:
+        if recover is not None and client is not None:
+            raise ValueError("recover needs the tables' own client (client=None)")
         self.prefix = prefix
         self.host = host
+        self._recover = recover
+        self._rebind = threading.Lock()
         for attr, template in MODELS.items():
             meta: dict[str, Any] = {
                 "table_name": f"{prefix}{attr.replace('_', '-')}",
@@ -425,11 +444,57 @@ class Tables:
             setattr(self, attr, bound)
         # One botocore client for all tables: PynamoDB makes one per model, and each costs ~0.1 s to
         # create (service model loading), which would dominate the start-up of every command.
-        connections = [m._get_connection().connection for m in self.models()]
-        shared_client = client if client is not None else connections[0].client
-        for conn in connections:
-            conn._client = shared_client
-        self._client = shared_client
+        self._share(client if client is not None else self.models()[0]._get_connection().connection.client)
+
+    def _share(self, client: Any) -> None:
+        """Make ``client`` the one botocore client of every table."""
+        for model in self.models():
+            model._get_connection().connection._client = client
+        self._client = client
+        if self._recover is not None:
+            client.meta.events.register_first("needs-retry.dynamodb", self._on_retry)
+
+    def _on_retry(self, caught_exception: Exception | None = None, request_dict: dict[str, Any] | None = None,
+                  **_: Any) -> int | None:
+        """botocore's retry hook (see ``recover``), run before its own retry policy.
+
+        On a connection failure: ``recover()``; if it names the server that failed, that server is up
+        again (a transient failure) and botocore's policy retries with back-off (None); if it names
+        another, every table is re-pointed there and the call retried at once (0), at most once per call.
+        :class:`Unavailable` if ``recover`` fails or the server moves again during the same call.
+        Anything but a connection failure is left to botocore (None)."""
+        if not isinstance(caught_exception, botocore.exceptions.ConnectionError) or request_dict is None:
+            return None
+        assert self._recover is not None
+        parts = urlsplit(request_dict["url"])
+        failed = f"{parts.scheme}://{parts.netloc}"
+        try:
+            url = self._recover().rstrip("/")
+        except BioimsError as e:
+            raise Unavailable(f"the table server at {failed} is unreachable and could not be restarted: "
+                              f"{one_line(e)}") from caught_exception
+        if url == failed:
+            return None
+        context = request_dict.setdefault("context", {})
+        if context.get("bioims_recovered"):
+            raise Unavailable(f"the table server moved twice during one call (now at {url}); try again")
+        context["bioims_recovered"] = True
+        self.reconnect(url)
+        request_dict["url"] = url + urlunsplit(("", "", parts.path, parts.query, parts.fragment))
+        return 0
+
+    def reconnect(self, host: str) -> str:
+        """Point every table at ``host`` (a new client for it, shared as in the constructor); a no-op
+        when it is the current host. Thread-safe; returns ``host``."""
+        with self._rebind:
+            if host != self.host:
+                for model in self.models():
+                    model.Meta.host = host
+                connection = self.models()[0]._get_connection().connection
+                connection.host, connection._client = host, None
+                self.host = host
+                self._share(connection.client)
+        return host
 
     def models(self) -> list[type[Model]]:
         return [getattr(self, attr) for attr in MODELS]

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..errors import NotFound
+from ..errors import InvalidInput, NotFound, one_line
 from ..specs import EmbeddingSpec, TrainingSettings
 from ..store.objects import ObjectStore
 from .data import CropStream, FieldRef, augment, crop_shape, load_crops, to_input
@@ -69,11 +69,25 @@ def _save(objects: ObjectStore, uri: str, payload: dict[str, Any]) -> None:
 
 
 def _load(objects: ObjectStore, uri: str) -> dict[str, Any] | None:
+    """A checkpoint written by :func:`_save`, or None if there is none.
+
+    Loaded with ``weights_only=True``: a checkpoint holds tensors and plain data only (weights, optimiser
+    and schedule states, :class:`TrainState` as a dict), so unpickling never runs code from the file.
+
+    Raises
+    ------
+    InvalidInput
+        If the file holds anything else (a pickled object, a damaged file): it is refused, not run.
+    """
     try:
         data = objects.get_bytes(uri)
     except NotFound:
         return None
-    return torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
+    try:
+        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - UnpicklingError, RuntimeError, EOFError ... all mean: not ours
+        raise InvalidInput(f"checkpoint {uri} is refused: not a plain tensor checkpoint "
+                           f"({one_line(e, limit=200)})") from None
 
 
 def embed_fields(model: EmbeddingNet, objects: ObjectStore, fields: Sequence[FieldRef], shape: tuple[int, ...],

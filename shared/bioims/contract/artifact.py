@@ -1,0 +1,189 @@
+"""The artifact service's contract: artifact registry, configuration parameters with history, message logs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field, JsonValue
+
+from .base import Count, Id, Message, Model, Name, Operation, Request, Service, Text, Uri, alias
+
+ORIGIN = "origin"
+"""The train id of objects that belong to no train run (thumbnails, source images)."""
+ParameterKey = Id
+
+
+# ------------------------------------------------------------------------------------------------ responses
+class Artifact(Model):
+    """A recorded stored object."""
+
+    context_id: str = Field(description="what it belongs to: a plate, image or train id")
+    train_id: str = Field(description=f"the train run it belongs to ({ORIGIN!r} for none)")
+    uri: str = Field(description="file:// or s3:// URI of the object")
+    type: str | None = Field(None, description="kind of object (thumbnail, flatfield, model, ...)")
+    size: int | None = Field(None, description="bytes")
+    annotations: list[str] | None = None
+    created_at: str | None = Field(None, description="ISO-8601 UTC")
+
+
+class Deleted(Model):
+    """How many records were deleted."""
+
+    deleted: int
+
+
+class ParameterVersion(Model):
+    """One version of a configuration parameter."""
+
+    parameter: str | None = None
+    version: int
+    value: JsonValue = None
+    deleted: bool
+    created_at: str | None = Field(None, description="ISO-8601 UTC")
+
+
+class LogMessage(Model):
+    """One message of an activity log."""
+
+    message_id: str
+    message: str
+    created_at: str = Field(description="ISO-8601 UTC")
+
+
+# ------------------------------------------------------------------------------------------------ requests
+class CreateArtifact(Request):
+    """Record a stored object (idempotent: the same context, train id and URI is one artifact)."""
+
+    context_id: Id
+    uri: Uri
+    train_id: Name = ORIGIN
+    type: Name | None = None
+    size: Count | None = None
+    annotations: list[Text] | None = Field(None, max_length=1000)
+
+
+class GetArtifacts(Request):
+    """Artifacts of a context, optionally only those of one train id (empty list if none)."""
+
+    context_id: Id
+    train_id: Name | None = None
+
+
+class GetTrainArtifacts(Request):
+    """Every artifact recorded with a train id, across contexts."""
+
+    train_id: Name
+
+
+class DeleteArtifacts(Request):
+    """Delete the records (not the objects) of a context, or of one train id in it."""
+
+    context_id: Id
+    train_id: Name | None = None
+
+
+class AddAnnotation(Request):
+    """Append a free-text annotation to an artifact."""
+
+    context_id: Id
+    uri: Uri
+    annotation: Text = Field(min_length=1)
+    train_id: Name = ORIGIN
+
+
+class SetParameter(Request):
+    """Set a configuration parameter to a JSON value; earlier values stay in its history."""
+
+    parameter: ParameterKey = Field(validation_alias=alias("parameter", "key"))
+    value: JsonValue
+
+
+class GetParameter(Request):
+    """The current value of a configuration parameter (404 if never set or deleted)."""
+
+    parameter: ParameterKey = Field(validation_alias=alias("parameter", "key"))
+
+
+class GetAll(Request):
+    """Every configuration parameter currently set -> its value."""
+
+
+class GetHistory(Request):
+    """Every version of a configuration parameter, oldest first."""
+
+    parameter: ParameterKey = Field(validation_alias=alias("parameter", "key"))
+
+
+class DeleteParameter(Request):
+    """Unset a configuration parameter (recorded in its history)."""
+
+    parameter: ParameterKey = Field(validation_alias=alias("parameter", "key"))
+
+
+class GetDefaultTrainId(Request):
+    """The default train run (the ``default-train-id`` parameter)."""
+
+
+class SetDefaultTrainId(Request):
+    """Set the default train run."""
+
+    train_id: Name = Field(validation_alias=alias("train_id", "value"))
+
+
+class CreateMessage(Request):
+    """Start a new activity log with a first message; returns its ``message_id``."""
+
+    message: Message
+
+
+class AddMessage(Request):
+    """Append a message to an existing activity log."""
+
+    message_id: Id
+    message: Message
+
+
+class GetMessage(Request):
+    """The most recent message of an activity log."""
+
+    message_id: Id
+
+
+class ListMessages(Request):
+    """Every message of an activity log, oldest first."""
+
+    message_id: Id
+
+
+class DeleteMessage(Request):
+    """Delete a whole activity log."""
+
+    message_id: Id
+
+
+_Op = Operation
+SERVICE = Service("artifact", "bioims artifact service",
+                  "The artifact registry (every stored object with its context and train id), configuration "
+                  "parameters with history, and activity logs (messages).", (
+    _Op("createArtifact", "create_artifact", "POST /artifacts", CreateArtifact, Artifact, status=201),
+    _Op("getArtifacts", "get_artifacts", "GET /artifacts/{context_id}", GetArtifacts, list[Artifact]),
+    _Op("deleteArtifacts", "delete_artifacts", "DELETE /artifacts/{context_id}", DeleteArtifacts, Deleted),
+    _Op("addAnnotation", "add_annotation", "POST /artifacts/{context_id}/annotations", AddAnnotation, Artifact),
+    _Op("getTrainArtifacts", "get_train_artifacts", "GET /trains/{train_id}/artifacts", GetTrainArtifacts,
+        list[Artifact]),
+    _Op("setParameter", "set_parameter", "PUT /parameters/{parameter}", SetParameter, ParameterVersion),
+    _Op("getParameter", "get_parameter", "GET /parameters/{parameter}", GetParameter, JsonValue, result_key="value"),
+    _Op("getAll", "get_all", "GET /parameters", GetAll, dict[str, Any]),
+    _Op("getHistory", "get_history", "GET /parameters/{parameter}/history", GetHistory, list[ParameterVersion]),
+    _Op("deleteParameter", "delete_parameter", "DELETE /parameters/{parameter}", DeleteParameter,
+        ParameterVersion),
+    _Op("getDefaultTrainId", "get_default_train_id", "GET /default-train-id", GetDefaultTrainId, str,
+        result_key="train_id"),
+    _Op("setDefaultTrainId", "set_default_train_id", "PUT /default-train-id", SetDefaultTrainId, ParameterVersion),
+    _Op("createMessage", "create_message", "POST /messages", CreateMessage, str, status=201,
+        result_key="message_id"),
+    _Op("addMessage", "add_message", "POST /messages/{message_id}", AddMessage, LogMessage, status=201),
+    _Op("getMessage", "get_message", "GET /messages/{message_id}", GetMessage, LogMessage),
+    _Op("listMessage", "list_messages", "GET /messages/{message_id}/all", ListMessages, list[LogMessage]),
+    _Op("deleteMessage", "delete_message", "DELETE /messages/{message_id}", DeleteMessage, Deleted),
+))

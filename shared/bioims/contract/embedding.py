@@ -1,0 +1,98 @@
+"""The embedding service's contract: a train run's ONNX model over every preprocessed field of its plates."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from .base import Id, Model, Name, Operation, Request, Service
+
+MAX_PLATES = 10_000
+"""Most plates of one ``embed`` workflow."""
+MAX_THREADS = 256
+"""Most ONNX Runtime threads of one plate's embedding."""
+
+
+# ------------------------------------------------------------------------------------------------ responses
+class FieldFailure(Model):
+    """A field that could not be embedded, and why."""
+
+    image_id: str
+    failure: str
+
+
+class PlateEmbedding(Model):
+    """One plate embedded (or found embedded: ``skipped``, without the per-status counts)."""
+
+    plate_id: str
+    fields: int = Field(description="fields embedded (rows of the plate's table)")
+    cells: int = Field(description="cells embedded")
+    skipped: bool = Field(description="the plate's table existed: nothing was computed")
+    uri: str = Field(description="the plate's Parquet table (Metadata_* and emb_* columns)")
+    empty: int | None = Field(None, description="fields without cells (no embedding)")
+    failed: int | None = Field(None, description="fields that failed")
+    failures: list[FieldFailure] | None = Field(None, description="the first 20 failures")
+
+
+class PlateEmbeddingEntry(Model):
+    """An embedded plate of a run."""
+
+    plate_id: str
+    uri: str = Field(description="the plate's Parquet table")
+
+
+class ImageEmbedding(Model):
+    """A field's embedding under a run."""
+
+    image_id: str
+    train_id: str
+    status: str = Field(description="embedded, empty or failed (or the status of another kind of row)")
+    error: str | None = Field(description="why the field has no embedding")
+    cells: int | None = Field(description="cells averaged")
+    embedding: list[float] | None = Field(description="the field embedding (mean of its cells); None if none")
+
+
+# ------------------------------------------------------------------------------------------------ requests
+class StartComputeEmbedding(Request):
+    """Start the ``embed`` workflow over the run's compatible plates (or ``plate_ids``); returns its execution id."""
+
+    train_id: Name
+    plate_ids: list[Id] | None = Field(None, max_length=MAX_PLATES)
+
+
+class ComputePlateEmbedding(Request):
+    """Embed one plate's fields with a complete run's model, now (a plate already embedded is skipped).
+
+    Field embeddings go to the (image, run) rows and the plate's Parquet table; ``force`` recomputes."""
+
+    train_id: Name
+    plate_id: Id
+    force: bool = False
+    threads: int = Field(1, ge=1, le=MAX_THREADS, description="ONNX Runtime threads")
+
+
+class ListPlateEmbeddings(Request):
+    """The run's embedded plates (those whose Parquet table exists)."""
+
+    train_id: Name
+
+
+class GetImageEmbedding(Request):
+    """A field's embedding under a run (``embedding`` None for empty or failed fields)."""
+
+    image_id: Id
+    train_id: Name
+
+
+_Op = Operation
+SERVICE = Service("embedding", "bioims embedding service",
+                  "A train run's ONNX model over every preprocessed field of its compatible plates (ONNX "
+                  "Runtime): cell and field embeddings, one Parquet table per plate.", (
+    _Op("startComputeEmbedding", "start_compute_embedding", "POST /trainings/{train_id}/embed",
+        StartComputeEmbedding, str, status=202, result_key="execution_id"),
+    _Op("startComputePlateEmbedding", "compute_plate_embedding", "POST /trainings/{train_id}/plates/{plate_id}",
+        ComputePlateEmbedding, PlateEmbedding),
+    _Op("listPlateEmbeddings", "list_plate_embeddings", "GET /trainings/{train_id}/plates", ListPlateEmbeddings,
+        list[PlateEmbeddingEntry]),
+    _Op("getImageEmbedding", "get_image_embedding", "GET /trainings/{train_id}/images/{image_id}",
+        GetImageEmbedding, ImageEmbedding),
+))

@@ -1,0 +1,400 @@
+"""The image-management service's contract: plates, wells and images (fields), ingestion of the seed's plate
+manifests, inspection, validation, thumbnails, and the preprocessing units of an embedding spec."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import Discriminator, Field, JsonValue, StrictFloat, Tag as Case
+
+from .base import Count, Id, Model, Name, Operation, Pixels, Request, Service, SpecName, Uri, alias
+from .enums import ExecutionStatus, ImageStatus, PlateStatus, ResultStatus
+from .tags import Tag, TagList
+
+ORIGIN = "origin"
+"""The train id of an image's own row (other rows hold one train run's or one spec's results for it)."""
+MAX_PLATES = 10_000
+"""Plates of one request."""
+MAX_DIMENSIONS = 16_384
+"""Components of an embedding vector (64 KB of float32, far below DynamoDB's 400 KB items)."""
+ChannelCount = Annotated[int, Field(ge=1, le=1024)]
+"""A number of channels."""
+
+
+def _manifest_kind(value: Any) -> str | None:
+    return "document" if isinstance(value, dict) else "uri" if isinstance(value, str) else None
+
+
+Manifest = Annotated[
+    Annotated[dict[str, JsonValue], Case("document")] | Annotated[Uri, Case("uri")],
+    Discriminator(_manifest_kind, custom_error_type="manifest_type",
+                  custom_error_message="Input should be a sourcePlateInfo object or the URI of one"),
+    Field(description="the seed's sourcePlateInfo document, or the file:// or s3:// URI of it (under the ingest "
+                      "roots)")]
+"""A plate manifest: the document itself, or where to read it."""
+
+
+# ------------------------------------------------------------------------------------------------ responses
+class Plate(Model):
+    """A registered plate; the dims and ``shape_key`` are set once it is validated."""
+
+    plate_id: str
+    source_id: str = Field(description="the plate's name in its source (``Week1_22123``)")
+    experiment: str | None = None
+    batch: str | None = None
+    status: PlateStatus
+    image_count: int
+    well_count: int
+    channels: list[str] | None = Field(None, description="channel names, in order")
+    width: int | None = None
+    height: int | None = None
+    depth: int | None = None
+    shape_key: str | None = Field(None, description="``{width}x{height}x{depth}x{channels}`` of a validated plate")
+    message_id: str | None = Field(None, description="the plate's activity log")
+    problems: list[str] | None = Field(None, description="why the last validation failed")
+    created_at: str | None = Field(None, description="ISO-8601 UTC")
+    updated_at: str | None = Field(None, description="ISO-8601 UTC")
+
+
+class Well(Model):
+    """A well of a plate."""
+
+    plate_id: str
+    well_id: str
+    source_id: str = Field(description="the well's name (``B02``)")
+    image_count: int
+    metadata: dict[str, JsonValue] | None = Field(None, description="compound, concentration, moa, replicate")
+
+
+class Image(Model):
+    """A field of view (``train_id`` ``origin``) or one train run's (or spec's) results for it."""
+
+    image_id: str
+    train_id: str = Field(description=f"{ORIGIN!r} for the field itself, else the train run or ``spec#<name>``")
+    plate_id: str
+    well_id: str | None = None
+    plate_source_id: str | None = None
+    well_source_id: str | None = None
+    field_source_id: str | None = None
+    channels: list[str] | None = Field(None, description="channel names, in order")
+    channel_uris: dict[str, str] | None = Field(None, description="channel name -> URI of its image")
+    metadata: dict[str, JsonValue] | None = Field(None, description="compound, concentration, moa, batch, ...")
+    width: int | None = None
+    height: int | None = None
+    depth: int | None = None
+    dtype: str | None = None
+    status: ImageStatus | ResultStatus
+    error: str | None = Field(None, description="the exact problem of an invalid or failed field")
+    cell_count: int | None = None
+    results: dict[str, JsonValue] | None = Field(None, description="URIs of the results (crops, rois, cells)")
+    embedding: list[float] | None = Field(None, description="the field's embedding (getImageInfo only)")
+    created_at: str | None = Field(None, description="ISO-8601 UTC")
+    updated_at: str | None = Field(None, description="ISO-8601 UTC")
+
+
+class Registered(Model):
+    """A plate registered from a manifest."""
+
+    plate_id: str
+    images: int
+    invalid_images: int = Field(description="images whose files are missing")
+
+
+class Uploaded(Registered):
+    """A plate registered from a manifest, and the processing it started."""
+
+    execution_id: str = Field(description="the process-plate workflow's execution")
+
+
+class Execution(Model):
+    """A workflow execution."""
+
+    execution_id: str
+    workflow: str = Field(description="process-plate, preprocess, train, embed, ...")
+    params: JsonValue = None
+    status: ExecutionStatus
+    output: JsonValue = None
+    error: str | None = None
+    started_at: str | None = Field(None, description="ISO-8601 UTC")
+    finished_at: str | None = Field(None, description="ISO-8601 UTC")
+
+
+class Validation(Model):
+    """The outcome of validating a plate."""
+
+    plate_id: str
+    valid: bool
+    problems: list[str]
+    status: PlateStatus
+
+
+class PlateImageStatus(Model):
+    """Counts of a plate's images per status."""
+
+    plate_id: str
+    status: PlateStatus
+    images: dict[ImageStatus, int] = Field(description="status -> images, e.g. ``{\"valid\": 1190, \"invalid\": 10}``")
+
+
+class Inspection(Model):
+    """The outcome of inspecting a field: its dims (``valid``), the problem (``invalid``), or ``skipped``."""
+
+    image_id: str
+    status: ImageStatus
+    skipped: bool | None = Field(None, description="already inspected (nothing read)")
+    error: str | None = None
+    width: int | None = None
+    height: int | None = None
+    depth: int | None = None
+    channels: int | None = Field(None, description="number of channel files")
+    dtype: str | None = None
+
+
+class Thumbnails(Model):
+    """The thumbnails of a field (or why there are none)."""
+
+    image_id: str
+    thumbnails: dict[str, str] | None = Field(None, description="width -> URI of the PNG")
+    written: int | None = Field(None, description="thumbnails written now (the others existed)")
+    skipped: bool | None = None
+    reason: str | None = Field(None, description="why it was skipped")
+
+
+class FlatField(Model):
+    """The flat-field of one plate x channel under a spec."""
+
+    plate_id: str
+    channel: str
+    uri: str
+    skipped: bool = Field(description="it existed (nothing computed)")
+    images: int | None = Field(None, description="fields averaged")
+    unreadable: list[str] | None = Field(None, description="ids of the fields left out")
+    reasons: dict[str, str] | None = Field(None, description="id of a field left out -> why")
+
+
+class Preprocessed(Model):
+    """The single-cell crops of one field under a spec."""
+
+    image_id: str
+    cells: int
+    skipped: bool = Field(description="they existed (nothing computed)")
+
+
+# ------------------------------------------------------------------------------------------------ requests
+class PopulateSourcePlate(Request):
+    """Register one plate from the seed's sourcePlateInfo document (409 if it is already registered)."""
+
+    manifest: Manifest
+
+
+class UploadSourcePlate(Request):
+    """Register one plate from a sourcePlateInfo document, then start its processing (inspect, validate,
+    thumbnails)."""
+
+    manifest: Manifest
+
+
+class ListPlates(Request):
+    """Every registered plate, sorted by source id."""
+
+
+class GetPlate(Request):
+    """A plate by id or by source id."""
+
+    plate: Id = Field(validation_alias=alias("plate", "plate_id", "plateId"))
+
+
+class ProcessPlate(Request):
+    """Start the process-plate workflow (inspect, validate, thumbnails); returns the execution id."""
+
+    plate_id: Id
+
+
+class DescribeExecution(Request):
+    """A workflow execution: its status, parameters and output."""
+
+    execution_id: Id
+
+
+class ValidatePlate(Request):
+    """Validate a plate: valid when every image was inspected valid and all share dims, channels and dtype."""
+
+    plate_id: Id
+
+
+class GetPlateImageStatus(Request):
+    """Counts of a plate's images per status."""
+
+    plate_id: Id
+
+
+class CreatePlateMessageId(Request):
+    """Start a new activity log for a plate (replacing the reference to the previous one)."""
+
+    plate_id: Id
+
+
+class GetPlateMessageId(Request):
+    """The id of a plate's activity log."""
+
+    plate_id: Id
+
+
+class ListCompatiblePlates(Request):
+    """Validated plates whose images have exactly these dims (pixels) and channel count."""
+
+    width: Pixels
+    height: Pixels
+    depth: Pixels
+    channels: ChannelCount
+
+
+class GetImagesByPlateId(Request):
+    """The fields of a plate (their own rows)."""
+
+    plate_id: Id
+
+
+class GetImagesByPlateIdAndTrainId(Request):
+    """The rows of a plate's fields under one train run."""
+
+    plate_id: Id
+    train_id: Name
+
+
+class GetImageIdsByPlateId(Request):
+    """Ids of the fields of a plate."""
+
+    plate_id: Id
+
+
+class GetWellsByPlateId(Request):
+    """The wells of a plate, sorted by source id."""
+
+    plate_id: Id
+
+
+class GetImagesByPlateAndWellId(Request):
+    """The fields of a well, by the well's id or its source name (``G10``)."""
+
+    plate_id: Id
+    well_id: Id
+
+
+class GetImageInfo(Request):
+    """A field (or one train run's results for it, with its embedding)."""
+
+    image_id: Id
+    train_id: Name = ORIGIN
+
+
+class CreateImageTrainResult(Request):
+    """Create or replace the row holding one train run's results for a field."""
+
+    image_id: Id
+    train_id: Name
+    embedding: list[StrictFloat] | None = Field(None, max_length=MAX_DIMENSIONS)
+    cell_count: Count | None = None
+    results: dict[str, JsonValue] | None = Field(None, max_length=1000)
+
+
+class GetImageTags(Request):
+    """Tags of a field (404 if there is no such field)."""
+
+    image_id: Id
+
+
+class UpdateImageTags(Request):
+    """Replace the tags of a field; returns them."""
+
+    image_id: Id
+    tags: TagList
+
+
+class InspectImage(Request):
+    """Read every channel of a field; record its dims and dtype (valid) or the exact problem (invalid).
+    Already inspected fields are skipped unless ``force``."""
+
+    image_id: Id
+    force: bool = False
+
+
+class MakeThumbnails(Request):
+    """Colour max-projection PNGs of a valid field at each width (default: the configured ones), recorded as
+    artifacts of the field; existing thumbnails are skipped."""
+
+    image_id: Id
+    widths: list[Pixels] | None = Field(None, max_length=16)
+
+
+class StartPreprocess(Request):
+    """Start the preprocess workflow (flat-fields, then every field's crops) for a spec's compatible plates
+    (or the given ones); returns the execution id."""
+
+    spec: SpecName
+    plate_ids: list[Id] | None = Field(None, max_length=MAX_PLATES)
+
+
+class ComputeFlatField(Request):
+    """Compute the flat-field of one plate x channel under a spec (a unit of the preprocess workflow)."""
+
+    spec: SpecName
+    plate_id: Id
+    channel: Name
+    force: bool = False
+
+
+class PreprocessImage(Request):
+    """Compute the single-cell crops of one field under a spec (a unit of the preprocess workflow)."""
+
+    spec: SpecName
+    image_id: Id
+    force: bool = False
+
+
+_Op = Operation
+SERVICE = Service("image-management", "bioims image-management service",
+                  "Plates, wells and fields (images) with their source ids: registration from the seed's plate "
+                  "manifests, inspection, plate validation, thumbnails, the tags of a field, and the preprocessing "
+                  "(flat-fields, single-cell crops) of an embedding spec.", (
+    _Op("populateSourcePlate", "populate_source_plate", "POST /plates", PopulateSourcePlate, Registered,
+        status=201),
+    _Op("uploadSourcePlate", "upload_source_plate", "POST /uploads", UploadSourcePlate, Uploaded, status=202),
+    _Op("listPlates", "list_plates", "GET /plates", ListPlates, list[Plate]),
+    _Op("getPlate", "get_plate", "GET /plates/{plate}", GetPlate, Plate),
+    _Op("processPlate", "process_plate", "POST /plates/{plate_id}/process", ProcessPlate, str, status=202,
+        result_key="execution_id"),
+    _Op("describeExecution", "describe_execution", "GET /executions/{execution_id}", DescribeExecution, Execution),
+    _Op("validatePlate", "validate_plate", "POST /plates/{plate_id}/validate", ValidatePlate, Validation),
+    _Op("getPlateImageStatus", "get_plate_image_status", "GET /plates/{plate_id}/image-status",
+        GetPlateImageStatus, PlateImageStatus),
+    _Op("createPlateMessageId", "create_plate_message_id", "POST /plates/{plate_id}/message-id",
+        CreatePlateMessageId, str, status=201, result_key="message_id"),
+    _Op("getPlateMessageId", "get_plate_message_id", "GET /plates/{plate_id}/message-id", GetPlateMessageId, str,
+        result_key="message_id"),
+    _Op("listCompatiblePlates", "list_compatible_plates", "GET /compatible-plates", ListCompatiblePlates,
+        list[Plate]),
+    _Op("getImagesByPlateId", "get_images_by_plate_id", "GET /plates/{plate_id}/images", GetImagesByPlateId,
+        list[Image]),
+    _Op("getImagesByPlateIdAndTrainId", "get_images_by_plate_id_and_train_id",
+        "GET /plates/{plate_id}/trains/{train_id}/images", GetImagesByPlateIdAndTrainId, list[Image]),
+    _Op("getImageIdsByPlateId", "get_image_ids_by_plate_id", "GET /plates/{plate_id}/image-ids",
+        GetImageIdsByPlateId, list[str]),
+    _Op("getWellsByPlateId", "get_wells_by_plate_id", "GET /plates/{plate_id}/wells", GetWellsByPlateId,
+        list[Well]),
+    _Op("getImagesByPlateAndWellId", "get_images_by_plate_and_well_id",
+        "GET /plates/{plate_id}/wells/{well_id}/images", GetImagesByPlateAndWellId, list[Image]),
+    _Op("getImageInfo", "get_image_info", "GET /images/{image_id}", GetImageInfo, Image),
+    _Op("createImageTrainResult", "create_image_train_result", "PUT /images/{image_id}/train-results/{train_id}",
+        CreateImageTrainResult, Image),
+    _Op("getImageTags", "get_image_tags", "GET /images/{image_id}/tags", GetImageTags, list[Tag]),
+    _Op("updateImageTags", "update_image_tags", "PUT /images/{image_id}/tags", UpdateImageTags, list[Tag]),
+    _Op("inspectImage", "inspect_image", "POST /images/{image_id}/inspect", InspectImage, Inspection),
+    _Op("makeThumbnails", "make_thumbnails", "POST /images/{image_id}/thumbnails", MakeThumbnails, Thumbnails),
+    _Op("startPreprocess", "start_preprocess", "POST /preprocess/{spec}", StartPreprocess, str, status=202,
+        result_key="execution_id"),
+    _Op("computeFlatField", "compute_flatfield", "POST /plates/{plate_id}/flatfields/{spec}/{channel}",
+        ComputeFlatField, FlatField),
+    _Op("preprocessImage", "preprocess_image", "POST /images/{image_id}/preprocess/{spec}", PreprocessImage,
+        Preprocessed),
+))

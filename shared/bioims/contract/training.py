@@ -1,0 +1,423 @@
+"""The training service's contract: embedding specs (the seed's "embedding"), train runs and their models.
+
+The spec document of ``createEmbedding`` is typed here (:class:`EmbeddingSpec`) with the keys, types and
+ranges of :mod:`bioims.specs`, so that a bad spec is refused at the boundary with the offending key named
+(``spec.input.channels.0: String should match pattern ...``); the rules that relate several keys (distinct
+channels, a segmentation channel among them, an ROI large enough for the network) stay with
+:meth:`bioims.specs.EmbeddingSpec.from_dict`, which also fills in the defaults: the contract passes on
+only the keys a client gave.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .artifact import LogMessage
+from .base import MAX_TEXT, Id, Model, Name, Operation, Pixels, Request, Service, SpecName, alias
+from .enums import Compute, Holdout, Loss, Network, PlateStatus, TrainStatus
+
+MAX_CHANNELS = 64
+"""Most channels of a spec's input."""
+MAX_EPOCHS = 10_000
+"""Most epochs of a train run."""
+MAX_SEED = 2**32 - 1
+"""Largest random seed (seeds are 32-bit)."""
+MAX_BATCH = 65_536
+"""Largest training batch (crops)."""
+MAX_FOLDS = 1000
+"""Most folds of ``--holdout folds``."""
+MAX_TEMPERATURE = 100.0
+"""Largest loss temperature."""
+MAX_LEARNING_RATE = 10.0
+"""Largest learning rate."""
+
+Epochs = Annotated[int, Field(ge=0, le=MAX_EPOCHS)]
+Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
+Temperature = Annotated[float, Field(gt=0, le=MAX_TEMPERATURE)]
+LearningRate = Annotated[float, Field(gt=0, le=MAX_LEARNING_RATE)]
+LabelCategory = Id
+"""A label category (``moa``): the metadata key whose values are the classes of training."""
+
+
+# ------------------------------------------------------------------------------------------- spec document
+class _Document(BaseModel):
+    """Base of the spec document's sections: exactly the keys of :mod:`bioims.specs` (no camelCase, no
+    unknown keys), JSON types as they are (``"128"`` is not an integer), finite numbers."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, use_enum_values=True, frozen=True,
+                              str_max_length=MAX_TEXT)
+
+
+SpecInt = Annotated[int, Field(strict=True)]
+SpecFloat = Annotated[float, Field(strict=True)]
+"""A JSON number (integer or not; never a bool or a string)."""
+
+
+class InputShape(_Document):
+    """Image dims in pixels and the channel names, in channel order."""
+
+    width: Annotated[Pixels, Field(strict=True)]
+    height: Annotated[Pixels, Field(strict=True)]
+    depth: Annotated[int, Field(strict=True, ge=1, le=4096, description="z-planes")]
+    channels: list[Name] = Field(min_length=1, max_length=MAX_CHANNELS,
+                                 description="distinct channel names, in channel order")
+
+
+class FlatFieldSettings(_Document):
+    """The flat-field of a plate's channel: its mean image clipped at a percentile, Gaussian-smoothed."""
+
+    cutoff_percentile: Annotated[SpecFloat, Field(gt=0, le=100)] = 30.0
+    sigma: Annotated[SpecFloat, Field(ge=0, le=65536, description="pixels")] = 50.0
+
+
+class NormalizationSettings(_Document):
+    """Per-channel normalisation: clip at a percentile, divide by the flat-field, log, cap, rescale."""
+
+    clip_percentile: Annotated[SpecFloat, Field(gt=0, le=100)] = 99.0
+    log_cap: Annotated[SpecFloat, Field(gt=0, le=1e6)] = 5.0
+
+
+class SegmentationSettings(_Document):
+    """Nucleus segmentation."""
+
+    declump: Annotated[bool, Field(strict=True, description="also split touching nuclei")] = False
+
+
+class TrainingSettings(_Document):
+    """How a spec's models are trained (AdamW, cosine decay, early stopping on a validation NSC)."""
+
+    epochs: Annotated[SpecInt, Field(ge=1, le=MAX_EPOCHS)] = 30
+    batch_size: Annotated[SpecInt, Field(ge=2, le=MAX_BATCH)] = 128
+    learning_rate: Annotated[SpecFloat, Field(gt=0, le=MAX_LEARNING_RATE)] = 2e-3
+    weight_decay: Annotated[SpecFloat, Field(ge=0, le=1e6)] = 1e-4
+    temperature: Annotated[SpecFloat, Field(gt=0, le=MAX_TEMPERATURE)] = 0.1
+    patience: Annotated[SpecInt, Field(ge=1, le=MAX_EPOCHS, description="epochs without a better score")] = 5
+    seed: Annotated[SpecInt, Field(ge=0, le=MAX_SEED)] = 0
+    folds: Annotated[SpecInt, Field(ge=2, le=MAX_FOLDS, description="K of --holdout folds")] = 5
+    label_category: Annotated[LabelCategory, Field(strict=True)] = "moa"
+    compute: Compute = Compute.CPU
+    validation_fraction: Annotated[SpecFloat, Field(ge=0, lt=1, description="of each compound's wells")] = 0.2
+
+
+class EmbeddingSpec(_Document):
+    """An embedding spec document (``bioims spec create FILE.json``): what images a model takes and how it
+    is built and trained. Omitted sections and keys get their documented defaults."""
+
+    name: Annotated[SpecName, Field(strict=True)]
+    input: InputShape
+    segmentation_channel: Name = Field(description="the nucleus channel (one of the input channels)")
+    roi_size: Annotated[SpecInt, Field(ge=8, le=4096, description="crop side in pixels")]
+    min_nucleus_voxels: Annotated[SpecInt, Field(ge=1, le=10**7)]
+    embedding_length: Annotated[SpecInt, Field(ge=2, le=65536)]
+    flatfield: FlatFieldSettings = FlatFieldSettings()
+    normalization: NormalizationSettings = NormalizationSettings()
+    segmentation: SegmentationSettings = SegmentationSettings()
+    network: Network = Field(Network.RESNET, description="resnet (default) or the seed's convolutions")
+    loss: Loss = Field(Loss.PROXY, description="proxy (default), supcon, or the seed's pair loss")
+    training: TrainingSettings = TrainingSettings()
+
+
+# ------------------------------------------------------------------------------------------------ responses
+class InputShapeInfo(Model):
+    """A spec's image dims and channel names."""
+
+    width: int
+    height: int
+    depth: int
+    channels: list[str]
+
+
+class FlatFieldInfo(Model):
+    """A spec's flat-field settings."""
+
+    cutoff_percentile: float
+    sigma: float
+
+
+class NormalizationInfo(Model):
+    """A spec's normalisation settings."""
+
+    clip_percentile: float
+    log_cap: float
+
+
+class SegmentationInfo(Model):
+    """A spec's segmentation settings."""
+
+    declump: bool
+
+
+class TrainingSettingsInfo(Model):
+    """A spec's training settings."""
+
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    weight_decay: float
+    temperature: float
+    patience: int
+    seed: int
+    folds: int
+    label_category: str
+    compute: Compute
+    validation_fraction: float
+
+
+class SpecInfo(Model):
+    """An embedding spec with every default filled in."""
+
+    name: str
+    input: InputShapeInfo
+    segmentation_channel: str
+    roi_size: int
+    min_nucleus_voxels: int
+    embedding_length: int
+    flatfield: FlatFieldInfo
+    normalization: NormalizationInfo
+    segmentation: SegmentationInfo
+    network: Network
+    loss: Loss
+    training: TrainingSettingsInfo
+
+
+class DeletedSpec(Model):
+    """The name of the deleted spec."""
+
+    deleted: str
+
+
+class CompatiblePlate(Model):
+    """A validated plate whose images have a spec's dims and channels."""
+
+    plate_id: str
+    source_id: str
+    experiment: str | None = None
+    batch: str | None = None
+    status: PlateStatus
+    image_count: int
+    well_count: int
+    channels: list[str]
+    width: int
+    height: int
+    depth: int
+    shape_key: str = Field(description="'{width}x{height}x{depth}x{channel count}'")
+    message_id: str | None = Field(None, description="the plate's activity log")
+    problems: list[str] | None = None
+    created_at: str | None = Field(None, description="ISO-8601 UTC")
+    updated_at: str | None = Field(None, description="ISO-8601 UTC")
+
+
+class RunSettings(TrainingSettingsInfo):
+    """A train run's effective settings: the spec's training settings with the run's overrides."""
+
+    holdout_mode: Holdout
+    network: Network
+    loss: Loss
+
+
+class EpochMetrics(Model):
+    """One epoch of a train run."""
+
+    epoch: int = Field(description="1, 2, ...")
+    loss: float = Field(description="mean training loss")
+    validation_nsc: float | None = Field(description="field-level NSC of the validation wells (None if none)")
+    batches: int
+    crops: int
+    seconds: float
+    crops_per_second: float
+
+
+class Verification(Model):
+    """The ONNX export checked against torch."""
+
+    crops: int
+    max_abs_diff: float
+    tolerance: float
+    opset: int
+
+
+class RunMetrics(Model):
+    """A train run's metrics (while it trains: ``history`` and ``best_epoch`` only)."""
+
+    history: list[EpochMetrics]
+    best_epoch: int = Field(description="the epoch exported (-1 for an untrained run)")
+    best_validation_nsc: float | None = None
+    stopped_early: bool | None = None
+    resumed_from: list[int] | None = Field(None, description="epochs a killed training resumed from")
+    verification: Verification | None = None
+
+
+class ModelUris(Model):
+    """The stored objects of a complete run."""
+
+    onnx: str = Field(description="the ONNX model")
+    card: str = Field(description="the model card (JSON)")
+    checkpoint: str | None = Field(None, description="last epoch's state (none for an untrained run)")
+    weights: str | None = Field(None, description="best epoch's weights (none for an untrained run)")
+
+
+class TrainRun(Model):
+    """A train run: spec, hold-out, filter, status, timestamps, settings, metrics, model URIs."""
+
+    train_id: str = Field(description="'{spec}-{holdout mode}-{index}-{hash}'")
+    spec_name: str
+    created_at: str = Field(description="ISO-8601 UTC")
+    status: TrainStatus
+    holdout: list[str] = Field(description="the compounds it never trains on")
+    filter_uri: str = Field(description="JSON list of the image ids it does not train on")
+    filter_count: int
+    settings: RunSettings
+    message_id: str = Field(description="the run's activity log")
+    model_uris: ModelUris | None = None
+    metrics: RunMetrics | None = None
+    error: str | None = Field(None, description="why it failed")
+    started_at: str | None = Field(None, description="ISO-8601 UTC")
+    finished_at: str | None = Field(None, description="ISO-8601 UTC")
+
+
+class JobInfo(Model):
+    """Progress of a run's training job."""
+
+    train_id: str
+    status: TrainStatus
+    error: str | None
+    epochs: int | None = Field(description="epochs planned")
+    epochs_done: int
+    best_epoch: int | None
+    history: list[EpochMetrics]
+    started_at: str | None = Field(description="ISO-8601 UTC")
+    finished_at: str | None = Field(description="ISO-8601 UTC")
+    messages: list[LogMessage]
+
+
+class DeletedTraining(Model):
+    """The deleted run and how many of its stored objects were deleted."""
+
+    deleted: str
+    objects: int
+
+
+class TrainStarted(Model):
+    """The ``train`` workflow started over a hold-out mode's runs."""
+
+    execution_id: str
+    train_ids: list[str]
+
+
+# ------------------------------------------------------------------------------------------------ requests
+class CreateEmbedding(Request):
+    """Validate and register an embedding spec (409 if its name is taken); returns it with every default.
+
+    Required keys: name, input (width, height, depth, channels), segmentation_channel, roi_size,
+    min_nucleus_voxels, embedding_length; every other setting is optional, unknown keys are refused."""
+
+    spec: EmbeddingSpec
+
+
+class GetEmbeddingInfo(Request):
+    """An embedding spec with every default filled in (404 if none)."""
+
+    name: SpecName = Field(validation_alias=alias("name", "embedding_name"))
+
+
+class ListEmbeddings(Request):
+    """Every embedding spec, by name."""
+
+
+class DeleteEmbedding(Request):
+    """Delete an embedding spec (409 while it has train runs)."""
+
+    name: SpecName = Field(validation_alias=alias("name", "embedding_name"))
+
+
+class GetCompatiblePlates(Request):
+    """Validated plates whose images have the spec's dims, channel count and channel names."""
+
+    name: SpecName = Field(validation_alias=alias("name", "embedding_name"))
+
+
+class CreateTrainings(Request):
+    """The train runs of one hold-out mode (none, compound or folds), created with their filters, or found.
+
+    ``epochs``, ``seed``, ``network``, ``loss``, ``temperature`` and ``learning_rate`` override the spec's;
+    ``epochs=0`` makes runs whose models keep their seeded initial weights (an untrained baseline)."""
+
+    spec: SpecName = Field(validation_alias=alias("spec", "embedding_name"))
+    holdout: Holdout = Holdout.NONE
+    epochs: Epochs | None = None
+    seed: Seed | None = None
+    network: Network | None = None
+    loss: Loss | None = None
+    temperature: Temperature | None = None
+    learning_rate: LearningRate | None = None
+
+
+class GetEmbeddingTrainings(Request):
+    """The train runs of a spec, oldest first."""
+
+    name: SpecName = Field(validation_alias=alias("name", "embedding_name"))
+
+
+class GetTraining(Request):
+    """A train run: spec, holdout, filter count and URI, status, timestamps, metrics, model URIs."""
+
+    train_id: Name
+
+
+class GetTrainingFilter(Request):
+    """The image ids a run does not train on (its held-out compounds' fields)."""
+
+    train_id: Name
+
+
+class GetTrainingJobInfo(Request):
+    """Progress of a run's job: status, epochs done, per-epoch history, best epoch, message log."""
+
+    train_id: Name
+
+
+class DeleteTraining(Request):
+    """Delete a run, its stored objects and artifact records (409 while it runs)."""
+
+    train_id: Name
+
+
+class Train(Request):
+    """Create (or find) the runs of a hold-out mode and start the ``train`` workflow over those not complete.
+
+    Returns ``{"execution_id", "train_ids"}`` at once; the arguments are those of createTraining."""
+
+    spec: SpecName = Field(validation_alias=alias("spec", "embedding_name"))
+    holdout: Holdout = Holdout.NONE
+    epochs: Epochs | None = None
+    seed: Seed | None = None
+    network: Network | None = None
+    loss: Loss | None = None
+    temperature: Temperature | None = None
+    learning_rate: LearningRate | None = None
+
+
+_Op = Operation
+SERVICE = Service("training", "bioims training service",
+                  "Embedding specs (the seed's \"embedding\": input shape, crops, network, loss, training "
+                  "settings), train runs with compound hold-out and their training filters, and the "
+                  "`train` workflow producing verified ONNX models.", (
+    _Op("createEmbedding", "create_embedding", "POST /embeddings", CreateEmbedding, SpecInfo, status=201),
+    _Op("listEmbeddings", "list_embeddings", "GET /embeddings", ListEmbeddings, list[SpecInfo]),
+    _Op("getEmbeddingInfo", "get_embedding_info", "GET /embeddings/{name}", GetEmbeddingInfo, SpecInfo),
+    _Op("deleteEmbedding", "delete_embedding", "DELETE /embeddings/{name}", DeleteEmbedding, DeletedSpec),
+    _Op("getCompatiblePlates", "get_compatible_plates", "GET /embeddings/{name}/plates", GetCompatiblePlates,
+        list[CompatiblePlate]),
+    _Op("createTraining", "create_trainings", "POST /trainings", CreateTrainings, list[TrainRun], status=201),
+    _Op("getEmbeddingTrainings", "get_embedding_trainings", "GET /embeddings/{name}/trainings",
+        GetEmbeddingTrainings, list[TrainRun]),
+    _Op("getTraining", "get_training", "GET /trainings/{train_id}", GetTraining, TrainRun),
+    _Op("getTrainingFilter", "get_training_filter", "GET /trainings/{train_id}/filter", GetTrainingFilter,
+        list[str]),
+    _Op("getTrainingJobInfo", "get_training_job_info", "GET /trainings/{train_id}/job", GetTrainingJobInfo,
+        JobInfo),
+    _Op("deleteTraining", "delete_training", "DELETE /trainings/{train_id}", DeleteTraining, DeletedTraining),
+    _Op("train", "train", "POST /train", Train, TrainStarted, status=202),
+))

@@ -1,0 +1,96 @@
+"""The contract matches the services it describes, and validates what clients send."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+from pydantic import TypeAdapter
+
+from bioims.contract import SERVICES, service, validate
+from bioims.errors import InvalidInput
+from bioims.services.artifact import ArtifactService
+from bioims.services.embedding import EmbeddingService
+from bioims.services.image_management import ImageManagementService
+from bioims.services.search import SearchService
+from bioims.services.tags import TagsService
+from bioims.services.training import TrainingService
+
+SERVICE_CLASSES = {"artifact": ArtifactService, "tags": TagsService, "image-management": ImageManagementService,
+                   "training": TrainingService, "embedding": EmbeddingService, "search": SearchService}
+OPERATIONS = [(name, op) for name, s in SERVICES.items() for op in s.operations]
+
+
+def _public_parameters(cls: type, function: str) -> dict[str, inspect.Parameter]:
+    signature = inspect.signature(getattr(cls, function))
+    return {n: p for n, p in signature.parameters.items() if n != "self" and not n.startswith("_")
+            and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
+
+
+@pytest.mark.parametrize(("name", "op"), OPERATIONS, ids=[f"{n}.{op.method}" for n, op in OPERATIONS])
+def test_request_fields_are_the_service_method_parameters(name, op):
+    parameters = _public_parameters(SERVICE_CLASSES[name], op.function)
+    fields = op.request.model_fields
+    assert list(fields) == list(parameters), f"{op.method}: fields {list(fields)} != parameters {list(parameters)}"
+    for field_name, field in fields.items():
+        p = parameters[field_name]
+        if p.default is p.empty:
+            assert field.is_required(), f"{op.method}.{field_name} is required by the service"
+        else:
+            assert not field.is_required() and field.default == p.default, \
+                f"{op.method}.{field_name}: default {field.default!r} != the service's {p.default!r}"
+
+
+@pytest.mark.parametrize(("name", "op"), OPERATIONS, ids=[f"{n}.{op.method}" for n, op in OPERATIONS])
+def test_every_operation_documents_its_request_and_response(name, op):
+    assert op.request.__doc__ and op.summary
+    op.request.model_json_schema()
+    TypeAdapter(op.http_response).json_schema(mode="serialization")
+
+
+def test_operation_names_and_routes_are_unique_per_service():
+    for s in SERVICES.values():
+        methods = [op.method for op in s.operations]
+        routes = [op.route for op in s.operations]
+        assert len(set(methods)) == len(methods), s.name
+        assert len(set(routes)) == len(routes), s.name
+
+
+def test_names_given_camel_or_snake_case_and_seed_aliases():
+    op = service("artifact").find("getParameter")
+    assert validate(op, {"parameter": "x"}) == validate(op, {"key": "x"}) == {"parameter": "x"}
+    op = service("artifact").find("getArtifacts")
+    assert validate(op, {"contextId": "c", "trainId": "t"}) == {"context_id": "c", "train_id": "t"}
+
+
+@pytest.mark.parametrize("args, message", [
+    ({"context_id": "c", "extra": 1}, "extra: unknown argument"),
+    ({}, "context_id: Field required"),
+    ({"context_id": 5}, "context_id: Input should be a valid string"),
+    ({"context_id": "x" * 3000}, "context_id: String should have at most 256 characters"),
+    ({"context_id": "a\x00b"}, "context_id: String should match pattern"),
+    ({"context_id": "c", "train_id": "../../etc"}, "train_id: String should match pattern"),
+])
+def test_invalid_arguments_name_the_field(args, message):
+    with pytest.raises(InvalidInput, match="invalid arguments for getArtifacts") as e:
+        validate(service("artifact").find("getArtifacts"), args)
+    assert message in str(e.value)
+    assert len(str(e.value)) < 500
+
+
+def test_a_string_is_never_a_list_and_nesting_is_bounded():
+    op = service("artifact").find("createArtifact")
+    with pytest.raises(InvalidInput, match="annotations: Input should be a valid list"):
+        validate(op, {"context_id": "c", "uri": "file:///x", "annotations": "abc"})
+    deep: object = "x"
+    for _ in range(40):
+        deep = [deep]
+    with pytest.raises(InvalidInput, match="nested deeper than 32"):
+        validate(service("artifact").find("setParameter"), {"parameter": "p", "value": deep})
+
+
+def test_unknown_service_and_method():
+    with pytest.raises(InvalidInput, match="unknown service"):
+        service("nope")
+    with pytest.raises(InvalidInput, match="unknown method 'nope' for service artifact"):
+        service("artifact").find("nope")
