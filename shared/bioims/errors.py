@@ -50,7 +50,7 @@ class Unavailable(BioimsError):
     restarted; the same request may succeed later."""
 
     status = 503
-    code = "ServiceUnavailable"
+    code = "Unavailable"
 
 
 ERRORS_BY_CODE: dict[str, type[BioimsError]] = {

@@ -203,6 +203,9 @@ class Settings:
         if env.get("BIOIMS_DYNALITE"):
             values["dynalite_cli"] = Path(env["BIOIMS_DYNALITE"])
         if env.get("BIOIMS_INGEST_ROOTS"):
+            if "://" in env["BIOIMS_INGEST_ROOTS"]:  # s3:// would be split at its ':' (os.pathsep)
+                raise InvalidInput("BIOIMS_INGEST_ROOTS holds local folders, not URIs (on AWS the input bucket, "
+                                   "BIOIMS_INPUT_BUCKET, is the S3 root)")
             values["ingest_roots"] = tuple(r for r in env["BIOIMS_INGEST_ROOTS"].split(os.pathsep) if r)
         for name in _AWS_RESOURCES:
             values[name] = env.get(ENV_NAMES[name]) or None

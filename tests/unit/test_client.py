@@ -18,6 +18,7 @@ from bioims.api.chalice_app import create_app
 from bioims.contract import LAMBDA_SERVICES, SERVICES
 from bioims.client import (
     CLIENTS,
+    SearchClient,
     ArtifactClient,
     HttpTransport,
     InProcessTransport,
@@ -131,9 +132,9 @@ def assert_same_as_services(clients: Mapping[str, ServiceClient], services: Cont
     for call, error in [
         (lambda: tags.get_tag_by_value("nope"), NotFound("no tag 'nope'")),
         (lambda: tags.create_category("moa"), Conflict("label category 'moa' already exists")),
-        (lambda: artifact.set_parameter("x", None), InvalidInput("value must not be null (use delete_parameter)")),
+        (lambda: artifact.set_parameter("x", None), InvalidInput("invalid arguments for setParameter: value: Value error, must not be null (delete the parameter instead)")),
         (lambda: tags.get_tag_by_id("two"),
-         InvalidInput("argument 'tag_id' of getTagById must be an integer, got 'two'")),
+         InvalidInput("invalid arguments for getTagById: tag_id: Input should be a valid integer, unable to parse string as an integer")),
         (lambda: images.get_image_info(image_id, "no-such-train"),
          NotFound(f"no image {image_id!r} for train 'no-such-train'")),
     ]:
@@ -222,8 +223,9 @@ def test_connect_needs_exactly_one_way(services: Container) -> None:  # noqa: F8
         connect("tags")
     with pytest.raises(InvalidInput, match="exactly one of"):
         connect("tags", url="http://x", container=services)
-    with pytest.raises(InvalidInput, match="unknown service 'search'"):
-        connect("search", url="http://x")
+    assert isinstance(connect("search", url="http://x/search"), SearchClient)
+    with pytest.raises(InvalidInput, match="unknown service 'nope'"):
+        connect("nope", url="http://x")
 
 
 class StubResponse:

@@ -94,3 +94,30 @@ def test_unknown_service_and_method():
         service("nope")
     with pytest.raises(InvalidInput, match="unknown method 'nope' for service artifact"):
         service("artifact").find("nope")
+
+
+def _unbounded(schema: object, path: str = "") -> list[str]:
+    """Paths of strings without maxLength, arrays without maxItems, integers without bounds in a JSON schema."""
+    found: list[str] = []
+    if isinstance(schema, dict):
+        kind = schema.get("type")
+        if "enum" not in schema and "const" not in schema:
+            if kind == "string" and "maxLength" not in schema:
+                found.append(path or "/")
+            if kind == "array" and "maxItems" not in schema:
+                found.append(path or "/")
+            if kind == "integer" and ("maximum" not in schema or "minimum" not in schema):
+                found.append(path or "/")
+        for key, value in schema.items():
+            found += _unbounded(value, f"{path}/{key}")
+    elif isinstance(schema, list):
+        for i, value in enumerate(schema):
+            found += _unbounded(value, f"{path}/{i}")
+    return found
+
+
+@pytest.mark.parametrize(("name", "op"), OPERATIONS, ids=[f"{n}.{op.method}" for n, op in OPERATIONS])
+def test_every_request_value_is_bounded(name, op):
+    """Strings have a maximum length, lists a maximum size, integers a range: nothing a client sends can
+    exceed what the tables store or what a server should hold."""
+    assert _unbounded(op.request.model_json_schema()) == []

@@ -278,7 +278,7 @@ def test_names_that_are_path_segments_are_accepted():
 
 @pytest.mark.parametrize(("service_name", "method", "args", "field"), [
     ("image-management", "populateSourcePlate", {"manifest": 5}, "manifest"),
-    ("image-management", "populateSourcePlate", {"manifest": ""}, "manifest.uri"),
+    ("image-management", "populateSourcePlate", {"manifest": ""}, "manifest.text"),
     ("image-management", "uploadSourcePlate", {"manifest": ["file:///x.json"]}, "manifest"),
     ("image-management", "createImageTrainResult", {"image_id": "i", "train_id": "t", "results": "x"}, "results"),
     ("image-management", "createImageTrainResult", {"image_id": "i", "train_id": "t", "embedding": ["0.5"]},
@@ -309,7 +309,7 @@ def test_seed_and_camel_case_names():
     get_plate = service("image-management").find("getPlate")
     assert validate(get_plate, {"plate_id": "P"}) == validate(get_plate, {"plateId": "P"}) == \
         validate(get_plate, {"plate": "P"}) == {"plate": "P"}
-    assert get_plate.route == "GET /plates/{plate}"
+    assert get_plate.route == "GET /plates/{plate_id}"
     tag_images = service("tags").find("tagImages")
     assert validate(tag_images, {"assignments": {"IMG": ["qc:ok"]}, "plateId": "p"}) == \
         {"assignments": {"IMG": ["qc:ok"]}, "plate_id": "p"}

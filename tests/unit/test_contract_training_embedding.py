@@ -111,7 +111,7 @@ def test_spec_lifecycle_through_the_contract(container):
         call("createTraining", {"spec": "bbbc021-demo", "holdout": "folds", "epochs": 0})
 
 
-@pytest.mark.parametrize("changes, field", [
+BAD_SPECS = [  # each refused naming the key (bioims.specs refuses them too, but for 65+ character names, inf, -1 seeds)
     ({"input__channels": ["../../../../tmp/x/pwned"]}, "spec.input.channels.0"),
     ({"input__channels": ["DAPI", "a/b"]}, "spec.input.channels.1"),
     ({"input__channels": ["DAPI", "a\x00b"]}, "spec.input.channels.1"),
@@ -156,12 +156,18 @@ def test_spec_lifecycle_through_the_contract(container):
     ({"training__compute": "tpu"}, "spec.training.compute"),
     ({"training__label_category": 5}, "spec.training.label_category"),
     ({"training__validation_fraction": 1}, "spec.training.validation_fraction"),
-])
-def test_bad_specs_are_refused_naming_the_key(container, changes, field):
-    spec = with_(**changes)
-    refused(CREATE, {"spec": spec}, field)
-    with pytest.raises(InvalidInput):
-        dispatch(container.training, CREATE, {"spec": spec})
+]
+
+
+@pytest.mark.parametrize("changes, field", BAD_SPECS)
+def test_bad_specs_are_refused_naming_the_key(changes, field):
+    refused(CREATE, {"spec": with_(**changes)}, field)
+
+
+def test_bad_specs_never_reach_the_service(container):
+    for changes, _ in BAD_SPECS:
+        with pytest.raises(InvalidInput):
+            dispatch(container.training, CREATE, {"spec": with_(**changes)})
     assert container.training.list_embeddings() == []
 
 
@@ -221,11 +227,10 @@ def test_training_arguments_are_typed_and_bounded(method):
 @pytest.mark.parametrize("method", ["getTraining", "getTrainingFilter", "getTrainingJobInfo", "deleteTraining"])
 @pytest.mark.parametrize("train_id", ["a\x00b", "x" * 5000, "../../etc/passwd", "", 5, ["t"]],
                          ids=["nul", "5000-chars", "traversal", "empty", "int", "list"])
-def test_train_ids_are_names(container, method, train_id):
+def test_train_ids_are_names(method, train_id):
     op = TRAINING.find(method)
     refused(op, {"train_id": train_id}, "train_id")
-    with pytest.raises(InvalidInput):
-        dispatch(container.training, op, {"trainId": train_id})
+    refused(op, {"trainId": train_id}, "train_id")
 
 
 @pytest.mark.parametrize("method", ["getEmbeddingInfo", "deleteEmbedding", "getCompatiblePlates",

@@ -124,6 +124,7 @@ def test_an_s3_image_without_credentials_ends_invalid(settings, tables, tmp_path
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    settings = settings.with_(input_bucket="plates")  # the S3 ingest root
     c = build(settings, tables, ObjectStore(boto3.client("s3", region_name="us-east-1")), LocalRunner(settings, tables))
     record = make_plate(tmp_path, rng)
     fields = [f.__class__(f.well, f.site, {ch: f"s3://plates/{f.well}_{f.site}_{ch}.tif" for ch in CHANNELS},

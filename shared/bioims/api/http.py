@@ -33,7 +33,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..contract import LAMBDA_SERVICES, MAX_BODY_BYTES, Operation, Service, dispatch, service
 from ..contract.base import http_arguments
-from ..contract.openapi import json_response, openapi
+from ..contract.openapi import combined, json_response, openapi
 from ..errors import BioimsError, NotFound, PayloadTooLarge
 
 if TYPE_CHECKING:
@@ -93,6 +93,17 @@ def operation_endpoint(op: Operation, get_target: Callable[[], Any], max_body: i
     return endpoint
 
 
+def _by_method(endpoints: dict[str, Callable[..., Any]]) -> Callable[..., Any]:
+    """One endpoint for a path with several operations (one Route per path, so that a 405 names them all)."""
+    if len(endpoints) == 1:
+        return next(iter(endpoints.values()))
+
+    async def endpoint(request: Request) -> Response:
+        return await endpoints[request.method](request)
+
+    return endpoint
+
+
 async def read_body(request: Request, limit: int) -> bytes:
     """The request body, refused with 413 past ``limit`` bytes (declared or streamed)."""
     declared = request.headers.get("content-length")
@@ -113,8 +124,11 @@ def service_app(contract: Service, get_target: Callable[[], Any], *, max_body: i
 
     ``extra`` adds routes that are not operations (health, readiness) with their OpenAPI path items.
     """
-    routes: list[BaseRoute] = [Route(op.path, operation_endpoint(op, get_target, max_body), methods=[op.http_method])
-                               for op in contract.operations]
+    by_path: dict[str, dict[str, Callable[..., Any]]] = {}
+    for op in contract.operations:
+        by_path.setdefault(op.path, {})[op.http_method] = operation_endpoint(op, get_target, max_body)
+    routes: list[BaseRoute] = [Route(path, _by_method(endpoints), methods=list(endpoints))
+                               for path, endpoints in by_path.items()]
     document = openapi(contract, extra_paths={route.path: item for route, item in extra})
     routes += [route for route, _ in extra]
     routes.append(Route("/openapi.json", lambda request: JSONResponse(document), methods=["GET"]))
@@ -217,13 +231,18 @@ def _local_gateway(app: Any) -> Any:
 
 
 def local_app(container: Container, *, allowed_hosts: Iterable[str] = ()) -> ASGIApp:
-    """``bioims serve``: every service under its prefix, ``GET /health``, guarded (see :func:`guarded`)."""
+    """``bioims serve``: every service under its prefix, ``GET /health``, ``GET /openapi.json`` (every
+    service's operations in one document), guarded (see :func:`guarded`)."""
     services = sorted([*LAMBDA_SERVICES, "search"])
 
     def health(request: Request) -> Response:
         return JSONResponse({"status": "ok", "services": services})
 
+    document = combined({name: service(name) for name in services}, extra_paths={"/health": {"get": {
+        "operationId": "health", "summary": "Liveness and the services served",
+        "responses": {"200": json_response("alive", {"type": "object"})}}}})
     routes: list[BaseRoute] = [Route("/health", health, methods=["GET"]),
+                               Route("/openapi.json", lambda request: JSONResponse(document), methods=["GET"]),
                                Mount("/search", app=search_app(container.search))]
     routes += [Mount(f"/{name}", app=ChaliceGateway(name, lambda: container)) for name in LAMBDA_SERVICES]
     app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS)

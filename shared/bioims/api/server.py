@@ -40,6 +40,7 @@ class Server:
         self._socket = socket.socket(family, socket.SOCK_STREAM)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._socket.bind((host, port))
+        self._socket.listen(2048)  # connections wait in the backlog until uvicorn's loop accepts them
         self.host, self.port = self._socket.getsockname()[:2]
         self._server = uvicorn.Server(uvicorn.Config(
             app, http="httptools", loop="auto", lifespan="off", access_log=False, log_level="warning",

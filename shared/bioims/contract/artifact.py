@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field, JsonValue
+from pydantic import Field, JsonValue, field_validator
 
 from .base import Count, Id, Message, Model, Name, Operation, Request, Service, Text, Uri, alias
 
@@ -92,10 +92,17 @@ class AddAnnotation(Request):
 
 
 class SetParameter(Request):
-    """Set a configuration parameter to a JSON value; earlier values stay in its history."""
+    """Set a configuration parameter to a JSON value (not null); earlier values stay in its history."""
 
     parameter: ParameterKey = Field(validation_alias=alias("parameter", "key"))
-    value: JsonValue
+    value: JsonValue = Field(json_schema_extra={"not": {"type": "null"}})
+
+    @field_validator("value")
+    @classmethod
+    def _not_null(cls, value: JsonValue) -> JsonValue:
+        if value is None:
+            raise ValueError("must not be null (delete the parameter instead)")
+        return value
 
 
 class GetParameter(Request):

@@ -22,8 +22,10 @@ keys, 400 KB items, 32 nesting levels) or what a server should hold in memory.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
+import typing
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -32,7 +34,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StringConstrain
 from pydantic.alias_generators import to_camel
 
 from ..errors import InvalidInput
-from ..names import NAME_PATTERN
+from ..names import MAX_NAME, NAME_PATTERN
 
 MAX_ID = 256
 """Characters of an id or a lookup value (plate source id, image id, well): far below DynamoDB's 2,048-byte keys."""
@@ -50,7 +52,7 @@ MAX_BODY_BYTES = 6 * 1024 * 1024
 _PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
 _TEXT = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"  # printable, newlines and tabs allowed
 
-Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
+Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN, max_length=MAX_NAME)]
 """A name that becomes a path segment (channel, spec, train id, index id, profile set): see :mod:`bioims.names`."""
 SpecName = Annotated[str, StringConstraints(pattern=NAME_PATTERN, max_length=64)]
 """An embedding spec's name (at most 64 characters: train ids are built from it)."""
@@ -62,8 +64,11 @@ Text = Annotated[str, StringConstraints(max_length=MAX_TEXT, pattern=_TEXT)]
 """Free text (a description): at most 4,096 characters, no control characters but newline and tab."""
 Message = Annotated[str, StringConstraints(min_length=1, max_length=MAX_MESSAGE, pattern=_TEXT)]
 """A log message: 1..65,536 characters."""
-Uri = Annotated[str, StringConstraints(min_length=1, max_length=MAX_TEXT, pattern=_PRINTABLE)]
-"""A ``file://`` or ``s3://`` URI (whether it may be read is decided by the service: ingest roots)."""
+MAX_URI = 880
+"""Characters of a URI: with a train id it must fit DynamoDB's 1,024-byte range keys."""
+Uri = Annotated[str, StringConstraints(max_length=MAX_URI, pattern=r"^(file|s3)://[\x20-\x7e]+$")]
+"""A ``file://`` or ``s3://`` URI, printable ASCII (file URIs are percent-encoded); whether it may be read
+is decided by the service (ingest roots)."""
 Count = Annotated[int, Field(ge=0, le=2**31 - 1)]
 """A non-negative count or index."""
 Pixels = Annotated[int, Field(ge=1, le=65536)]
@@ -83,7 +88,7 @@ class Request(BaseModel):
 
     model_config = ConfigDict(extra="forbid", alias_generator=to_camel, validate_by_name=True,
                               validate_by_alias=True, allow_inf_nan=False, use_enum_values=True,
-                              str_max_length=MAX_MESSAGE, frozen=True, loc_by_alias=False)
+                              frozen=True, loc_by_alias=False)
 
 
 class Model(BaseModel):
@@ -217,8 +222,10 @@ class Service:
 def validate(op: Operation, args: Any) -> dict[str, Any]:
     """The keyword arguments of the service method for one call, validated by the operation's request model.
 
-    Only the arguments given are returned (the method's defaults apply to the others); nested models
-    become plain dicts, enum members their strings.
+    A string is never a list, a number never a string, a boolean never a number; a string holding an
+    integer or a boolean is converted for an integer or boolean field (path segments and query strings
+    are text; the seed's events send numbers as strings). Only the arguments given are returned (the
+    method's defaults apply to the others); nested models become plain dicts, enum members their strings.
 
     Raises
     ------
@@ -235,11 +242,50 @@ def validate(op: Operation, args: Any) -> dict[str, Any]:
     if not isinstance(args, Mapping):
         raise InvalidInput(f"the arguments of {op.method} must be a JSON object, got {type(args).__name__}")
     check_depth(args)
+    names = _accepted_names(op.request)
+    numeric = _numeric_fields(op.request)
+    given: dict[str, str] = {}
+    for key, value in args.items():
+        field = names.get(key)
+        if field is None:
+            continue
+        if field in given:
+            raise InvalidInput(f"argument {field!r} of {op.method} given twice (as {given[field]!r} and {key!r})")
+        given[field] = key
+        if isinstance(value, bool) and field in numeric:
+            raise InvalidInput(f"invalid arguments for {op.method}: {field}: Input should be a number, not a boolean")
     try:
         request = op.request.model_validate(dict(args))
     except ValidationError as e:
         raise InvalidInput(f"invalid arguments for {op.method}: {describe(e)}") from None
     return request.model_dump(exclude_unset=True)
+
+
+@functools.cache
+def _numeric_fields(model: type[Request]) -> frozenset[str]:
+    """Fields whose type is a number (or an optional one), where lax validation would take true as 1."""
+    def numeric(annotation: Any) -> bool:
+        if annotation in (int, float):
+            return True
+        return any(numeric(a) for a in typing.get_args(annotation) if a is not type(None))
+
+    return frozenset(n for n, info in model.model_fields.items()
+                     if numeric(info.annotation) and not _allows(info.annotation, bool))
+
+
+def _allows(annotation: Any, kind: type) -> bool:
+    return annotation is kind or any(_allows(a, kind) for a in typing.get_args(annotation))
+
+
+@functools.cache
+def _accepted_names(model: type[Request]) -> dict[str, str]:
+    """Every name a request model accepts (field names, camelCase, the seed's aliases) -> its field."""
+    names: dict[str, str] = {}
+    for name, info in model.model_fields.items():
+        choices = info.validation_alias.choices if isinstance(info.validation_alias, AliasChoices) else []
+        for accepted in (name, info.alias or to_camel(name), *(c for c in choices if isinstance(c, str))):
+            names[accepted] = name
+    return names
 
 
 def describe(error: ValidationError, *, limit: int = 5) -> str:
@@ -290,7 +336,7 @@ def _refuse_constant(name: str) -> Any:
 
 def dispatch(target: Any, op: Operation, args: Any) -> Any:
     """Call one operation on ``target`` (a service object, or anything with the same methods) with
-    arguments validated by the contract; returns the method's (JSON-ready) result."""
+    arguments validated by the contract (see :func:`validate`); returns the method's (JSON-ready) result."""
     return getattr(target, op.function)(**validate(op, args))
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import Discriminator, Field, JsonValue, StrictFloat, Tag as Case
+from pydantic import Discriminator, Field, JsonValue, StrictFloat, StringConstraints, Tag as Case
 
-from .base import Count, Id, Model, Name, Operation, Pixels, Request, Service, SpecName, Uri, alias
+from .base import MAX_BODY_BYTES, Count, Id, Model, Name, Operation, Pixels, Request, Service, SpecName, Uri, alias
 from .enums import ExecutionStatus, ImageStatus, PlateStatus, ResultStatus
 from .tags import Tag, TagList
 
@@ -22,15 +22,20 @@ ChannelCount = Annotated[int, Field(ge=1, le=1024)]
 
 
 def _manifest_kind(value: Any) -> str | None:
-    return "document" if isinstance(value, dict) else "uri" if isinstance(value, str) else None
+    if isinstance(value, dict):
+        return "document"
+    if isinstance(value, str):
+        return "uri" if value.startswith(("file://", "s3://")) else "text"
+    return None
 
 
 Manifest = Annotated[
-    Annotated[dict[str, JsonValue], Case("document")] | Annotated[Uri, Case("uri")],
+    Annotated[dict[str, JsonValue], Case("document")] | Annotated[Uri, Case("uri")]
+    | Annotated[str, StringConstraints(min_length=2, max_length=MAX_BODY_BYTES), Case("text")],
     Discriminator(_manifest_kind, custom_error_type="manifest_type",
-                  custom_error_message="Input should be a sourcePlateInfo object or the URI of one"),
-    Field(description="the seed's sourcePlateInfo document, or the file:// or s3:// URI of it (under the ingest "
-                      "roots)")]
+                  custom_error_message="Input should be a sourcePlateInfo object, its JSON text or its URI"),
+    Field(description="the seed's sourcePlateInfo document, its JSON text, or the file:// or s3:// URI of it "
+                      "(under the ingest roots)")]
 """A plate manifest: the document itself, or where to read it."""
 
 
@@ -201,7 +206,7 @@ class ListPlates(Request):
 class GetPlate(Request):
     """A plate by id or by source id."""
 
-    plate: Id = Field(validation_alias=alias("plate", "plate_id", "plateId"))
+    plate: Id = Field(validation_alias=alias("plate", "plate_id"))
 
 
 class ProcessPlate(Request):
@@ -361,7 +366,7 @@ SERVICE = Service("image-management", "bioims image-management service",
         status=201),
     _Op("uploadSourcePlate", "upload_source_plate", "POST /uploads", UploadSourcePlate, Uploaded, status=202),
     _Op("listPlates", "list_plates", "GET /plates", ListPlates, list[Plate]),
-    _Op("getPlate", "get_plate", "GET /plates/{plate}", GetPlate, Plate),
+    _Op("getPlate", "get_plate", "GET /plates/{plate_id}", GetPlate, Plate),
     _Op("processPlate", "process_plate", "POST /plates/{plate_id}/process", ProcessPlate, str, status=202,
         result_key="execution_id"),
     _Op("describeExecution", "describe_execution", "GET /executions/{execution_id}", DescribeExecution, Execution),

@@ -44,6 +44,27 @@ def openapi(service: Service, *, extra_paths: dict[str, Any] | None = None, serv
     return doc
 
 
+def combined(services: dict[str, Service], *, extra_paths: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One document for several services served under one address (``bioims serve``): each service's
+    paths under ``/<service>``, operation ids prefixed with the service (``tags.getImageTags``)."""
+    paths: dict[str, Any] = dict(extra_paths or {})
+    schemas: dict[str, Any] = {}
+    for name, service in services.items():
+        doc = openapi(service)
+        for path, item in doc["paths"].items():
+            for operation in item.values():
+                operation["operationId"] = f"{name}.{operation['operationId']}"
+                operation["tags"] = [name]
+            paths[f"/{name}{path}"] = item
+        for model, schema in doc["components"]["schemas"].items():
+            if model in schemas and schemas[model] != schema:
+                raise ValueError(f"model {model!r} differs between services; give one of them another name")
+            schemas[model] = schema
+    return {"openapi": "3.1.0", "info": {"title": "bioims (every service)", "version": "1",
+                                         "description": "Every bioims service on one address (`bioims serve`)."},
+            "paths": paths, "components": {"schemas": dict(sorted(schemas.items()))}}
+
+
 def json_response(description: str, schema: dict[str, Any]) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 

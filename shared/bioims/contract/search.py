@@ -7,7 +7,9 @@ it like every other service.
 
 from __future__ import annotations
 
-from pydantic import Field, JsonValue
+from typing import Annotated
+
+from pydantic import Field, JsonValue, StringConstraints
 
 from .base import Id, Model, Name, Operation, Request, Service, TagValue
 from .enums import IndexKind, Level, Metric
@@ -116,7 +118,7 @@ class Search(Request):
     vector: list[float] | None = Field(None, min_length=1, max_length=MAX_DIMS,
                                        description="query: the embedding itself (dims numbers)")
     id: Id | None = Field(None, description="query: an item of the index (PLATE/WELL, COMPOUND@CONC, IMAGE#N)")
-    images: dict[Name, str] | None = Field(None, max_length=64, description=(
+    images: dict[Name, Annotated[str, StringConstraints(max_length=MAX_UPLOAD_CHARS)]] | None = Field(None, max_length=64, description=(
         "query: an uploaded field, {channel: base64 TIFF/PNG}, embedded with the run's model"))
     k: int = Field(10, ge=1, le=MAX_K, description="hits wanted")
     metric: Metric = Metric.COSINE

@@ -51,8 +51,9 @@ class _Document(BaseModel):
 
 
 SpecInt = Annotated[int, Field(strict=True)]
+"""A JSON integer (never a float such as 128.0, a bool or a string, as :mod:`bioims.specs`)."""
 SpecFloat = Annotated[float, Field(strict=True)]
-"""A JSON number (integer or not; never a bool or a string)."""
+"""A JSON number (an integer or not; never a bool or a string)."""
 
 
 class InputShape(_Document):
@@ -108,7 +109,7 @@ class EmbeddingSpec(_Document):
     name: Annotated[SpecName, Field(strict=True)]
     input: InputShape
     segmentation_channel: Name = Field(description="the nucleus channel (one of the input channels)")
-    roi_size: Annotated[SpecInt, Field(ge=8, le=4096, description="crop side in pixels")]
+    roi_size: Annotated[SpecInt, Field(ge=16, le=4096, description="crop side in pixels")]
     min_nucleus_voxels: Annotated[SpecInt, Field(ge=1, le=10**7)]
     embedding_length: Annotated[SpecInt, Field(ge=2, le=65536)]
     flatfield: FlatFieldSettings = FlatFieldSettings()

@@ -181,8 +181,8 @@ class PreprocessingService:
             # fail its plate's flat-field: it is left out, recorded, and fails on its own later.
             try:
                 self._check_shape(s, row, f"image {row.image_id}")
-                (uri,) = self._roots.field_uris(row.channel_uris, [channel], f"image {row.image_id}")
-                image = read_image(uri, self._objects)
+                (image_uri,) = self._roots.field_uris(row.channel_uris, [channel], f"image {row.image_id}")
+                image = read_image(image_uri, self._objects)
                 if image.shape != (shape := _plane_shape(s)):
                     raise InvalidInput(f"image {row.image_id} channel {channel} has shape {image.shape}, "
                                        f"the spec wants {shape}")
