@@ -39,14 +39,25 @@ class Ctx:
     def __init__(self) -> None:
         self.settings = Settings.from_env()
         self.progress = False
+        self._local: Any = None
         self._container: Any = None
 
     @property
-    def container(self) -> Any:
-        if self._container is None:
+    def local(self) -> Any:
+        """The local container (dynalite started on demand)."""
+        if self._local is None:
             from .runtime import local
 
-            self._container = local(self.settings)
+            self._local = local(self.settings)
+        return self._local
+
+    @property
+    def container(self) -> Any:
+        """The local container, its services' operations validated by the contract (as over the API)."""
+        if self._container is None:
+            from .client import validated
+
+            self._container = validated(self.local)
         return self._container
 
 
@@ -1075,7 +1086,7 @@ def demo(obj: Ctx, preset: str, out: Path | None, seed: int, workers: int | None
     from .demo import run_demo
     from .jobs.runner import default_workers
 
-    return run_demo(obj.container, preset=preset, out=out, seed=seed, workers=workers or default_workers(),
+    return run_demo(obj.local, preset=preset, out=out, seed=seed, workers=workers or default_workers(),
                     progress=obj.progress)
 
 
@@ -1098,7 +1109,7 @@ def serve(obj: Ctx, host: str, port: int, ingest_roots: tuple[Path, ...]) -> Non
             ingest_roots=obj.settings.ingest_roots + tuple(str(p.absolute()) for p in ingest_roots))
 
     try:
-        container = obj.container
+        container = obj.local
     except BioimsError as e:
         click.echo(f"error: {e.message}", err=True)
         sys.exit(1)

@@ -207,7 +207,7 @@ def test_spec_and_preprocess_commands(bioims, tmp_path):
     assert recorded["status"] == "complete" and recorded["hits"] == found["hits"]
     np.save(tmp_path / "q.npy", np.ones(64, np.float32))
     assert len(bioims.json("search", train_id, "--vector", str(tmp_path / "q.npy"), "-k", "2")["hits"]) == 2
-    assert "k must be an integer in [1, 1000]" in bioims("search", train_id, "--image", some_field, "-k", "0",
+    assert "k: Input should be greater than or equal to 1" in bioims("search", train_id, "--image", some_field, "-k", "0",
                                                        expect=1).stderr
     assert bioims.json("index", "delete", train_id)["indexes"] == 1
 

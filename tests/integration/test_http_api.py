@@ -49,7 +49,7 @@ def test_one_address_one_prefix_per_service(server: str) -> None:
         ("GET", "/tags", 404, "NotFound", "no route GET /tags"),
         ("DELETE", "/tags/tags", 405, "MethodNotAllowedError", "Unsupported method: DELETE"),
         ("GET", "/artifact/parameters/nope", 404, "NotFound", "configuration parameter 'nope' is not set"),
-        ("GET", "/tags/tags/x", 400, "InvalidInput", "argument 'tag_id' of getTagById must be an integer"),
+        ("GET", "/tags/tags/x", 400, "InvalidInput", "invalid arguments for getTagById: tag_id: Input should be a valid integer"),
     ]:
         response = requests.request(method, server + path, timeout=5)
         assert response.status_code == status, path

@@ -16,6 +16,7 @@ from bioims.datasets.synth import IMAGE_CSV, MOA_CSV, synthesize
 from bioims.evaluation.knn import feature_columns, nsc, treatment_profiles
 from bioims.profiles.naive import field_profiles
 from bioims.store.objects import ObjectStore
+from bioims.store.roots import remember_ingest_root
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +55,7 @@ def test_illumination_field_is_visible_in_the_dmso_mean_image(demo):
 
 
 def test_demo_ingests_and_its_plates_validate(demo, container):
+    remember_ingest_root(container.settings.home, demo)  # as `bioims ingest loaddata` does
     summary = container.images.ingest(read_loaddata(demo / IMAGE_CSV, moa_csv=demo / MOA_CSV))
     assert summary.plates == 12 and summary.invalid_images == 0
     plate_id = summary.plate_ids[0]

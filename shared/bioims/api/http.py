@@ -245,6 +245,15 @@ def local_app(container: Container, *, allowed_hosts: Iterable[str] = ()) -> ASG
                                Route("/openapi.json", lambda request: JSONResponse(document), methods=["GET"]),
                                Mount("/search", app=search_app(container.search))]
     routes += [Mount(f"/{name}", app=ChaliceGateway(name, lambda: container)) for name in LAMBDA_SERVICES]
+
+    def no_service(request: Request) -> Response:
+        prefix = request.url.path.lstrip("/").split("/", 1)[0]
+        if prefix in services:
+            raise NotFound(f"no route {request.method} {request.url.path[:200]}")
+        raise NotFound(f"no service at /{prefix[:80]}; services: " + ", ".join(f"/{s}" for s in services)
+                       + ", /health, /openapi.json")
+
+    routes.append(Route("/{path:path}", no_service, methods=["GET", "POST", "PUT", "DELETE", "PATCH"]))
     app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS)
     return guarded(app, allowed_hosts=allowed_hosts, max_body=SEARCH_MAX_BODY_BYTES)
 

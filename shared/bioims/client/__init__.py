@@ -10,7 +10,7 @@ Clients have the methods (names, parameters, results, errors) of the services in
 """
 
 from .clients import (CLIENTS, ArtifactClient, EmbeddingClient, ImageManagementClient, SearchClient, ServiceClient,
-                      TagsClient, TrainingClient, connect)
+                      TagsClient, TrainingClient, Validated, connect, validated)
 from .transports import HttpTransport, InProcessTransport, LambdaTransport, Transport
 
 __all__ = [
@@ -26,5 +26,7 @@ __all__ = [
     "TagsClient",
     "TrainingClient",
     "Transport",
+    "Validated",
     "connect",
+    "validated",
 ]

@@ -155,3 +155,30 @@ def connect(service: str, url: str | None = None, function_name: str | None = No
         assert container is not None
         transport = InProcessTransport(container)
     return CLIENTS[service](transport)
+
+
+class Validated:
+    """A service object whose contract operations are called through the contract (their arguments
+    validated exactly as an API request's: the CLI's boundary), its other methods (ingest, training
+    jobs, evaluation) passed through unchanged."""
+
+    def __init__(self, service: str, container: Container) -> None:
+        self._client = CLIENTS[service](InProcessTransport(container))
+        self._target = container.service(service)
+        self._operations = {op.function for op in contract_service(service).operations}
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name in ("_client", "_target", "_operations"):
+            raise AttributeError(name)  # not set yet (copy, pickle): never forward
+        return getattr(self._client if name in self._operations else self._target, name)
+
+
+def validated(container: Container) -> Container:
+    """``container`` with each service replaced by a :class:`Validated` view of it (the services
+    themselves keep calling each other directly)."""
+    import dataclasses
+
+    views = {field: Validated(service, container) for field, service in (
+        ("images", "image-management"), ("artifacts", "artifact"), ("tags", "tags"), ("training", "training"),
+        ("embedding", "embedding"), ("search", "search"))}
+    return dataclasses.replace(container, **views)  # type: ignore[type-var]
