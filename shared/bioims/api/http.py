@@ -6,8 +6,8 @@
 - :func:`local_app`: ``bioims serve``: every service on one address, one prefix per service. The five
   Lambda services are answered by their Chalice apps (through :class:`chalice.local.LocalGateway`, what
   ``chalice local`` uses), so routes, statuses and bodies are exactly those deployed behind API Gateway.
-- :func:`guarded`: what keeps a local server local: a Host-header allow-list (localhost names and the
-  bound address: a web page cannot reach the API by DNS rebinding), JSON-only request bodies (415
+- :func:`guarded`: what keeps a local server local: a Host-header allow-list (:class:`AllowedHosts`:
+  localhost names and the bound address; a web page cannot reach the API by DNS rebinding), JSON-only request bodies (415
   otherwise: no cross-site "simple" POSTs without a preflight), a body-size limit (413), and no CORS
   headers at all (browsers refuse cross-origin reads).
 
@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING, Any
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
-from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
@@ -34,7 +33,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from ..contract import LAMBDA_SERVICES, MAX_BODY_BYTES, Operation, Service, dispatch, service
 from ..contract.base import http_arguments
 from ..contract.openapi import combined, json_response, openapi
-from ..errors import BioimsError, NotFound, PayloadTooLarge
+from ..errors import BioimsError, InvalidInput, NotFound, PayloadTooLarge
 
 if TYPE_CHECKING:
     from ..runtime import Container
@@ -262,8 +261,33 @@ def local_app(container: Container, *, allowed_hosts: Iterable[str] = ()) -> ASG
 def guarded(app: ASGIApp, *, allowed_hosts: Iterable[str] = (), max_body: int = SEARCH_MAX_BODY_BYTES) -> ASGIApp:
     """``app`` behind the Host allow-list (``LOCAL_HOSTS`` plus ``allowed_hosts``; ``"*"`` allows any,
     for a container behind a load balancer) and the JSON-only body check."""
-    hosts = list(dict.fromkeys([*LOCAL_HOSTS, *allowed_hosts]))
-    return TrustedHostMiddleware(JsonBodies(app, max_body), allowed_hosts=hosts, www_redirect=False)
+    return AllowedHosts(JsonBodies(app, max_body), [*LOCAL_HOSTS, *allowed_hosts])
+
+
+class AllowedHosts:
+    """Refuse (400, our error shape) a request whose ``Host`` is not allowed: a web page that rebinds
+    its own DNS name to 127.0.0.1 sends its name, not ours.
+
+    Written here rather than Starlette's ``TrustedHostMiddleware`` because that one answers plain text
+    and splits ``[::1]:8700`` at the first colon.
+    """
+
+    def __init__(self, app: ASGIApp, hosts: Iterable[str]) -> None:
+        self.app = app
+        self.hosts = {h.strip("[]").lower() for h in hosts}
+        self.any = "*" in self.hosts
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not self.any:
+            header = dict(scope["headers"]).get(b"host", b"").decode("latin-1").lower()
+            host = header[1:].split("]", 1)[0] if header.startswith("[") else header.rsplit(":", 1)[0] \
+                if header.count(":") == 1 else header
+            if host not in self.hosts:
+                await error_response(InvalidInput(
+                    f"host {header[:80]!r} is not served here; use http://127.0.0.1 or localhost "
+                    "(or start the server with --allow-host)"))(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 class JsonBodies:

@@ -56,8 +56,11 @@ Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN, max_length=MAX_NAM
 """A name that becomes a path segment (channel, spec, train id, index id, profile set): see :mod:`bioims.names`."""
 SpecName = Annotated[str, StringConstraints(pattern=NAME_PATTERN, max_length=64)]
 """An embedding spec's name (at most 64 characters: train ids are built from it)."""
-Id = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID, pattern=_PRINTABLE)]
-"""An id or lookup value: 1..256 printable characters."""
+_ID = r"^[^\x00-\x1f\x7f/\\%.~][^\x00-\x1f\x7f/\\%]*$"  # printable, no slash or %, not starting with . or ~
+Id = Annotated[str, StringConstraints(max_length=MAX_ID, pattern=_ID)]
+"""An id or lookup value (plate, image, well, message, context, execution): 1..256 printable characters
+without ``/``, ``\\`` or ``%``, not starting with ``.`` or ``~`` (so never a path, nor one decoded twice, even
+where it is only looked up)."""
 TagValue = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID, pattern=_PRINTABLE)]
 """A tag (``moa:Protein degradation``): 1..256 printable characters, ``type:value`` by convention."""
 Text = Annotated[str, StringConstraints(max_length=MAX_TEXT, pattern=_TEXT)]
