@@ -24,7 +24,7 @@ train_runs              train_id                            by_spec (spec_name /
 artifacts               context_id / artifact_key           by_train (train_id / artifact_key)
 parameters              parameter / version                 (history = the versions of one parameter)
 messages                message_id / sort_key
-searches                search_id                           by_train (train_id / created_at)
+searches                search_id (a page of records)       by_train (train_id / created_at)
 executions              execution_id
 counters                name                                (atomic id allocation)
 ======================  ==================================  =============================================
@@ -323,14 +323,14 @@ class SearchesByTrain(_Index):
 
 
 class Search(Model):
+    """A page of a source's search records (see :mod:`bioims.services.search`): ``search_id`` is the page
+    id (``PAGE``, or ``PAGE~i`` for the i-th part of a page too large for one item)."""
+
     search_id = UnicodeAttribute(hash_key=True)
     train_id = UnicodeAttribute()
     created_at = UnicodeAttribute()
-    status = UnicodeAttribute(default="submitted")
-    request = JSONAttribute(null=True, attr_name="query")  # not `query`: that is the Model method
-    hits = JSONAttribute(null=True)
-    error = UnicodeAttribute(null=True)
-    ms = NumberAttribute(null=True)
+    records = JSONAttribute(null=True)  # [{"search_id", "train_id", "created_at", "status", "query", "hits", ...}]
+    parts = NumberAttribute(null=True)
 
     by_train = SearchesByTrain()
 
