@@ -22,8 +22,9 @@ speed-up; value / baseline for recall):
 Over HTTP (``http_server``): the same kind of 13k vectors, with field-like ids, ``plate:``, ``well:``,
 ``compound:``, ``concentration:`` and ``moa:`` tags and row payloads, written to a temporary BIOIMS_HOME
 exactly as the search service's build writes an index (a version's parts, then ``current.json``); a real
-dynalite (the local stack) and ``python -m bioims.api.search_server`` as a subprocess on a loopback port
-(one BLAS/OpenMP thread), ready once ``GET /ready`` answers 200. Figures:
+dynalite (the local stack) and ``python -m bioims.api.search_server --workers SEARCH_WORKERS`` (one per
+core) as a subprocess on a loopback port (one BLAS/OpenMP thread each), ready once ``GET /ready``
+answers 200. Figures:
 
 - one keep-alive client (``http.client``: a ``requests`` session adds ~0.5 ms per request here), one
   ``POST /searches`` at a time (``vector`` queries; ``id`` queries): p50, p99
@@ -60,6 +61,7 @@ import numpy as np
 import requests
 from threadpoolctl import threadpool_limits
 
+from bioims.api.http import WATCH_SECONDS
 from bioims.errors import NotFound
 from bioims.ids import new_id
 from bioims.index import VectorIndex, set_search_threads
@@ -240,7 +242,8 @@ def hnsw_index(queries: np.ndarray) -> list[dict]:
 
 HTTP_SOURCE = "bench-search-http"
 HTTP_QUERIES = 500  # sequential single-client queries (vector), and as many id queries
-LOAD_CLIENTS, LOAD_SECONDS, RELOAD_AT = 8, 15.0, 5.0  # the reload starts RELOAD_AT s into the load
+LOAD_CLIENTS, LOAD_SECONDS, RELOAD_AT = 8, 15.0, 5.0
+SEARCH_WORKERS = os.cpu_count() or 1  # server processes (one query per core at a time)  # the reload starts RELOAD_AT s into the load
 READY_TIMEOUT = 120.0
 JSON_HEADERS = {"Content-Type": "application/json"}
 
@@ -295,7 +298,8 @@ def start_server(settings: Settings, dynamodb_url: str, log_path: Path) -> tuple
            "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
     with open(log_path, "wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "bioims.api.search_server", "--host", "127.0.0.1", "--port", str(port)],
+            [sys.executable, "-m", "bioims.api.search_server", "--host", "127.0.0.1", "--port", str(port),
+             "--workers", str(SEARCH_WORKERS)],
             env=env, cwd=settings.home, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     return proc, f"http://127.0.0.1:{port}"
 
@@ -331,10 +335,21 @@ def stop_server(proc: subprocess.Popen) -> None:
 
 
 def cpu_seconds(pid: int | None) -> float:
-    """User + system CPU seconds of a process so far (Linux ``/proc``; NaN elsewhere)."""
+    """User + system CPU seconds of a process and its live children so far (Linux ``/proc``; NaN elsewhere)."""
+    def stat(path: Path) -> list[str]:
+        return path.read_text().rsplit(")", 1)[1].split()
+
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        fields = stat(Path(f"/proc/{pid}/stat"))
+        ticks = int(fields[11]) + int(fields[12])
+        for child in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                other = stat(child)
+            except OSError:
+                continue
+            if other[1] == str(pid):  # its parent
+                ticks += int(other[11]) + int(other[12])
+        return ticks / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, IndexError, TypeError):
         return float("nan")
 
@@ -494,7 +509,12 @@ def http_server() -> list[dict]:
             if answer.status_code != 200:
                 raise AssertionError(f"reload: HTTP {answer.status_code}: {answer.text[:1000]}")
             loaded = [i["version"] for i in answer.json()]
-            listed = [i["version"] for i in requests.get(f"{url}/indexes", timeout=10).json()]
+            # the worker that answered swapped it in; the others follow the store within WATCH_SECONDS
+            deadline, listed, agreed = time.perf_counter() + WATCH_SECONDS + 5, [], 0
+            while agreed < 4 * SEARCH_WORKERS and time.perf_counter() < deadline:
+                listed = [i["version"] for i in requests.get(f"{url}/indexes", timeout=10).json()]
+                agreed = agreed + 1 if listed == [version] else 0
+                time.sleep(0.05)
             if loaded != [version] or listed != [version] or version == first:
                 raise AssertionError(f"reload: loaded {loaded}, listed {listed}, wanted the new version {version} "
                                      f"(first {first})")

@@ -360,6 +360,7 @@ def walkthrough(walk: Walk, setup: runtime.Container, folder: Path) -> None:
     walk.search("list_indexes")
     walk.search("loaded_indexes")
     walk.search("indexes", stored=True)
+    walk.search("refresh")
     walk.search("load_index", train_id, "field")
     walk.search("reload_index", train_id)
     walk.search("load_all")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +43,8 @@ if TYPE_CHECKING:
 SEARCH_MAX_BODY_BYTES = 64 * 1024 * 1024
 """Largest request of the search API (an uploaded field's channel files, base64)."""
 LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1", "[::1]")
+WATCH_SECONDS = 1.0
+"""How often a search server compares its loaded indexes with the stored versions."""
 _log = logging.getLogger(__name__)
 
 
@@ -144,11 +147,14 @@ def service_app(contract: Service, get_target: Callable[[], Any], *, max_body: i
     return Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS)
 
 
-def search_app(search: SearchService, *, load: bool = True) -> Starlette:
+def search_app(search: SearchService, *, load: bool = True, watch: float = WATCH_SECONDS) -> Starlette:
     """The search API over a :class:`~bioims.services.search.SearchService`, with ``GET /health``
     (liveness) and ``GET /ready`` (200 once the stored indexes are loaded, 503 before).
 
-    ``load`` loads every stored index in a background thread now (queries load indexes on demand anyway).
+    ``load`` loads every stored index in a background thread now (queries load indexes on demand anyway);
+    then, every ``watch`` seconds (0: never), the loaded indexes follow the store
+    (:meth:`~bioims.services.search.SearchService.refresh`), so that a build, reload or delete made by
+    another process (the CLI, another worker, another task behind the load balancer) reaches this one.
     """
     ready = threading.Event()
     state: dict[str, str | None] = {"load_error": None}
@@ -161,6 +167,14 @@ def search_app(search: SearchService, *, load: bool = True) -> Starlette:
             _log.exception("search: loading the stored indexes failed")
         finally:
             ready.set()
+        while watch > 0:
+            time.sleep(watch)
+            try:
+                for swapped in search.refresh():
+                    _log.info("search: %s %s %s version %s swapped in", swapped["train_id"], swapped["level"],
+                              swapped["metric"], swapped["version"])
+            except Exception:  # noqa: BLE001 - logged; the next round tries again, queries go on
+                _log.exception("search: following the stored indexes failed")
 
     if load:
         threading.Thread(target=load_all, name="search-load", daemon=True).start()

@@ -31,20 +31,26 @@ _log = logging.getLogger(__name__)
 class Server:
     """An ASGI app served by uvicorn (httptools, uvloop where installed) on ``host:port``.
 
-    The socket is bound at construction (``port=0`` picks a free port: see :attr:`url`); :meth:`run`
-    serves until :meth:`stop` is called from another thread (or until Ctrl-C / SIGTERM).
+    The socket is bound at construction (``port=0`` picks a free port: see :attr:`url`; ``reuse_port``
+    lets other processes bind the same port, see :mod:`bioims.api.search_server`); :meth:`run` serves until
+    :meth:`stop` is called from another thread (or until Ctrl-C / SIGTERM).
     """
 
-    def __init__(self, app: ASGIApp, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> None:
+    OPTIONS = {"http": "httptools", "loop": "auto", "lifespan": "off", "access_log": False, "log_level": "warning",
+               "timeout_keep_alive": 30, "server_header": False, "proxy_headers": False}
+    """uvicorn settings of every bioims server (no access log, no ``Server`` header, no proxy headers)."""
+
+    def __init__(self, app: ASGIApp, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *,
+                 reuse_port: bool = False) -> None:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self._socket = socket.socket(family, socket.SOCK_STREAM)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:  # several processes listen on one port; the kernel spreads the connections over them
+            self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         self._socket.bind((host, port))
         self._socket.listen(2048)  # connections wait in the backlog until uvicorn's loop accepts them
         self.host, self.port = self._socket.getsockname()[:2]
-        self._server = uvicorn.Server(uvicorn.Config(
-            app, http="httptools", loop="auto", lifespan="off", access_log=False, log_level="warning",
-            timeout_keep_alive=30, server_header=False))
+        self._server = uvicorn.Server(uvicorn.Config(app, **self.OPTIONS))  # type: ignore[arg-type]
 
     @property
     def url(self) -> str:

@@ -16,8 +16,8 @@ Searches are recorded (query, status, hits, ms) by a background writer so that a
 include a database round trip; the record of a search is readable at once from memory, and from the
 ``searches`` table once written (within RECORD_DELAY_SECONDS). Records are stored by *page*: the searches
 of one source share a table item of up to RECORDS_PER_PAGE records (a search id is ``PAGE-N``), so that a
-server answering a thousand queries a second writes a few items a second, not a thousand (which cost a
-quarter of its throughput and its 99th-percentile latency).
+server answering a thousand queries a second writes a few dozen items a second, not a thousand (which
+cost a quarter of its throughput and its 99th-percentile latency).
 """
 
 from __future__ import annotations
@@ -61,8 +61,9 @@ RECENT_SEARCHES = 10_000
 """Search records kept in memory (readable before, and regardless of, their write to the table)."""
 RECORD_DELAY_SECONDS = 1.0
 """Longest a search record waits in memory before its page is written."""
-RECORDS_PER_PAGE = 100
-"""Searches per page (a table item; pages over PAGE_PART_BYTES of JSON are split into parts)."""
+RECORDS_PER_PAGE = 25
+"""Searches per page (a table item; pages over PAGE_PART_BYTES of JSON are split into parts). Small
+enough that writing one never holds the interpreter for more than about a millisecond."""
 PAGE_PART_BYTES = 300_000
 """Largest JSON of one part of a page (DynamoDB items are at most 400 KB)."""
 ROWS = "rows.json"
@@ -302,6 +303,20 @@ class SearchService:
         return next(i for i in self.loaded_indexes() if (i["train_id"], i["level"], i["metric"]) ==
                     (train_id, level, metric))
 
+    def refresh(self) -> list[dict[str, Any]]:
+        """Follow the store: swap in the newer stored version of each loaded index and unload those deleted
+        (by another process: a CLI build, another worker or task of the search service). Returns the
+        indexes swapped in. One small read per loaded index."""
+        swapped = []
+        for (train_id, level, metric), entry in list(self._loaded.items()):
+            version = self._current_version(self._keys.index(train_id, level, metric))
+            if version is None:
+                with self._swap:
+                    self._loaded = {k: v for k, v in self._loaded.items() if k != (train_id, level, metric)}
+            elif version != entry.version:
+                swapped.append(self.load_index(train_id, level, metric))
+        return swapped
+
     def reload_index(self, train_id: str) -> list[dict[str, Any]]:
         """Reload every stored index of a source (new versions swapped in); returns them."""
         stored = [i for i in self.list_indexes(train_id)]
@@ -502,7 +517,7 @@ class SearchService:
             except self._t.searches.DoesNotExist:
                 break
             parts = int(row.parts or 1)
-            found = next((r for r in row.records or [] if r.get("search_id") == search_id), None)
+            found = next((r for r in json.loads(row.records or "[]") if r.get("search_id") == search_id), None)
             if found is not None:
                 return found
             part += 1
@@ -512,7 +527,7 @@ class SearchService:
         """Ids of a source's recorded searches, oldest first."""
         self.flush()
         records = [r for item in self._t.searches.by_train.query(train_id)
-                   for r in self._t.searches.get(item.search_id).records or []]
+                   for r in json.loads(self._t.searches.get(item.search_id).records or "[]")]
         return [r["search_id"] for r in sorted(records, key=lambda r: (r["created_at"], r["search_id"]))]
 
     def _new_search_id(self, train_id: str) -> tuple[str, _Page]:
@@ -551,12 +566,14 @@ class SearchService:
                 for p in due:
                     del self._dirty[p.page_id]
                     p.dirty_since = None
+                self._writing = len(batch)
             for page, records in batch:
                 try:
                     self._write_page(page, records)
                 except Exception:  # noqa: BLE001 - readable from memory; the page is written again with its next record
                     pass
             with self._records:
+                self._writing = 0
                 self._records.notify_all()
 
     def _due(self) -> bool:
@@ -570,22 +587,25 @@ class SearchService:
         return max(0.0, RECORD_DELAY_SECONDS - (time.monotonic() - min(p.dirty_since for p in self._dirty.values())))
 
     def _write_page(self, page: _Page, records: list[dict[str, Any]]) -> None:
-        parts: list[list[dict[str, Any]]] = [[]]
+        """Write a page's records (JSON text, each record encoded once per page) as one item, or as parts."""
+        while len(page.encoded) < len(records):
+            page.encoded.append(json.dumps(records[len(page.encoded)], separators=(",", ":")))
+        parts: list[list[str]] = [[]]
         size = 0
-        for record in records:
-            length = len(_json_bytes(record))
-            if parts[-1] and size + length > PAGE_PART_BYTES:
+        for text in page.encoded[:len(records)]:
+            if parts[-1] and size + len(text) > PAGE_PART_BYTES:
                 parts.append([])
                 size = 0
-            parts[-1].append(record)
-            size += length
+            parts[-1].append(text)
+            size += len(text) + 1
         with self._t.searches.batch_write() as writer:
             for i, part in enumerate(parts):
                 writer.save(self._t.searches(page.page_id if i == 0 else f"{page.page_id}~{i}", train_id=page.train_id,
                                              created_at=page.created_at if i == 0 else f"{page.created_at}~{i}",
-                                             records=part, parts=len(parts)))
+                                             records="[" + ",".join(part) + "]", parts=len(parts)))
 
-    _flushing = False
+    _flushing = False  # flush() is waiting: write every dirty page now
+    _writing = 0  # pages being written (taken off the dirty list, not in the table yet)
 
     def flush(self) -> None:
         """Write every recorded search to the table now (and wait until it is written)."""
@@ -595,7 +615,7 @@ class SearchService:
             self._flushing = True
             try:
                 self._records.notify_all()
-                while self._dirty:
+                while self._dirty or self._writing:
                     self._records.wait(timeout=1.0)
             finally:
                 self._flushing = False
@@ -610,6 +630,7 @@ class _Page:
     created_at: str
     assigned: int = 0
     records: list[dict[str, Any]] = field(default_factory=list)
+    encoded: list[str] = field(default_factory=list)  # JSON of records[:len(encoded)] (the writer's)
     dirty_since: float | None = None
 
     @property

@@ -329,7 +329,7 @@ class Search(Model):
     search_id = UnicodeAttribute(hash_key=True)
     train_id = UnicodeAttribute()
     created_at = UnicodeAttribute()
-    records = JSONAttribute(null=True)  # [{"search_id", "train_id", "created_at", "status", "query", "hits", ...}]
+    records = UnicodeAttribute(null=True)  # JSON: [{"search_id", "train_id", "created_at", "status", "query", "hits", ...}]
     parts = NumberAttribute(null=True)
 
     by_train = SearchesByTrain()
