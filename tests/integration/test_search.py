@@ -240,3 +240,70 @@ def test_http_api_errors_openapi_and_reload_under_load(indexed, server):
     assert failures == [] and sum(counts) > 20
     assert {i["version"] for i in reloaded if i["level"] == "field"} != \
         {i["version"] for i in version if i["level"] == "field" and i["train_id"] == train_id}
+
+
+def test_a_second_process_follows_builds_and_deletes(indexed):
+    """Another search service over the same store (another worker, another task) swaps in a version built
+    elsewhere and unloads what was deleted elsewhere (SearchService.refresh, run every second by servers)."""
+    c, train_id = indexed
+    other = SearchService(c.tables, c.objects, c.keys, c.artifacts, c.embedding, c.training, c.profiles)
+    c.search.build_index(train_id, "well")
+    loaded = other.load_index(train_id, "well")["version"]
+    assert other.refresh() == []  # nothing changed since
+    rebuilt = c.search.build_index(train_id, "well")["version"]
+    assert rebuilt != loaded
+    assert [(i["level"], i["version"]) for i in other.refresh()] == [("well", rebuilt)]
+    c.search.delete_index(train_id, "well")
+    other.refresh()
+    assert ("well" not in {i["level"] for i in other.loaded_indexes() if i["train_id"] == train_id})
+
+
+def test_search_server_workers_share_the_port_and_follow_reloads(indexed, tmp_path):
+    """`python -m bioims.api.search_server --workers 2`: both processes answer on one port; a rebuild
+    reloaded through one of them reaches the other within about a second."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from bioims.local_stack import free_port
+
+    c, train_id = indexed
+    port = free_port()
+    env = {**os.environ, **c.settings.to_env()}
+    log = (tmp_path / "search.log").open("w")
+    proc = subprocess.Popen([sys.executable, "-m", "bioims.api.search_server", "--port", str(port), "--workers", "2"],
+                            env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        pids: set[int] = set()
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"{url}/ready", timeout=2).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                time.sleep(0.2)
+        image_id = fields(c, train_id)["Metadata_ImageId"].iloc[0]
+        for _ in range(20):  # new connections: the kernel spreads them over the workers
+            with requests.Session() as session:
+                answer = session.post(f"{url}/searches", json={"train_id": train_id, "image_id": image_id, "k": 3},
+                                      timeout=30)
+                assert answer.status_code == 200 and len(answer.json()["hits"]) == 3, answer.text
+        version = c.search.build_index(train_id, "field")["version"]
+        assert requests.post(f"{url}/indexes/{train_id}/reload", timeout=30).status_code == 200
+        deadline, agreed = time.monotonic() + 10, 0
+        while agreed < 10 and time.monotonic() < deadline:
+            with requests.Session() as session:  # a new connection each time: either worker
+                listed = {i["version"] for i in session.get(f"{url}/indexes", timeout=10).json()
+                          if i["train_id"] == train_id and i["level"] == "field"}
+            agreed = agreed + 1 if listed == {version} else 0
+            time.sleep(0.05)
+        assert agreed == 10, f"the workers did not all swap in {version}: {listed}"
+        children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+        pids.update(int(p) for p in children)
+        assert len(pids) >= 2  # the supervisor's workers (spawn may add its resource tracker)
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=20) == 0
+        log.close()

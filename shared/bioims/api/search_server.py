@@ -48,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bioims.api.search_server", description=__doc__.split("\n\n")[0])
     parser.add_argument("--host", default=DEFAULT_HOST)
     parser.add_argument("--port", type=int, default=8080)
-    parser.add_argument("--workers", type=int, default=1, help="processes answering queries (one per core)")
+    parser.add_argument("--workers", type=int, default=int(os.environ.get("BIOIMS_SEARCH_WORKERS", "1")),
+                        help="processes answering queries, one per core (default: BIOIMS_SEARCH_WORKERS or 1)")
     parser.add_argument("--allow-host", action="append", default=[], metavar="HOST",
                         help="a Host header to accept besides localhost and --host (repeatable; * for any)")
     args = parser.parse_args(argv)

@@ -8,6 +8,8 @@ README drifts from the contract.
 from __future__ import annotations
 
 import argparse
+import enum
+import json
 import re
 import typing
 from pathlib import Path
@@ -15,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from . import SERVICES
+from . import LAMBDA_SERVICES, SERVICES
 from .base import Operation, Service
 
 BEGIN, END = "<!-- operations:begin -->", "<!-- operations:end -->"
@@ -39,6 +41,28 @@ def type_name(annotation: Any) -> str:
     return getattr(annotation, "__name__", str(annotation)).replace("JsonValue", "JSON")
 
 
+def _text(docstring: str) -> str:
+    """Markdown of reStructuredText inline code (````x```` -> ```x```) on one line."""
+    return re.sub(r"``(.+?)``", r"`\1`", " ".join(docstring.split()))
+
+
+def _cell(text: str) -> str:
+    """A table cell: ``|`` escaped (also inside code spans, as GitHub's tables need)."""
+    return text.replace("|", "\\|")
+
+
+def _summary(op: Operation) -> str:
+    """The first paragraph of the request model's docstring (not only its first line, which may stop mid-sentence)."""
+    doc = (op.request.__doc__ or op.function).strip()
+    return _text(doc.split("\n\n", 1)[0])
+
+
+def _default(value: Any) -> str:
+    if isinstance(value, enum.Enum):
+        value = value.value
+    return value if isinstance(value, str) else json.dumps(value)
+
+
 def _arguments(op: Operation) -> str:
     in_path = {op.path_field(v) for v in op.path_variables}
     parts = []
@@ -47,8 +71,8 @@ def _arguments(op: Operation) -> str:
             continue
         text = f"`{name}`"
         if not field.is_required():
-            default = field.default.value if hasattr(field.default, "value") else field.default
-            text += f" (default `{default}`)" if default is not None else " (optional)"
+            default = field.get_default(call_default_factory=True)
+            text += f" (default `{_default(default)}`)" if default is not None else " (optional)"
         parts.append(text)
     if not parts:
         return ""
@@ -61,10 +85,14 @@ def _success(op: Operation) -> str:
 
 
 def operation_table(service: Service) -> str:
-    """The Markdown table of a service's operations and the models they answer."""
-    lines = [BEGIN, "", "| HTTP route | Lambda method | summary | arguments | success |", "|---|---|---|---|---|"]
+    """The Markdown table of a service's operations, the models they answer and the values of their enumerations."""
+    method = "Lambda method" if service.name in LAMBDA_SERVICES else "method (SDK, seed name)"
+    lines = [BEGIN, "", f"| HTTP route | {method} | summary | arguments | success |", "|---|---|---|---|---|"]
     for op in service.operations:
-        lines.append(f"| `{op.route}` | `{op.method}` | {op.summary} | {_arguments(op)} | {_success(op)} |")
+        cells = (f"`{op.route}`", f"`{op.method}`", _summary(op), _arguments(op), _success(op))
+        lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+    lines += ["", "Path variables are part of the route; the other arguments travel in the query string (GET, "
+              "DELETE) or a JSON object body (POST, PUT). Arguments without a default are required."]
     models: dict[str, type[BaseModel]] = {}
     for op in service.operations:
         for candidate in _models(op.response):
@@ -74,9 +102,24 @@ def operation_table(service: Service) -> str:
         for name, model in models.items():
             fields = ", ".join(f"`{n}` {type_name(f.annotation)}" for n, f in model.model_fields.items())
             lines.append(f"- `{name}`: {fields}")
+    enums: dict[str, type[enum.Enum]] = {}
+    for annotation in [f.annotation for op in service.operations for f in op.request.model_fields.values()] \
+            + [f.annotation for model in models.values() for f in model.model_fields.values()]:
+        for candidate in _enums(annotation):
+            enums.setdefault(candidate.__name__, candidate)
+    if enums:
+        lines += ["", "Values of the enumerations (arguments and responses):", ""]
+        for name, kind in sorted(enums.items()):
+            lines.append(f"- `{name}`: " + ", ".join(f"`{m.value}`" for m in kind))
     lines += ["", "Generated from `bioims.contract` (`python -m bioims.contract.docs`); the full schemas are at "
               "`GET /openapi.json`.", "", END]
     return "\n".join(lines)
+
+
+def _enums(annotation: Any) -> list[type[enum.Enum]]:
+    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+        return [annotation]
+    return [e for a in typing.get_args(annotation) for e in _enums(a)]
 
 
 def _models(annotation: Any) -> list[type[BaseModel]]:
