@@ -17,6 +17,7 @@ the allowed methods in ``Allow``; anything unexpected is logged and answered wit
 
 from __future__ import annotations
 
+import base64
 import logging
 import threading
 import time
@@ -159,7 +160,7 @@ def search_app(search: SearchService, *, load: bool = True, watch: float = WATCH
     ready = threading.Event()
     state: dict[str, str | None] = {"load_error": None}
 
-    def load_all() -> None:
+    def load_and_follow() -> None:
         try:
             _log.info("search: %d indexes loaded", len(search.load_all()))
         except Exception as e:  # noqa: BLE001 - readiness reports it; queries load indexes on demand
@@ -177,7 +178,7 @@ def search_app(search: SearchService, *, load: bool = True, watch: float = WATCH
                 _log.exception("search: following the stored indexes failed")
 
     if load:
-        threading.Thread(target=load_all, name="search-load", daemon=True).start()
+        threading.Thread(target=load_and_follow, name="search-indexes", daemon=True).start()
     else:
         ready.set()
 
@@ -242,8 +243,6 @@ class ChaliceGateway:
                 raise NotFound(f"no route {request.method} {self.prefix}{path}") from None
             data = answer.get("body") or b""
             if answer.get("isBase64Encoded"):
-                import base64
-
                 data = base64.b64decode(data)
             elif isinstance(data, str):
                 data = data.encode("utf-8")

@@ -385,19 +385,10 @@ class DeleteTraining(Request):
     train_id: Name
 
 
-class Train(Request):
+class Train(CreateTrainings):
     """Create (or find) the runs of a hold-out mode and start the ``train`` workflow over those not complete.
 
     Returns ``{"execution_id", "train_ids"}`` at once; the arguments are those of createTraining."""
-
-    spec: SpecName = Field(validation_alias=alias("spec", "embedding_name"))
-    holdout: Holdout = Holdout.NONE
-    epochs: Epochs | None = None
-    seed: Seed | None = None
-    network: Network | None = None
-    loss: Loss | None = None
-    temperature: Temperature | None = None
-    learning_rate: LearningRate | None = None
 
 
 _Op = Operation
