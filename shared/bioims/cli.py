@@ -23,12 +23,9 @@ from typing import Any
 
 import click
 
+from .contract.enums import Holdout, IndexKind, Level, Loss, Metric, Network, Similarity, values
 from .errors import BioimsError, InvalidInput, one_line
 from .settings import Settings
-from .services.search import KINDS as INDEX_KINDS
-from .services.search import LEVELS as SEARCH_LEVELS
-from .services.search import METRICS as SEARCH_METRICS
-from .specs import LOSSES, NETWORKS
 
 # --------------------------------------------------------------------------------------------- plumbing
 
@@ -662,15 +659,15 @@ def _train_human(r: dict[str, Any]) -> None:
 
 @command(main, human=_train_human, failures=lambda r: _train_failures(r))
 @click.argument("spec_name", metavar="SPEC")
-@click.option("--holdout", type=click.Choice(["none", "compound", "folds"]), default="none", show_default=True,
+@click.option("--holdout", type=click.Choice(values(Holdout)), default="none", show_default=True,
               help="none: one model on every compound; compound: one model per left-out compound; folds: K "
                    "models, each holding out at most one compound per MOA.")
 @click.option("--epochs", type=int, default=None,
               help="Override the spec's training.epochs (0: export the untrained network, a baseline).")
 @click.option("--seed", type=int, default=None, help="Override the spec's training.seed.")
-@click.option("--network", type=click.Choice(NETWORKS), default=None,
+@click.option("--network", type=click.Choice(values(Network)), default=None,
               help="Override the spec's network (same crops), e.g. the seed's for a comparison.")
-@click.option("--loss", type=click.Choice(LOSSES), default=None,
+@click.option("--loss", type=click.Choice(values(Loss)), default=None,
               help="Override the spec's loss.")
 @click.option("--temperature", type=float, default=None, help="Override the spec's training.temperature.")
 @click.option("--learning-rate", type=float, default=None, help="Override the spec's training.learning_rate.")
@@ -738,7 +735,7 @@ def profiles() -> None:
               show_default=True, help="Per-plate normalisation to the DMSO wells.")
 @click.option("--sphere", is_flag=True, help="Whiten with a transform fitted on the DMSO wells.")
 @click.option("--aggregation", type=click.Choice(["mean", "median"]), default="mean", show_default=True)
-@click.option("--metric", type=click.Choice(["pearson", "cosine", "euclidean"]), default="pearson",
+@click.option("--metric", type=click.Choice(values(Similarity)), default="pearson",
               show_default=True, help="Similarity used when the set is evaluated.")
 def profiles_import(obj: Ctx, csv: Path, metadata_csv: Path, moa_csv: Path | None, name: str,
                     no_feature_selection: bool, normalization: str, sphere: bool, aggregation: str,
@@ -792,9 +789,9 @@ def _evaluate_human(r: dict[str, Any]) -> None:
 @command(main, human=_evaluate_human)
 @click.argument("train_ids", metavar="[TRAIN_ID]...", nargs=-1)
 @click.option("--profiles", "profile_set", help="A named profile set to evaluate (instead of train runs).")
-@click.option("--metric", type=click.Choice(["pearson", "cosine", "euclidean"]), default=None,
+@click.option("--metric", type=click.Choice(values(Similarity)), default=None,
               help="Similarity (default: the profile set's; cosine for embeddings).")
-@click.option("--level", type=click.Choice(["treatment"]), default="treatment", show_default=True)
+@click.option("--level", type=click.Choice([Level.TREATMENT.value]), default="treatment", show_default=True)
 @click.option("--no-normalize", is_flag=True, help="Embeddings: skip the per-plate standardisation to DMSO wells.")
 @click.option("--report", "report_path", type=click.Path(path_type=Path), help="Write an HTML report here.")
 def evaluate(obj: Ctx, train_ids: tuple[str, ...], profile_set: str | None, metric: str | None, level: str,
@@ -842,7 +839,8 @@ def embed(obj: Ctx, train_id: str, plates: tuple[str, ...], workers: int | None,
 @command(main, "export", human=_kv)
 @click.argument("train_id")
 @click.option("--parquet", "out", required=True, type=click.Path(path_type=Path), help="Output Parquet file.")
-@click.option("--level", type=click.Choice(["field", "well", "treatment"]), default="well", show_default=True)
+@click.option("--level", type=click.Choice([v for v in values(Level) if v != Level.CELL]), default="well",
+              show_default=True)
 @click.option("--no-normalize", is_flag=True, help="Treatment level: skip the per-plate standardisation to DMSO.")
 def export(obj: Ctx, train_id: str, out: Path, level: str, no_normalize: bool) -> dict[str, Any]:
     """pycytominer-style profiles of a run's embeddings: Metadata_* columns + emb_* features."""
@@ -867,10 +865,10 @@ INDEX_COLUMNS = ["train_id", "level", "metric", "kind", "dims", "count", "built_
 
 @command(index, "build", human=_kv)
 @click.argument("train_id")
-@click.option("--level", type=click.Choice(SEARCH_LEVELS), default="field", show_default=True)
-@click.option("--kind", type=click.Choice(INDEX_KINDS), default="auto", show_default=True,
+@click.option("--level", type=click.Choice(values(Level)), default="field", show_default=True)
+@click.option("--kind", type=click.Choice(values(IndexKind)), default="auto", show_default=True,
               help="auto: exact (flat) up to a size threshold, approximate (IVF) above it.")
-@click.option("--metric", type=click.Choice(SEARCH_METRICS), default="cosine", show_default=True)
+@click.option("--metric", type=click.Choice(values(Metric)), default="cosine", show_default=True)
 def index_build(obj: Ctx, train_id: str, level: str, kind: str, metric: str) -> dict[str, Any]:
     """Build (or rebuild) the index of a train run's (or a profile set's) embeddings at one level; a
     running `bioims serve` picks it up with POST /search/indexes/TRAIN_ID/reload."""
@@ -886,7 +884,7 @@ def index_list(obj: Ctx, train_id: str | None) -> list[dict[str, Any]]:
 
 @command(index, "delete", human=_kv)
 @click.argument("train_id")
-@click.option("--level", type=click.Choice(SEARCH_LEVELS), default=None, help="Only this level.")
+@click.option("--level", type=click.Choice(values(Level)), default=None, help="Only this level.")
 def index_delete(obj: Ctx, train_id: str, level: str | None) -> dict[str, Any]:
     """Delete a train run's indexes."""
     return obj.container.search.delete_index(train_id, level)
@@ -909,11 +907,11 @@ def _search_human(r: dict[str, Any]) -> None:
               help="Query: an image file per channel, CHANNEL=PATH or PATH in the spec's channel order.")
 @click.option("--flatfield-plate", help="With --file: normalise with this plate's flat-fields.")
 @click.option("-k", "k", type=int, default=10, show_default=True)
-@click.option("--metric", type=click.Choice(SEARCH_METRICS), default="cosine", show_default=True)
+@click.option("--metric", type=click.Choice(values(Metric)), default="cosine", show_default=True)
 @click.option("--include-tag", "include_tags", multiple=True, help="A hit carries at least one of these tags.")
 @click.option("--exclude-tag", "exclude_tags", multiple=True, help="A hit carries none of these tags.")
 @click.option("--require-moa", is_flag=True, help="Only hits with an moa: tag.")
-@click.option("--level", type=click.Choice(SEARCH_LEVELS), default="field", show_default=True)
+@click.option("--level", type=click.Choice(values(Level)), default="field", show_default=True)
 @click.option("--url", help="Search through a running `bioims serve` (e.g. http://127.0.0.1:8700) instead of in-process.")
 def search(obj: Ctx, train_id: str, image_id: str | None, item: str | None, vector: Path | None,
            files: tuple[str, ...], flatfield_plate: str | None, k: int, metric: str, include_tags: tuple[str, ...],

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .contract.enums import PlateStatus
 from .datasets.synth import IMAGE_CSV, MOA_CSV, PRESETS, Preset, synthesize
 from .datasets.synth.design import CHANNELS
 from .errors import BioimsError, NotFound
@@ -49,7 +50,7 @@ def registry_summary(c: Container) -> dict[str, Any]:
         moa_labels = {}
     return {
         "plates": len(plates),
-        "validated_plates": sum(p["status"] == "validated" for p in plates),
+        "validated_plates": sum(p["status"] == PlateStatus.VALIDATED for p in plates),
         "plates_per_batch": dict(sorted(Counter(p.get("batch") or "-" for p in plates).items())),
         "images": sum(int(p["image_count"]) for p in plates),
         "image_status": dict(sorted(status.items())),
@@ -77,7 +78,7 @@ def run_demo(c: Container, *, preset: str = "demo", out: Path | None = None, see
     plate_ids = [c.images.plate_id_for(r) for r in records]
 
     def process() -> dict[str, int]:
-        todo = [p for p in plate_ids if c.images.get_plate(p)["status"] != "validated"]
+        todo = [p for p in plate_ids if c.images.get_plate(p)["status"] != PlateStatus.VALIDATED]
         with LocalPool(c, workers=workers, progress=progress) as pool:
             for plate_id in todo:
                 c.runner.run(c, "process-plate", {"plate_id": plate_id}, pool=pool)

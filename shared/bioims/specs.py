@@ -39,16 +39,18 @@ import re
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
+from .contract import enums
+from .contract.enums import Compute, values
 from .errors import InvalidInput
 from .names import check_name
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
-Network = Literal["resnet", "seed"]
-NETWORKS = ("resnet", "seed")
-MIN_ROI = {"resnet": 16, "seed": 32}
+Network = Literal["resnet", "seed"]  # for type checkers: the members of enums.Network
+NETWORKS = values(enums.Network)
+MIN_ROI = {enums.Network.RESNET.value: 16, enums.Network.SEED.value: 32}
 """Smallest ROI side each network accepts (its total stride: the last stage still sees a pixel)."""
-Loss = Literal["proxy", "supcon", "seed"]
-LOSSES = ("proxy", "supcon", "seed")
+Loss = Literal["proxy", "supcon", "seed"]  # for type checkers: the members of enums.Loss
+LOSSES = values(enums.Loss)
 
 
 @dataclass(frozen=True)
@@ -229,7 +231,7 @@ def _check_ranges(spec: EmbeddingSpec) -> None:
         (spec.training.learning_rate > 0, "training.learning_rate must be > 0"),
         (spec.training.temperature > 0, "training.temperature must be > 0"),
         (spec.training.folds >= 2, "training.folds must be >= 2"),
-        (spec.training.compute in ("cpu", "gpu"), "training.compute must be cpu or gpu"),
+        (spec.training.compute in values(Compute), "training.compute must be cpu or gpu"),
         (0 <= spec.training.validation_fraction < 1, "training.validation_fraction must be in [0, 1)"),
         (spec.training.patience >= 1, "training.patience must be >= 1"),
         (spec.roi_size >= MIN_ROI[spec.network],

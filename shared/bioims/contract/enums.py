@@ -87,6 +87,14 @@ class Metric(StrEnum):
     EUCLIDEAN = "euclidean"
 
 
+class Similarity(StrEnum):
+    """Similarity of profile evaluation (NSC, mAP) and of a profile set's processing."""
+
+    PEARSON = "pearson"
+    COSINE = "cosine"
+    EUCLIDEAN = "euclidean"
+
+
 class IndexKind(StrEnum):
     """FAISS index type (``auto``: chosen from the count)."""
 

@@ -50,14 +50,16 @@ from typing import Any, Literal
 import faiss
 import numpy as np
 
+from ..contract import enums
 from ..errors import InvalidInput, NotFound
 from ..ids import iso
 from .tags import Allowed, TagTable
 
-Kind = Literal["flat", "ivf", "hnsw"]
-Metric = Literal["cosine", "euclidean"]
-KINDS: tuple[str, ...] = ("flat", "ivf", "hnsw")
-METRICS: tuple[str, ...] = ("cosine", "euclidean")
+Kind = Literal["flat", "ivf", "hnsw"]  # for type checkers: enums.IndexKind but auto
+Metric = Literal["cosine", "euclidean"]  # for type checkers: enums.Metric
+KINDS: tuple[str, ...] = tuple(k.value for k in enums.IndexKind if k is not enums.IndexKind.AUTO)
+"""Index types that are built and stored (``auto`` chooses one of them)."""
+METRICS: tuple[str, ...] = enums.values(enums.Metric)
 FORMAT = 1
 PARTS: tuple[str, ...] = ("index.faiss", "index.json", "ids.json", "tags.npz")
 
@@ -192,14 +194,14 @@ class VectorIndex:
         started = time.perf_counter()
         if metric not in METRICS:
             raise InvalidInput(f"metric must be one of {', '.join(METRICS)}, not {metric!r}")
-        if kind != "auto" and kind not in KINDS:
+        if kind != enums.IndexKind.AUTO and kind not in KINDS:
             raise InvalidInput(f"kind must be auto or one of {', '.join(KINDS)}, not {kind!r}")
         ids = _id_list(ids)
         x = _vectors(vectors, ids, metric)
         extra = _extra_info(info)
         table = TagTable.from_rows(tags, ids)
         n, d = x.shape
-        kind = ("flat" if n <= FLAT_MAX else "ivf") if kind == "auto" else kind
+        kind = ("flat" if n <= FLAT_MAX else "ivf") if kind == enums.IndexKind.AUTO else kind
         faiss_metric = _faiss_metric(metric)
         if kind == "flat":
             index = faiss.index_factory(d, "Flat", faiss_metric)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from tqdm import tqdm
 
+from ..contract.enums import ExecutionStatus
 from ..errors import BioimsError, InvalidInput, NotFound
 from ..ids import new_id, utcnow
 from ..settings import Settings
@@ -164,14 +165,14 @@ class LocalRunner:
             output = WORKFLOWS[row.workflow](container, pool, **row.params)
         except Exception as e:
             reason = e.message if isinstance(e, BioimsError) else f"{type(e).__name__}: {e}"
-            row.update(actions=[self._t.executions.status.set("FAILED"), self._t.executions.error.set(reason),
-                                self._t.executions.finished_at.set(utcnow())])
+            row.update(actions=[self._t.executions.status.set(ExecutionStatus.FAILED),
+                                self._t.executions.error.set(reason), self._t.executions.finished_at.set(utcnow())])
             raise
         finally:
             if own_pool:
                 pool.close()
-        row.update(actions=[self._t.executions.status.set("SUCCEEDED"), self._t.executions.output.set(output),
-                            self._t.executions.finished_at.set(utcnow())])
+        row.update(actions=[self._t.executions.status.set(ExecutionStatus.SUCCEEDED),
+                            self._t.executions.output.set(output), self._t.executions.finished_at.set(utcnow())])
         return self.describe(execution_id)
 
     def describe(self, execution_id: str) -> dict[str, Any]:
@@ -182,7 +183,7 @@ class LocalRunner:
         if workflow not in WORKFLOWS:
             raise InvalidInput(f"unknown workflow {workflow!r}; known: {', '.join(WORKFLOWS)}")
         execution_id = new_id()
-        self._t.executions(execution_id, workflow=workflow, params=params, status="RUNNING",
+        self._t.executions(execution_id, workflow=workflow, params=params, status=ExecutionStatus.RUNNING,
                            started_at=utcnow()).save()
         return execution_id
 

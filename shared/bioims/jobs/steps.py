@@ -6,6 +6,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ..contract.enums import ImageStatus
+
 if TYPE_CHECKING:
     from ..runtime import Container
 
@@ -64,15 +66,15 @@ def process_plate(c: Container, pool: Pool, plate_id: str) -> dict[str, Any]:
     image_ids = c.images.get_image_ids_by_plate_id(plate_id)
     inspected = pool.map("inspect-image", [{"image_id": i} for i in image_ids], desc=f"inspect {plate_id}")
     validation = c.images.validate_plate(plate_id)
-    valid = [r["image_id"] for r in inspected if r.get("status") == "valid"]
+    valid = [r["image_id"] for r in inspected if r.get("status") == ImageStatus.VALID]
     made = pool.map("thumbnails", [{"image_id": i} for i in valid], desc=f"thumbnails {plate_id}")
     return {
         "plate_id": plate_id,
         "images": len(image_ids),
         "valid_images": len(valid),
-        "invalid_images": sum(r.get("status") == "invalid" for r in inspected),
+        "invalid_images": sum(r.get("status") == ImageStatus.INVALID for r in inspected),
         "invalid": [{"image_id": r["image_id"], "error": r.get("error")} for r in inspected
-                    if r.get("status") == "invalid"][:20],
+                    if r.get("status") == ImageStatus.INVALID][:20],
         "failed": [{k: v for k, v in r.items() if k != "traceback"} for r in inspected + made if "failure" in r],
         "thumbnails": sum(r.get("written", 0) for r in made),
         "validation": validation,

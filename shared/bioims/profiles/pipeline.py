@@ -22,6 +22,7 @@ from typing import Literal
 
 import pandas as pd
 
+from ..contract.enums import Similarity, values
 from ..errors import InvalidInput
 from .aggregate import AggregateMethod, aggregate
 from .feature_select import OPERATIONS, Operation, select_features
@@ -78,7 +79,7 @@ def process_profiles(wells: pd.DataFrame, options: ProfileProcessing = ProfilePr
         (joined with ``";"`` where it varies within a treatment, e.g. plates, wells, batches), the
         selected features.
     """
-    if options.metric not in ("pearson", "cosine", "euclidean"):
+    if options.metric not in values(Similarity):
         raise InvalidInput(f"metric must be pearson, cosine or euclidean, not {options.metric!r}")
     require_columns(wells, list(TREATMENT))
     if not feature_columns(wells):

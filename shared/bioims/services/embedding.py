@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..contract.enums import Level, ResultStatus, TrainStatus
 from ..errors import BioimsError, InvalidInput, NotFound
 from ..ids import utcnow
 from ..profiles.aggregate import aggregate
@@ -32,7 +33,8 @@ from .image_management import ArtifactsPort, RunnerPort
 from .preprocessing import spec_fields
 from .training import TrainingService
 
-LEVELS = ("field", "well", "treatment")
+LEVELS = tuple(level.value for level in Level if level is not Level.CELL)
+"""Levels of :meth:`EmbeddingService.profiles` (cells are not a profile table)."""
 EMBED = "embed"
 BATCH = 256
 """Crops per ONNX Runtime call."""
@@ -88,7 +90,7 @@ class EmbeddingService:
     # ------------------------------------------------------------------ helpers
     def _complete_run(self, train_id: str) -> dict[str, Any]:
         run = self._training.get_training(train_id)
-        if run["status"] != "complete":
+        if run["status"] != TrainStatus.COMPLETE:
             raise InvalidInput(f"train run {train_id} is {run['status']}; train it first (bioims train)")
         return run
 
@@ -136,17 +138,17 @@ class EmbeddingService:
         for f in fields:
             if f.crops_uri is None:
                 failed.append({"image_id": f.image_id, "failure": "not preprocessed under the spec"})
-                self._flag(f.image_id, train_id, plate_id, "failed", "not preprocessed under the spec")
+                self._flag(f.image_id, train_id, plate_id, ResultStatus.FAILED, "not preprocessed under the spec")
                 continue
             if f.cells == 0:
                 empty.append(f.image_id)
-                self._flag(f.image_id, train_id, plate_id, "empty", "no cells: no embedding")
+                self._flag(f.image_id, train_id, plate_id, ResultStatus.EMPTY, "no cells: no embedding")
                 continue
             try:
                 vector = self._field(train_id, f, model, force)
             except BioimsError as e:
                 failed.append({"image_id": f.image_id, "failure": e.message})
-                self._flag(f.image_id, train_id, plate_id, "failed", e.message)
+                self._flag(f.image_id, train_id, plate_id, ResultStatus.FAILED, e.message)
                 continue
             rows.append(f.profile_metadata() | {"Metadata_ImageId": f.image_id, "Metadata_Cells": f.cells}
                         | dict(zip(names, vector.tolist())))
@@ -179,7 +181,7 @@ class EmbeddingService:
                                             size=buffer.tell())
         vector = cells.mean(axis=0).astype(np.float32)
         now = utcnow()
-        self._t.images(f.image_id, train_id, plate_id=f.plate_id, cell_count=len(cells), status="embedded",
+        self._t.images(f.image_id, train_id, plate_id=f.plate_id, cell_count=len(cells), status=ResultStatus.EMBEDDED,
                        embedding=vector.tobytes(), results={"cells": uri}, created_at=now, updated_at=now).save()
         return vector
 
@@ -219,11 +221,11 @@ class EmbeddingService:
         if not plates:
             raise InvalidInput(f"train run {train_id} has no embeddings; run `bioims embed {train_id}`")
         fields = pd.concat([read_profiles(self._objects.get_bytes(p["uri"])) for p in plates], ignore_index=True)
-        if level == "field":
+        if level == Level.FIELD:
             return fields
         wells = aggregate(fields.drop(columns=["Metadata_Site", "Metadata_ImageId", "Metadata_Cells"]),
                           by=["Metadata_Plate", "Metadata_Well"])
-        if level == "well":
+        if level == Level.WELL:
             return wells
         options = ProfileProcessing(feature_selection=(), normalization="standardize" if normalize else None,
                                     metric="cosine")

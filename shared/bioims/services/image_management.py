@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from ..contract.enums import ImageStatus, PlateStatus, ResultStatus
 from ..datasets.records import PlateRecord
 from ..errors import Conflict, InvalidInput, NotFound, one_line
 from ..ids import stable_id, utcnow
@@ -209,9 +210,9 @@ class ImageManagementService:
                 image_id = stable_id("image", plate_id, f.well, f.site)
                 metadata = _clean_metadata(f.metadata)
                 missing = [u for u in f.channel_uris.values() if u.startswith("file://") and not uri_to_path(u).is_file()]
-                status, error = ("invalid", f"missing file: {uri_to_path(missing[0])}"
+                status, error = (ImageStatus.INVALID, f"missing file: {uri_to_path(missing[0])}"
                                  + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")) if missing \
-                    else ("registered", None)
+                    else (ImageStatus.REGISTERED, None)
                 invalid += bool(missing)
                 batch.save(self._t.images(
                     image_id, ORIGIN, plate_id=plate_id, well_id=well_ids[f.well],
@@ -235,7 +236,7 @@ class ImageManagementService:
             f"registered plate {record.source_id}: {len(record.fields)} images in {len(well_ids)} wells"
             + (f", {invalid} with missing files" if invalid else ""))
         self._t.plates(plate_id, source_id=record.source_id, experiment=record.experiment, batch=record.batch,
-                       status="registered", image_count=len(record.fields), well_count=len(well_ids),
+                       status=PlateStatus.REGISTERED, image_count=len(record.fields), well_count=len(well_ids),
                        channels=list(record.channels), message_id=message_id,
                        created_at=now, updated_at=now).save()
         return len(well_ids), len(record.fields), invalid
@@ -372,7 +373,7 @@ class ImageManagementService:
             vector = array.tobytes()
         now = utcnow()
         self._t.images(image_id, train_id, plate_id=origin.plate_id, embedding=vector, cell_count=cell_count,
-                       results=results, status="computed", created_at=now, updated_at=now).save()
+                       results=results, status=ResultStatus.COMPUTED, created_at=now, updated_at=now).save()
         return self.get_image_info(image_id, train_id)
 
     def get_image_tags(self, image_id: str) -> list[dict[str, Any]]:
@@ -428,7 +429,7 @@ class ImageManagementService:
         an ``s3://`` image, out of memory, a decoder bug) as ``inspection failed: <type>: <message>``.
         Invalid rows keep no dims, so the next run inspects them again (a transient failure heals)."""
         row = self._image(image_id)
-        if row.status in ("valid", "invalid") and not force and row.width is not None:
+        if row.status in (ImageStatus.VALID, ImageStatus.INVALID) and not force and row.width is not None:
             return {"image_id": image_id, "status": row.status, "skipped": True}
         actions: list[Any]
         try:
@@ -436,16 +437,16 @@ class ImageManagementService:
             info = inspect_field(uris, self._objects)
         except Exception as e:  # noqa: BLE001 - every failure is recorded on the row, none leaves it registered
             reason = one_line(e) if isinstance(e, InvalidInput) else f"inspection failed: {one_line(e)}"
-            actions = [self._t.images.status.set("invalid"), self._t.images.error.set(reason)]
-            result = {"image_id": image_id, "status": "invalid", "error": reason}
+            actions = [self._t.images.status.set(ImageStatus.INVALID), self._t.images.error.set(reason)]
+            result = {"image_id": image_id, "status": ImageStatus.INVALID, "error": reason}
             plate = self._find_plate(row.plate_id)
             if plate is not None and plate.message_id:
                 self._artifacts.add_message(plate.message_id, f"image {image_id} invalid: {reason}")
         else:
-            actions = [self._t.images.status.set("valid"), self._t.images.error.remove(),
+            actions = [self._t.images.status.set(ImageStatus.VALID), self._t.images.error.remove(),
                        self._t.images.width.set(info.width), self._t.images.height.set(info.height),
                        self._t.images.depth.set(info.depth), self._t.images.dtype.set(info.dtype)]
-            result = {"image_id": image_id, "status": "valid", "width": info.width, "height": info.height,
+            result = {"image_id": image_id, "status": ImageStatus.VALID, "width": info.width, "height": info.height,
                       "depth": info.depth, "channels": info.channels, "dtype": info.dtype}
         row.update(actions=actions + [self._t.images.updated_at.set(utcnow())])
         return result
@@ -457,13 +458,13 @@ class ImageManagementService:
         rows = list(self._t.images.by_plate.query(plate.plate_id, self._t.images.train_id == ORIGIN))
         problems: list[str] = []
         status = Tally(r.status for r in rows)
-        if status["registered"]:
-            problems.append(f"{status['registered']} images not inspected yet")
-        if status["invalid"]:
-            first = next(r for r in rows if r.status == "invalid")
-            problems.append(f"{status['invalid']} invalid images (e.g. {first.image_id}: {first.error})")
+        if status[ImageStatus.REGISTERED]:
+            problems.append(f"{status[ImageStatus.REGISTERED]} images not inspected yet")
+        if status[ImageStatus.INVALID]:
+            first = next(r for r in rows if r.status == ImageStatus.INVALID)
+            problems.append(f"{status[ImageStatus.INVALID]} invalid images (e.g. {first.image_id}: {first.error})")
         shapes = Tally((int(r.width), int(r.height), int(r.depth), len(r.channels), r.dtype)
-                       for r in rows if r.status == "valid")
+                       for r in rows if r.status == ImageStatus.VALID)
         if len(shapes) > 1:
             problems.append("inconsistent images: " + ", ".join(
                 f"{n} x {w}x{h}x{d} with {c} channels ({t})" for (w, h, d, c, t), n in shapes.most_common()))
@@ -472,12 +473,12 @@ class ImageManagementService:
         actions = [self._t.plates.updated_at.set(utcnow())]
         if not problems:
             (w, h, d, c, _), = shapes
-            actions += [self._t.plates.status.set("validated"), self._t.plates.width.set(w),
+            actions += [self._t.plates.status.set(PlateStatus.VALIDATED), self._t.plates.width.set(w),
                         self._t.plates.height.set(h), self._t.plates.depth.set(d),
                         self._t.plates.shape_key.set(_shape_key(w, h, d, c))]
             actions.append(self._t.plates.problems.remove())
         else:
-            actions += [self._t.plates.status.set("invalid"), self._t.plates.shape_key.remove(),
+            actions += [self._t.plates.status.set(PlateStatus.INVALID), self._t.plates.shape_key.remove(),
                         self._t.plates.problems.set(problems)]
         plate.update(actions=actions)
         if plate.message_id:
@@ -502,7 +503,7 @@ class ImageManagementService:
         thumbnails are skipped. Returns
         ``{"image_id", "thumbnails": {"<width>": uri}, "written": n}``."""
         row = self._image(image_id)
-        if row.status != "valid":
+        if row.status != ImageStatus.VALID:
             return {"image_id": image_id, "skipped": True, "reason": f"image is {row.status}"}
         widths = list(widths) if widths is not None else self.thumbnail_widths()
         wanted = {w: self._keys.thumbnail(row.plate_id, image_id, w) for w in widths}

@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from ..contract.enums import ImageStatus, ResultStatus
 from ..errors import InvalidInput, NotFound, one_line
 from ..ids import utcnow
 from ..imaging.flatfield import FlatFieldAccumulator, flatfield
@@ -93,12 +94,12 @@ def spec_fields(tables: Tables, spec: str, plate_ids: list[str], *, preprocessed
             raise NotFound(f"no plate {plate_id!r}") from None
         done = {r.image_id: r for r in tables.images.by_plate.query(
             plate_id, tables.images.train_id == spec_row_id(spec),
-            filter_condition=tables.images.status == "preprocessed")}
+            filter_condition=tables.images.status == ResultStatus.PREPROCESSED)}
         if preprocessed:
             origins = tables.images.batch_get([(i, ORIGIN) for i in sorted(done)])
         else:
             origins = tables.images.by_plate.query(plate_id, tables.images.train_id == ORIGIN,
-                                                   filter_condition=tables.images.status == "valid")
+                                                   filter_condition=tables.images.status == ImageStatus.VALID)
         for origin in sorted(origins, key=lambda r: r.image_id):
             meta = origin.metadata.as_dict() if origin.metadata else {}
             result = done.get(origin.image_id)
@@ -138,7 +139,7 @@ class PreprocessingService:
     def valid_image_ids(self, plate_id: str) -> list[str]:
         """Ids of a plate's fields that passed inspection."""
         rows = self._t.images.by_plate.query(plate_id, self._t.images.train_id == ORIGIN,
-                                             filter_condition=self._t.images.status == "valid")
+                                             filter_condition=self._t.images.status == ImageStatus.VALID)
         return sorted(r.image_id for r in rows)
 
     def _plate(self, plate_id: str) -> Any:
@@ -235,7 +236,7 @@ class PreprocessingService:
             done = json.loads(self._objects.get_bytes(rois_uri))
             return {"image_id": image_id, "cells": done["cells"], "skipped": True}
         try:
-            if row.status != "valid":
+            if row.status != ImageStatus.VALID:
                 raise InvalidInput(f"image {image_id} is {row.status}" + (f": {row.error}" if row.error else ""))
             self._check_shape(s, row, f"image {image_id}")
             field = read_field(self._roots.field_uris(row.channel_uris, s.input.channels, f"image {image_id}"),
@@ -267,7 +268,7 @@ class PreprocessingService:
         self._artifacts.create_artifact(image_id, crops_uri, train_id=context, type="crops", size=buffer.tell())
         self._artifacts.create_artifact(image_id, rois_uri, train_id=context, type="rois")
         now = utcnow()
-        self._t.images(image_id, context, plate_id=row.plate_id, cell_count=n, status="preprocessed",
+        self._t.images(image_id, context, plate_id=row.plate_id, cell_count=n, status=ResultStatus.PREPROCESSED,
                        results={"crops": crops_uri, "rois": rois_uri}, created_at=now, updated_at=now).save()
         return {"image_id": image_id, "cells": n, "skipped": False}
 
@@ -282,8 +283,8 @@ class PreprocessingService:
 
     def _record_failure(self, spec: EmbeddingSpec, row: Any, message: str) -> None:
         now = utcnow()
-        self._t.images(row.image_id, spec_row_id(spec.name), plate_id=row.plate_id, status="failed", error=message,
-                       created_at=now, updated_at=now).save()
+        self._t.images(row.image_id, spec_row_id(spec.name), plate_id=row.plate_id, status=ResultStatus.FAILED,
+                       error=message, created_at=now, updated_at=now).save()
         plate = self._t.plates.get(row.plate_id)
         if plate.message_id:
             self._artifacts.add_message(plate.message_id, f"preprocess {spec.name}: image {row.image_id} failed: "

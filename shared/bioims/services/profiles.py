@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..contract.enums import ProfileLevel, values
 from ..errors import Conflict, InvalidInput, NotFound
 from ..ids import iso
 from ..names import check_name
@@ -34,7 +35,7 @@ from ..store.tables import ORIGIN, Tables
 from .image_management import ArtifactsPort
 from .preprocessing import spec_fields
 
-LEVELS = ("well", "treatment")
+LEVELS = values(ProfileLevel)
 
 
 def context_id(name: str) -> str:

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..contract.enums import IndexKind, Level, Metric, ProfileLevel, SearchStatus, TrainStatus, values
 from ..errors import BioimsError, InvalidInput, NotFound
 from ..ids import iso, new_id
 from ..names import check_name
@@ -52,9 +53,9 @@ from .training import TrainingService
 if TYPE_CHECKING:
     from ..index import VectorIndex  # imports faiss: loaded on first use, never by the Lambda services
 
-LEVELS = ("cell", "field", "well", "treatment")
-METRICS = ("cosine", "euclidean")
-KINDS = ("auto", "flat", "ivf", "hnsw")
+LEVELS = values(Level)
+METRICS = values(Metric)
+KINDS = values(IndexKind)
 MAX_K = 1000
 """Largest ``k`` of one search."""
 RECENT_SEARCHES = 10_000
@@ -85,9 +86,9 @@ def _tags(row: Mapping[str, Any]) -> list[str]:
 
 
 def _item_id(level: str, row: Mapping[str, Any]) -> str:
-    if level == "field":
+    if level == Level.FIELD:
         return str(row["Metadata_ImageId"])
-    if level == "well":
+    if level == Level.WELL:
         return f"{row['Metadata_Plate']}/{row['Metadata_Well']}"
     conc = row.get("Metadata_Concentration")
     return f"{row['Metadata_Compound']}@{float(conc):g}" if conc is not None and conc == conc else \
@@ -175,7 +176,7 @@ class SearchService:
             except NotFound:
                 raise NotFound(f"no train run or profile set {name!r}") from None
             return "profiles"
-        if run["status"] != "complete":
+        if run["status"] != TrainStatus.COMPLETE:
             raise InvalidInput(f"train run {name} is {run['status']}; train and embed it first")
         return "run"
 
@@ -183,10 +184,10 @@ class SearchService:
                                                                     list[dict[str, Any]]]:
         """(vectors (N, D) float32, ids, tags per row, payload per row) of a source at a level."""
         if source == "profiles":
-            if level not in ("well", "treatment"):
+            if level not in values(ProfileLevel):
                 raise InvalidInput(f"profile set {name} has well and treatment levels only, not {level}")
             table = self._profiles.read(name, level)
-        elif level in ("well", "treatment"):
+        elif level in values(ProfileLevel):
             table = self._embedding.profiles(name, level)
         else:
             return self._field_table(name, level)
@@ -209,13 +210,13 @@ class SearchService:
             features = feature_columns(table)
             records = table.drop(columns=features).to_dict("records")
             field_vectors = table[features].to_numpy(np.float32)
-            if level == "field":
+            if level == Level.FIELD:
                 vectors.append(field_vectors)
             for r in records:
                 image_id = str(r["Metadata_ImageId"])
                 row_tags = sorted(set(_tags(r)) | image_tags.get(image_id, set()))
                 payload = {"image_id": image_id, "plate_id": plate_id, "thumbnail": thumbnail(plate_id, image_id)}
-                if level == "field":
+                if level == Level.FIELD:
                     ids.append(image_id)
                     tags.append(row_tags)
                     rows.append(payload)
@@ -394,10 +395,11 @@ class SearchService:
                                   exclude_tags or [], require_moa, level, flatfield_plate, query)
         except BioimsError as e:
             self._record(page, {"search_id": search_id, "train_id": str(train_id), "created_at": iso(),
-                                "status": "failed", "query": query, "hits": None, "error": e.message, "ms": None})
+                                "status": SearchStatus.FAILED, "query": query, "hits": None, "error": e.message,
+                                "ms": None})
             raise
         ms = round((time.perf_counter() - started) * 1000, 3)
-        record = {"search_id": search_id, "train_id": train_id, "created_at": iso(), "status": "complete",
+        record = {"search_id": search_id, "train_id": train_id, "created_at": iso(), "status": SearchStatus.COMPLETE,
                   "query": query, "hits": result, "error": None, "ms": ms}
         self._record(page, record)
         return {"search_id": search_id, **query, "hits": result, "ms": ms}
@@ -442,10 +444,10 @@ class SearchService:
 
     def _image_query(self, index: VectorIndex, train_id: str, level: str,
                      image_id: str) -> tuple[np.ndarray, list[int]]:
-        if level == "field":
+        if level == Level.FIELD:
             position = index.position(image_id)
             return index.vector(position), [position]
-        if level == "cell":
+        if level == Level.CELL:
             prefix = f"{image_id}#"
             own = [i for i, name in enumerate(index.ids) if name.startswith(prefix)]
             if not own:

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from pynamodb.exceptions import PutError
 
+from ..contract.enums import TrainStatus
 from ..errors import BioimsError, Conflict, InvalidInput, NotFound
 from ..ids import iso, stable_id, utcnow
 from ..specs import EmbeddingSpec, TrainingSettings
@@ -148,8 +149,8 @@ class TrainingService:
         self._artifacts.create_artifact(train_id, filter_uri, train_id=train_id, type="train-filter")
         message_id = self._artifacts.create_message(
             f"train run {train_id} created: spec {spec.name}, holdout {mode} {held}, {len(excluded)} fields filtered")
-        row = self._t.train_runs(train_id, spec_name=spec.name, created_at=iso(), status="created", holdout=held,
-                                 filter_uri=filter_uri, filter_count=len(excluded), message_id=message_id,
+        row = self._t.train_runs(train_id, spec_name=spec.name, created_at=iso(), status=TrainStatus.CREATED,
+                                 holdout=held, filter_uri=filter_uri, filter_count=len(excluded), message_id=message_id,
                                  settings={**settings.__dict__, "holdout_mode": mode, "network": spec.network,
                                            "loss": spec.loss})
         try:
@@ -187,7 +188,7 @@ class TrainingService:
     def delete_training(self, train_id: str) -> dict[str, Any]:
         """Delete a run, its stored objects and artifact records; :class:`Conflict` while it runs."""
         row = self._run(train_id)
-        if row.status == "running":
+        if row.status == TrainStatus.RUNNING:
             raise Conflict(f"train run {train_id} is running; stop its job first")
         uris = list(self._objects.list(self._keys.models_root(train_id)))
         for uri in uris:
@@ -227,18 +228,18 @@ class TrainingService:
         Returns ``{"train_id", "status", "onnx_uri", "card_uri", "best_epoch", "epochs_done",
         "validation_nsc", "seconds", "skipped"}``; a run already complete is returned as it is."""
         row = self._run(train_id)
-        if row.status == "complete":
+        if row.status == TrainStatus.COMPLETE:
             return {**self._summary(row), "skipped": True}
         started = time.perf_counter()
         resumed = row.started_at is not None
-        row.update(actions=[self._t.train_runs.status.set("running"), self._t.train_runs.error.remove(),
+        row.update(actions=[self._t.train_runs.status.set(TrainStatus.RUNNING), self._t.train_runs.error.remove(),
                             self._t.train_runs.started_at.set(row.started_at or utcnow())])
         self._log(row, "training resumed" if resumed else "training started")
         try:
             summary = self._train(row, threads=threads, progress=progress)
         except BaseException as e:
             reason = e.message if isinstance(e, BioimsError) else f"{type(e).__name__}: {e}"
-            row.update(actions=[self._t.train_runs.status.set("failed"), self._t.train_runs.error.set(reason),
+            row.update(actions=[self._t.train_runs.status.set(TrainStatus.FAILED), self._t.train_runs.error.set(reason),
                                 self._t.train_runs.finished_at.set(utcnow())])
             self._log(row, f"training failed: {reason}")
             raise
@@ -337,8 +338,9 @@ class TrainingService:
             self._artifacts.create_artifact(row.train_id, uri, train_id=row.train_id,
                                             type="model-card" if kind == "card" else kind,
                                             size=len(onnx_bytes) if kind == "onnx" else None)
-        row.update(actions=[self._t.train_runs.status.set("complete"), self._t.train_runs.metrics.set(metrics),
-                            self._t.train_runs.model_uris.set(uris), self._t.train_runs.finished_at.set(utcnow())])
+        row.update(actions=[self._t.train_runs.status.set(TrainStatus.COMPLETE),
+                            self._t.train_runs.metrics.set(metrics), self._t.train_runs.model_uris.set(uris),
+                            self._t.train_runs.finished_at.set(utcnow())])
         return {"best_epoch": state.best_epoch, "max_abs_diff": verification["max_abs_diff"]}
 
 

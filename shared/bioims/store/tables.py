@@ -52,6 +52,7 @@ from pynamodb.attributes import (
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjection
 from pynamodb.models import Model
 
+from ..contract.enums import ExecutionStatus, ImageStatus, PlateStatus, TrainStatus
 from ..errors import BioimsError, Unavailable, one_line
 
 ORIGIN = "origin"
@@ -105,7 +106,7 @@ class Image(Model):
     height = NumberAttribute(null=True)
     depth = NumberAttribute(null=True)
     dtype = UnicodeAttribute(null=True)
-    status = UnicodeAttribute(default="registered")
+    status = UnicodeAttribute(default=ImageStatus.REGISTERED)
     error = UnicodeAttribute(null=True)
     cell_count = NumberAttribute(null=True)
     embedding = BinaryAttribute(null=True, legacy_encoding=False)
@@ -142,7 +143,7 @@ class Plate(Model):
     source_id = UnicodeAttribute()
     experiment = UnicodeAttribute(null=True)
     batch = UnicodeAttribute(null=True)
-    status = UnicodeAttribute(default="registered")
+    status = UnicodeAttribute(default=PlateStatus.REGISTERED)
     image_count = NumberAttribute(default=0)
     well_count = NumberAttribute(default=0)
     channels = ListAttribute(of=UnicodeAttribute, null=True)  # type: ignore[var-annotated]
@@ -254,7 +255,7 @@ class TrainRun(Model):
     train_id = UnicodeAttribute(hash_key=True)
     spec_name = UnicodeAttribute()
     created_at = UnicodeAttribute()  # ISO-8601 UTC, sortable (range key of by_spec)
-    status = UnicodeAttribute(default="created")
+    status = UnicodeAttribute(default=TrainStatus.CREATED)
     holdout = ListAttribute(of=UnicodeAttribute, null=True)  # type: ignore[var-annotated]
     filter_uri = UnicodeAttribute(null=True)
     filter_count = NumberAttribute(default=0)
@@ -341,7 +342,7 @@ class Execution(Model):
     execution_id = UnicodeAttribute(hash_key=True)
     workflow = UnicodeAttribute()
     params = JSONAttribute(null=True)
-    status = UnicodeAttribute(default="RUNNING")
+    status = UnicodeAttribute(default=ExecutionStatus.RUNNING)
     output = JSONAttribute(null=True)
     error = UnicodeAttribute(null=True)
     started_at = UTCDateTimeAttribute(null=True)

@@ -15,10 +15,11 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from ..contract.enums import Holdout, values
 from ..errors import InvalidInput
 from ..profiles.pipeline import CONTROL
 
-HOLDOUT_MODES = ("none", "compound", "folds")
+HOLDOUT_MODES = values(Holdout)
 
 
 def annotated_compounds(compound_moa: Mapping[str, str | None]) -> dict[str, str]:
@@ -84,10 +85,10 @@ def holdout_plan(mode: str, compound_moa: Mapping[str, str | None], *, folds: in
     For ``folds``, K is raised to :func:`min_folds` when an MOA has more compounds than ``folds``."""
     if mode not in HOLDOUT_MODES:
         raise InvalidInput(f"holdout must be one of {', '.join(HOLDOUT_MODES)}, got {mode!r}")
-    if mode == "none":
+    if mode == Holdout.NONE:
         return [[]]
     annotated = annotated_compounds(compound_moa)
-    if mode == "compound":
+    if mode == Holdout.COMPOUND:
         if not annotated:
             raise InvalidInput("no annotated compounds (compounds with an MOA other than DMSO) to hold out")
         return [[c] for c in sorted(annotated)]

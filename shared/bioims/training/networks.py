@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..contract.enums import Network
 from ..errors import InvalidInput
 from ..specs import MIN_ROI, EmbeddingSpec
 
@@ -74,5 +75,5 @@ def build_network(spec: EmbeddingSpec) -> EmbeddingNet:
     """The spec's network with freshly initialised weights (seeded by the caller)."""
     if spec.network not in MIN_ROI:
         raise InvalidInput(f"unknown network {spec.network!r}; known: {', '.join(MIN_ROI)}")
-    make = resnet if spec.network == "resnet" else seed_network
+    make = resnet if spec.network == Network.RESNET else seed_network
     return make(len(spec.input.channels), spec.embedding_length, spec.input.depth)

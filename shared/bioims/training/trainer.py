@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ..contract.enums import Loss
 from ..errors import InvalidInput, NotFound, one_line
 from ..specs import EmbeddingSpec, TrainingSettings
 from ..store.objects import ObjectStore
@@ -141,13 +142,13 @@ def train(spec: EmbeddingSpec, settings: TrainingSettings, train_fields: Sequenc
     if threads:
         torch.set_num_threads(threads)
     shape = crop_shape(spec)
-    pairs = spec.loss == "seed"
+    pairs = spec.loss == Loss.SEED
     stream = CropStream(objects, train_fields, shape=shape, batch_size=settings.batch_size, seed=settings.seed,
                         pairs=pairs)
     torch.manual_seed(settings.seed)
     model = build_network(spec)
     classes = 1 + max((f.label for f in train_fields), default=0)
-    proxies = Proxies(classes, spec.embedding_length) if spec.loss == "proxy" else None
+    proxies = Proxies(classes, spec.embedding_length) if spec.loss == Loss.PROXY else None
     parameters = list(model.parameters()) + (list(proxies.parameters()) if proxies else [])
     optimizer = torch.optim.AdamW(parameters, lr=settings.learning_rate, weight_decay=settings.weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(
