@@ -161,6 +161,8 @@ REPORTED = [
     ("POST", "/image-management/uploads", {"manifest": 5}, 400, "manifest"),
     ("POST", "/tags/categories", {"category": "week", "description": 5}, 400, "description: Input should be a valid string"),
     ("PUT", "/image-management/images/{image_id}/train-results/run1", {"embedding": "x"}, 400, "embedding"),
+    ("PUT", "/image-management/images/{image_id}/train-results/run1", {"results": "x"}, 400,
+     "results: Input should be a valid dictionary"),
     ("POST", "/search/searches", {"train_id": "r", "vector": [10**400, 1.0]}, 400, "vector.0"),
     ("POST", "/search/searches", {"train_id": "x\x00y", "vector": [1.0]}, 400, "train_id"),
     ("POST", "/search/searches", {"train_id": "a" * 5000, "vector": [1.0]}, 400, "train_id"),
