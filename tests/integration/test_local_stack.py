@@ -50,3 +50,27 @@ def test_process_plate_runs_detached_and_is_described(container, tmp_path, rng):
     assert images.get_plate(plate_id)["status"] == "validated"
     image_id = images.get_image_ids_by_plate_id(plate_id)[0]
     assert len(container.artifacts.get_artifacts(image_id)) == 2
+
+
+def test_processes_creating_the_tables_at_once_all_succeed(stack_settings):
+    """Search workers start together on a fresh home: each creates the missing tables; none may fail."""
+    import threading
+
+    from bioims.ids import new_id
+    from bioims.runtime import local
+
+    settings = stack_settings.with_(table_prefix=f"race{new_id()[:6]}-")
+    errors: list[BaseException] = []
+
+    def start() -> None:
+        try:
+            local(settings)
+        except BaseException as e:  # noqa: BLE001 - collected and asserted below
+            errors.append(e)
+
+    threads = [threading.Thread(target=start) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []

@@ -49,6 +49,7 @@ from pynamodb.attributes import (
     UnicodeAttribute,
     UTCDateTimeAttribute,
 )
+from pynamodb.exceptions import TableError
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjection
 from pynamodb.models import Model
 
@@ -508,7 +509,13 @@ class Tables:
         created = []
         for model in self.models():
             if model.Meta.table_name not in existing:
-                model.create_table(billing_mode="PAY_PER_REQUEST", wait=False)
+                try:
+                    model.create_table(billing_mode="PAY_PER_REQUEST", wait=False)
+                except TableError as e:  # another process (a search worker, a CLI) created it meanwhile
+                    if "ResourceInUseException" not in str(e) and "ResourceInUse" not in repr(e.cause):
+                        raise
+                    _wait_active(model)
+                    continue
                 created.append(model.Meta.table_name)
         for model in self.models():
             if model.Meta.table_name in created:
