@@ -37,13 +37,13 @@ node_modules/.installed: package.json package-lock.json
 	touch $@
 
 test: setup validate
-	$(BIN)/pytest -n $(WORKERS) tests
+	$(BIN)/pytest -n $(WORKERS) --dist loadgroup tests
 
 test-unit: setup
-	$(BIN)/pytest -n $(WORKERS) tests/unit
+	$(BIN)/pytest -n $(WORKERS) --dist loadgroup tests/unit
 
 test-integration: setup
-	$(BIN)/pytest -n $(WORKERS) tests/integration
+	$(BIN)/pytest -n $(WORKERS) --dist loadgroup tests/integration
 
 demo: setup
 	$(BIN)/bioims demo
