@@ -10,7 +10,7 @@ import pytest
 
 from bioims.runtime import Container
 from bioims.settings import Settings
-from bioims.store.tables import Tables
+from bioims.store.tables import Database
 
 REPO = Path(__file__).resolve().parents[1]
 BBBC021 = REPO.parent / "shared" / "data" / "bbbc021"
@@ -34,21 +34,25 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def tables(aws_env: None) -> Iterator[Tables]:
-    """Every table, created in moto (in-process DynamoDB)."""
+def database(aws_env: None) -> Iterator[Database]:
+    """A table endpoint in moto (in-process DynamoDB), its client made now (with the test credentials);
+    tables bound to it are created by the fixtures."""
+    import boto3
     from moto import mock_aws
 
     with mock_aws():
-        t = Tables("test-", region="us-east-1")
-        t.create_all()
-        yield t
+        yield Database("test-", region="us-east-1", client=boto3.client("dynamodb", region_name="us-east-1"))
 
 
 @pytest.fixture
-def container(settings: Settings, tables: Tables) -> Container:
-    """Services on moto tables, objects under tmp_path, a runner recording executions in moto."""
+def container(settings: Settings, database: Database) -> Container:
+    """Services on moto tables (each service's own, all created), objects under tmp_path, a runner
+    recording executions in moto."""
     from bioims.jobs.runner import LocalRunner
+    from bioims.jobs.tables import RunnerTables
     from bioims.runtime import build
     from bioims.store.objects import ObjectStore
 
-    return build(settings, tables, ObjectStore(), LocalRunner(settings, tables))
+    c = build(settings, database, ObjectStore(), LocalRunner(settings, RunnerTables(database)))
+    database.create()
+    return c

@@ -1,43 +1,77 @@
 """Composition roots: build every port and service once from validated settings.
 
 - :func:`local` — one machine: dynalite of ``BIOIMS_HOME`` (started on demand), ``file://`` objects,
-  the local process-pool runner. Used by the CLI, ``bioims serve`` and job worker processes.
-- :func:`aws` — AWS: DynamoDB, S3 and the Step Functions runner, from the environment the template sets.
-  The one root of every AWS process: each service's Lambda functions (``services/<name>/app.py``, with
-  ``service=<name>``), the Batch jobs (``python -m bioims.jobs``) and the search container.
-- :func:`build` — from ports made elsewhere (tests with moto tables, for example).
-
-On AWS every process builds the whole container and serves one service of it: the services reach each
-other in-process (a tags call made while ingesting is a DynamoDB write, not a Lambda invocation), so
-each function's role grants the tables its service and the services it calls touch
-(:data:`bioims.permissions.PERMISSIONS`).
+  the local process-pool runner; every service in this process, calling the others in-process. Used by
+  the CLI, ``bioims serve`` and job worker processes.
+- :func:`aws` — one service on AWS: ITS tables (DynamoDB), S3 and the Step Functions runner; the services
+  it calls are clients invoking their ``invoke`` Lambda functions (``BIOIMS_FUNCTION_<SERVICE>``). The
+  root of each service's Lambda functions (``services/<name>/app.py``), of the Batch jobs (as the service
+  of their step) and of the search container.
+- :func:`build` — from ports made elsewhere (tests with moto tables, for example); ``remote`` replaces
+  services by clients of them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import InvalidInput
+from .jobs.tables import RunnerTables
 from .services.artifact import ArtifactService
+from .services.artifact.tables import ArtifactTables
 from .services.embedding import EmbeddingService
-from .services.image_management import ImageManagementService, RunnerPort
-from .services.preprocessing import PreprocessingService
-from .services.profiles import ProfileSets
-from .services.search import SearchService
+from .services.image_management import ImageManagementService, PreprocessingService
+from .services.image_management.tables import ImageTables
+from .services.ports import RunnerPort
+from .services.search import ProfileSets, SearchService
+from .services.search.tables import SearchTables
 from .services.tags import TagsService
+from .services.tags.tables import TagsTables
 from .services.training import TrainingService
-from .settings import Settings
+from .services.training.tables import TrainingTables
+from .settings import FUNCTION_SERVICES, Settings
 from .store.keys import Keys
 from .store.objects import ObjectStore
 from .store.roots import IngestRoots
-from .store.tables import Tables
+from .store.tables import Database, TableSet
 
 LOCAL_CREDENTIALS = ("local", "local")
 
 ClientFactory = Callable[[str], Any]
 """AWS service name (``"s3"``, ``"dynamodb"``, ``"stepfunctions"``, ``"lambda"``) -> a botocore client."""
+
+OWNED_TABLES: dict[str, type[TableSet] | None] = {
+    "artifact": ArtifactTables,
+    "tags": TagsTables,
+    "image-management": ImageTables,
+    "training": TrainingTables,
+    "embedding": None,  # an embedding is an (image, run) row of image-management
+    "search": SearchTables,
+}
+"""The table set each service owns (only its code reads or writes it)."""
+
+TABLE_SETS: dict[str, type[TableSet]] = {
+    **{name: tables for name, tables in OWNED_TABLES.items() if tables is not None}, "runner": RunnerTables}
+"""Every table set by owner (``runner``: the local job runner's executions; on AWS, Step Functions)."""
+
+CALLS: dict[str, tuple[str, ...]] = {
+    "artifact": (),
+    "tags": (),
+    "image-management": ("artifact", "tags", "training"),
+    "training": ("artifact", "image-management"),
+    "embedding": ("artifact", "image-management", "training"),
+    "search": ("artifact", "embedding", "image-management", "tags", "training"),
+}
+"""The services each service calls (through its ports); on AWS, the functions its role may invoke."""
+
+STEP_SERVICE: dict[str, str] = {
+    "inspect-image": "image-management", "validate-plate": "image-management", "thumbnails": "image-management",
+    "flatfield": "image-management", "preprocess-image": "image-management", "train-model": "training",
+    "embed-plate": "embedding",
+}
+"""The service a Batch job step runs as on AWS (its tables; the others by Lambda invocation)."""
 
 AWS_NEEDS: dict[str, tuple[str, ...]] = {
     "image-management": ("sfn_process_plate_arn", "sfn_train_arn"),  # process_plate; start_preprocess (train)
@@ -46,35 +80,42 @@ AWS_NEEDS: dict[str, tuple[str, ...]] = {
     "artifact": (),
     "tags": (),
     "search": (),
-    "jobs": (),
 }
-"""The optional settings a process on AWS cannot work without, by the service it serves (``jobs``: a
-Batch job). The state machines a service starts; describing executions of the others is optional."""
+"""The optional settings a process on AWS cannot work without, by the service it serves. The state
+machines a service starts; describing executions of the others is optional. (The functions of the services
+it calls are needed too: see :data:`CALLS`.)"""
 
 
 @dataclass(frozen=True)
 class Container:
-    """Every port and service of one runtime."""
+    """Every port and service of one runtime: on one machine all are service objects; on AWS the one
+    served is, and the others are clients of their Lambda functions."""
 
     settings: Settings
-    tables: Tables
+    database: Database
+    tables: Mapping[str, TableSet]
+    """The table sets built here, by owner (tests and tools; services use only their own)."""
     objects: ObjectStore
     keys: Keys
-    artifacts: ArtifactService
-    tags: TagsService
-    images: ImageManagementService
-    training: TrainingService
-    preprocessing: PreprocessingService
+    artifacts: Any
+    tags: Any
+    images: Any
+    training: Any
     profiles: ProfileSets
-    embedding: EmbeddingService
-    search: SearchService
+    embedding: Any
+    search: SearchService | None
     runner: RunnerPort | None
     roots: IngestRoots = field(default_factory=IngestRoots)
     """Where input images and manifests may be read from."""
 
+    @property
+    def preprocessing(self) -> PreprocessingService:
+        """Image-management's preprocessing (where image-management runs in this process)."""
+        return self.images.preprocessing  # type: ignore[no-any-return]
+
     def service(self, name: str) -> Any:
         """The service object behind an API name (``image-management``, ``artifact``, ``tags``, ``training``,
-        ``embedding``)."""
+        ``embedding``, ``search``)."""
         services = {"image-management": self.images, "artifact": self.artifacts, "tags": self.tags,
                     "training": self.training, "embedding": self.embedding, "search": self.search}
         try:
@@ -83,21 +124,47 @@ class Container:
             raise KeyError(f"unknown service {name!r}; known: {', '.join(services)}") from None
 
 
-def build(settings: Settings, tables: Tables, objects: ObjectStore, runner: RunnerPort | None = None, *,
-          roots: IngestRoots | None = None) -> Container:
-    """Every service over the given ports. ``roots`` (default: the settings' :attr:`~Settings.input_roots`)
-    are where input images and manifests may be read from."""
+class _Later:
+    """A port whose target is made after the object that holds it (image-management and training each
+    hold the other); it forwards every attribute to the target once :meth:`set`."""
+
+    def __init__(self, what: str) -> None:
+        self._what = what
+        self._target: Any = None
+
+    def set(self, target: Any) -> None:
+        self._target = target
+
+    def __getattr__(self, name: str) -> Any:
+        if self._target is None:
+            raise RuntimeError(f"{self._what} is not built yet")
+        return getattr(self._target, name)
+
+
+def build(settings: Settings, database: Database, objects: ObjectStore, runner: RunnerPort | None = None, *,
+          roots: IngestRoots | None = None, remote: Mapping[str, Any] | None = None) -> Container:
+    """Every service over the given ports, each over its own tables of ``database``; a service named in
+    ``remote`` is that client instead (a transport to it elsewhere) and gets no tables here. ``roots``
+    (default: the settings' :attr:`~Settings.input_roots`) are where input images and manifests may be
+    read from."""
     roots = roots if roots is not None else IngestRoots(settings.input_roots)
-    artifacts = ArtifactService(tables)
-    tags = TagsService(tables)
+    remote = dict(remote or {})
+    tables = {name: table_set(database) for name, table_set in OWNED_TABLES.items()
+              if table_set is not None and name not in remote}
     keys = Keys(settings.artifact_uri)
-    training = TrainingService(tables, objects, keys, artifacts, runner)
-    preprocessing = PreprocessingService(tables, objects, keys, training, tags, artifacts, roots=roots)
-    images = ImageManagementService(tables, objects, keys, tags, artifacts, runner, preprocessing, roots=roots)
-    profiles = ProfileSets(tables, objects, keys, artifacts, roots=roots)
-    embedding = EmbeddingService(tables, objects, keys, artifacts, training, runner)
-    search = SearchService(tables, objects, keys, artifacts, embedding, training, profiles)
-    return Container(settings, tables, objects, keys, artifacts, tags, images, training, preprocessing, profiles,
+    artifacts = remote.get("artifact") or ArtifactService(tables["artifact"])
+    tags = remote.get("tags") or TagsService(tables["tags"])
+    training_port = remote.get("training") or _Later("the training service")
+    images = remote.get("image-management") or ImageManagementService(
+        tables["image-management"], objects, keys, tags, artifacts, training_port, runner, roots=roots)
+    training = remote.get("training") or TrainingService(tables["training"], objects, keys, artifacts, images, runner)
+    if isinstance(training_port, _Later):
+        training_port.set(training)
+    embedding = remote.get("embedding") or EmbeddingService(objects, keys, artifacts, images, training, runner)
+    profiles = ProfileSets(objects, keys, artifacts, images, roots=roots)
+    search = None if "search" in remote else SearchService(tables["search"], objects, keys, artifacts,
+                                                           embedding, training, tags, profiles)
+    return Container(settings, database, tables, objects, keys, artifacts, tags, images, training, profiles,
                      embedding, search, runner, roots)
 
 
@@ -124,16 +191,20 @@ def local(settings: Settings | None = None) -> Container:
     else:
         stack = LocalStack(settings)
         url, recover = stack.up(), stack.up
-    tables = Tables(settings.table_prefix, host=url, region=settings.region, credentials=LOCAL_CREDENTIALS,
-                    recover=recover)
-    tables.create_all()
-    return build(settings, tables, ObjectStore(_s3_client(settings)), LocalRunner(settings, tables),
-                 roots=IngestRoots(settings.input_roots, home=settings.home))
+    database = Database(settings.table_prefix, host=url, region=settings.region, credentials=LOCAL_CREDENTIALS,
+                        recover=recover)
+    runner = LocalRunner(settings, RunnerTables(database))
+    container = build(settings, database, ObjectStore(_s3_client(settings)), runner,
+                      roots=IngestRoots(settings.input_roots, home=settings.home))
+    database.create()
+    return container
 
 
-def aws(settings: Settings | None = None, runner: RunnerPort | None = None, *, service: str | None = None,
+def aws(settings: Settings | None = None, runner: RunnerPort | None = None, *, service: str,
         clients: ClientFactory | None = None) -> Container:
-    """The AWS runtime: DynamoDB tables, the S3 object store and the Step Functions runner.
+    """One service on AWS: its own DynamoDB tables, the S3 object store and the Step Functions runner; the
+    services it calls are clients of their ``invoke`` Lambda functions (``BIOIMS_FUNCTION_<SERVICE>``, a
+    function name or ARN, or the ``http://HOST:PORT`` of a Lambda emulator).
 
     Parameters
     ----------
@@ -142,9 +213,9 @@ def aws(settings: Settings | None = None, runner: RunnerPort | None = None, *, s
     runner : RunnerPort, optional
         Default: a :class:`~bioims.jobs.stepfunctions.StepFunctionsRunner` over the state machines that
         are set (``BIOIMS_SFN_*_ARN``); None if none is.
-    service : str, optional
-        The service this process serves (a key of :data:`AWS_NEEDS`). On ``BIOIMS_RUNTIME=aws`` the
-        settings it needs must be set.
+    service : str
+        The service this process serves (a key of :data:`CALLS`; a Batch job serves its step's service,
+        :data:`STEP_SERVICE`). On ``BIOIMS_RUNTIME=aws`` the settings it needs must be set.
     clients : ClientFactory, optional
         Makes the botocore clients (default :func:`aws_clients`; tests pass moto-backed, instrumented ones).
 
@@ -155,20 +226,35 @@ def aws(settings: Settings | None = None, runner: RunnerPort | None = None, *, s
         ``service`` is unknown.
     """
     settings = settings or Settings.from_env()
-    if service is not None:
-        if service not in AWS_NEEDS:
-            raise InvalidInput(f"unknown AWS service {service!r}; known: {', '.join(AWS_NEEDS)}")
-        if settings.runtime == "aws":
-            for name in AWS_NEEDS[service]:
-                settings.need(name, f"the {service} service on AWS")
+    if service not in CALLS:
+        raise InvalidInput(f"unknown AWS service {service!r}; known: {', '.join(CALLS)}")
+    if settings.runtime == "aws":
+        for name in AWS_NEEDS[service]:
+            settings.need(name, f"the {service} service on AWS")
+        for callee in CALLS[service]:
+            if callee in FUNCTION_SERVICES:
+                settings.need(f"function:{callee}", f"the {service} service on AWS")
     clients = clients or aws_clients(settings)
-    tables = Tables(settings.table_prefix, host=settings.dynamodb_url, region=settings.region,
-                    client=clients("dynamodb"))
+    database = Database(settings.table_prefix, host=settings.dynamodb_url, region=settings.region,
+                        client=clients("dynamodb"))
     if runner is None and settings.state_machine_arns:
         from .jobs.stepfunctions import StepFunctionsRunner
 
         runner = StepFunctionsRunner(clients("stepfunctions"), settings.state_machine_arns)
-    return build(settings, tables, ObjectStore(clients("s3")), runner)
+    remote = {name: _remote(name, service, settings, clients) for name in CALLS if name != service}
+    return build(settings, database, ObjectStore(clients("s3")), runner, remote=remote)
+
+
+def _remote(name: str, caller: str, settings: Settings, clients: ClientFactory) -> Any:
+    """The client of service ``name`` as ``caller`` reaches it on AWS: its Lambda function, or (a service
+    it does not call) one whose every call fails with a message saying so."""
+    from .client.clients import CLIENTS
+    from .client.transports import LambdaTransport, Unreachable
+
+    function = settings.functions.get(name)
+    if name not in CALLS[caller] or name not in FUNCTION_SERVICES or function is None:
+        return CLIENTS[name](Unreachable(name, caller))
+    return CLIENTS[name](LambdaTransport.to(function, name, clients))
 
 
 def aws_clients(settings: Settings) -> ClientFactory:

@@ -29,7 +29,8 @@ BIOIMS_BATCH_CPU_QUEUE           AWS Batch job queue for CPU steps (name or ARN)
 BIOIMS_BATCH_GPU_QUEUE           AWS Batch job queue for training (name or ARN)
 BIOIMS_BATCH_JOB_DEFINITION      the job definition running ``python -m bioims.jobs`` (name or ARN)
 BIOIMS_FUNCTION_<SERVICE>        the ``invoke`` Lambda function of another service (``BIOIMS_FUNCTION_TAGS``,
-                                 ``BIOIMS_FUNCTION_IMAGE_MANAGEMENT``, ...): how a service reaches it
+                                 ``BIOIMS_FUNCTION_IMAGE_MANAGEMENT``, ...): how a service reaches it; a
+                                 name or ARN, or the ``http://HOST:PORT`` of a Lambda emulator serving it
 BIOIMS_SEARCH_URL                the search service's HTTP API (``http(s)://...``)
 """
 
@@ -49,6 +50,7 @@ _PREFIX_RE = re.compile(r"^[A-Za-z0-9_.-]{0,200}$")
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _STATE_MACHINE_RE = re.compile(r"^arn:aws[a-z-]*:states:[a-z0-9-]+:\d{12}:stateMachine:[A-Za-z0-9_-]{1,80}$")
 _FUNCTION_RE = re.compile(r"^[A-Za-z0-9_:.-]{1,170}$")
+_EMULATOR_RE = re.compile(r"^http://[A-Za-z0-9.-]{1,253}:[0-9]{1,5}$")
 
 FUNCTION_SERVICES = ("artifact", "tags", "image-management", "training", "embedding")
 """Services with an ``invoke`` Lambda function that others may reach (``BIOIMS_FUNCTION_<SERVICE>``)."""
@@ -172,9 +174,9 @@ class Settings:
             if service not in FUNCTION_SERVICES:
                 raise InvalidInput(f"{function_variable(service)}: no service {service!r} has an invoke function; "
                                    f"known: {', '.join(function_variable(s) for s in FUNCTION_SERVICES)}")
-            if not isinstance(function, str) or not _FUNCTION_RE.match(function):
+            if not isinstance(function, str) or not (_FUNCTION_RE.match(function) or _EMULATOR_RE.match(function)):
                 raise InvalidInput(f"{function_variable(service)} must be a Lambda function name or ARN, "
-                                   f"not {function!r}")
+                                   f"or an emulator's http://HOST:PORT, not {function!r}")
         object.__setattr__(self, "functions", functions)  # a private copy: the caller's dict may change
         if self.search_url is not None and not self.search_url.startswith(("http://", "https://")):
             raise InvalidInput(f"BIOIMS_SEARCH_URL must be an http:// or https:// URL, not {self.search_url!r}")

@@ -119,7 +119,7 @@ def test_embedding_responses_match_the_contract(screen, monkeypatch):
     field = call(e, "embedding", "getImageEmbedding", {"imageId": table["Metadata_ImageId"].iloc[0],
                                                        "trainId": train_id})
     assert field["status"] == "embedded" and len(field["embedding"]) == SPEC["embedding_length"]
-    rows = c.tables.images.by_plate.query(plate_id, c.tables.images.train_id == train_id)
+    rows = c.tables["image-management"].images.by_plate.query(plate_id, c.tables["image-management"].images.train_id == train_id)
     for row in rows:
         if row.status != "embedded":  # empty (or failed) fields: no embedding, a reason
             other = call(e, "embedding", "getImageEmbedding", {"image_id": row.image_id, "train_id": train_id})

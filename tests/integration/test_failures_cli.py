@@ -66,7 +66,7 @@ def test_serve_survives_a_restart_of_its_dynalite(own_stack, tmp_path, monkeypat
         answer = get()  # restarted on demand (a new port), the tables re-pointed, the call retried
         assert answer.status_code == 200 and "green" in answer.text
         status = LocalStack(own_stack).status()
-        assert status["running"] and status["pid"] != killed and status["url"] == c.tables.host
+        assert status["running"] and status["pid"] != killed and status["url"] == c.database.host
 
         kill_dynalite(own_stack)
         path = os.environ["PATH"]

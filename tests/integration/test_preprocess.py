@@ -18,7 +18,7 @@ import pytest
 from bioims.datasets.loaddata import read_loaddata
 from bioims.datasets.synth import IMAGE_CSV, MOA_CSV, synthesize
 from bioims.jobs.runner import LocalPool
-from bioims.services.preprocessing import spec_row_id
+from bioims.services.image_management.preprocessing import spec_row_id
 from bioims.store.objects import uri_to_path
 
 
@@ -83,7 +83,7 @@ def test_killed_run_resumes_to_identical_outputs(container, screen, settings):
     container.training.create_embedding(spec_doc("reference"))
     container.training.create_embedding(spec_doc("killed"))
     preprocess(container, "reference")
-    env = {**os.environ, **settings.to_env(), "BIOIMS_DYNAMODB_URL": container.tables.host}
+    env = {**os.environ, **settings.to_env(), "BIOIMS_DYNAMODB_URL": container.database.host}
     proc = subprocess.Popen([sys.executable, "-m", "bioims.jobs", "preprocess", "--workers", "1",
                              "--params", json.dumps({"spec": "killed"})], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

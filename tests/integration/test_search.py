@@ -150,7 +150,7 @@ def test_bad_requests_and_records(indexed):
     record = c.search.get_search(done["search_id"])
     assert record["status"] == "complete" and record["hits"] == done["hits"] and record["query"]["k"] == 2
     c.search.flush()
-    fresh = SearchService(c.tables, c.objects, c.keys, c.artifacts, c.embedding, c.training, c.profiles)
+    fresh = SearchService(c.tables["search"], c.objects, c.keys, c.artifacts, c.embedding, c.training, c.tags, c.profiles)
     assert fresh.get_search(done["search_id"])["hits"] == done["hits"]  # from the table
     assert done["search_id"] in fresh.list_searches(train_id)
     with pytest.raises(NotFound, match="no search"):
@@ -161,7 +161,7 @@ def test_persistence_round_trip_and_delete(indexed):
     c, train_id = indexed
     image_id = fields(c, train_id)["Metadata_ImageId"].iloc[5]
     before = c.search.search(train_id, image_id=image_id, k=6, require_moa=True)["hits"]
-    fresh = SearchService(c.tables, c.objects, c.keys, c.artifacts, c.embedding, c.training, c.profiles)
+    fresh = SearchService(c.tables["search"], c.objects, c.keys, c.artifacts, c.embedding, c.training, c.tags, c.profiles)
     assert [(h["id"], h["tags"]) for h in fresh.search(train_id, image_id=image_id, k=6, require_moa=True)["hits"]] \
         == [(h["id"], h["tags"]) for h in before]
     stored = {(i["level"], i["metric"]) for i in fresh.list_indexes(train_id)}
@@ -246,7 +246,7 @@ def test_a_second_process_follows_builds_and_deletes(indexed):
     """Another search service over the same store (another worker, another task) swaps in a version built
     elsewhere and unloads what was deleted elsewhere (SearchService.refresh, run every second by servers)."""
     c, train_id = indexed
-    other = SearchService(c.tables, c.objects, c.keys, c.artifacts, c.embedding, c.training, c.profiles)
+    other = SearchService(c.tables["search"], c.objects, c.keys, c.artifacts, c.embedding, c.training, c.tags, c.profiles)
     c.search.build_index(train_id, "well")
     loaded = other.load_index(train_id, "well")["version"]
     assert other.refresh() == []  # nothing changed since

@@ -140,7 +140,7 @@ def test_killed_training_resumes_from_its_checkpoint(screen):
     run = c.training.create_trainings(SPEC["name"], "none", epochs=12)[0]
     train_id = run["train_id"]
     checkpoint = uri_to_path(c.keys.model(train_id, "checkpoint.pt"))
-    env = {**os.environ, **c.settings.to_env(), "BIOIMS_DYNAMODB_URL": c.tables.host}
+    env = {**os.environ, **c.settings.to_env(), "BIOIMS_DYNAMODB_URL": c.database.host}
     proc = subprocess.Popen([sys.executable, "-m", "bioims.jobs", "train-model", "--params",
                              json.dumps({"train_id": train_id})], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
@@ -274,13 +274,13 @@ def test_embedding_job_outputs_resume_and_flags(screen, tmp_path):
     moved = tmp_path / "moved"
     crops_dir.rename(moved)
     try:
-        for row in c.tables.images.by_plate.query(missing, c.tables.images.train_id == f"spec#{SPEC['name']}"):
-            row.update(actions=[c.tables.images.status.set("failed")])
+        for row in c.tables["image-management"].images.by_plate.query(missing, c.tables["image-management"].images.train_id == f"spec#{SPEC['name']}"):
+            row.update(actions=[c.tables["image-management"].images.status.set("failed")])
         out = c.runner.run(c, "embed", {"train_id": train_id, "plate_ids": [missing], "force": True})["output"]
         assert out["failed"] == 1 and "no preprocessed crops" in out["failures"][0]["failure"]
     finally:
-        for row in c.tables.images.by_plate.query(missing, c.tables.images.train_id == f"spec#{SPEC['name']}"):
-            row.update(actions=[c.tables.images.status.set("preprocessed")])
+        for row in c.tables["image-management"].images.by_plate.query(missing, c.tables["image-management"].images.train_id == f"spec#{SPEC['name']}"):
+            row.update(actions=[c.tables["image-management"].images.status.set("preprocessed")])
         moved.rename(crops_dir)
 
 
@@ -296,14 +296,14 @@ def test_killed_embedding_array_child_resumes_with_identical_outputs(screen):
     reference = c.embedding.compute_plate_embedding(train_id, plate_id)
     table_uri = reference["uri"]
     expected = c.objects.get_bytes(table_uri)
-    rows = {r.image_id: r.embedding for r in c.tables.images.by_plate.query(plate_id, c.tables.images.train_id == train_id)}
+    rows = {r.image_id: r.embedding for r in c.tables["image-management"].images.by_plate.query(plate_id, c.tables["image-management"].images.train_id == train_id)}
     plate_dir = uri_to_path(table_uri).parent
     for path in plate_dir.iterdir():
         path.unlink()
 
     params_uri = c.keys.job_params(new_id())
     c.objects.put_json(params_uri, embed_units(train_id, ["other-plate", plate_id]))
-    env = {**os.environ, **c.settings.to_env(), "BIOIMS_DYNAMODB_URL": c.tables.host, "AWS_BATCH_JOB_ARRAY_INDEX": "1"}
+    env = {**os.environ, **c.settings.to_env(), "BIOIMS_DYNAMODB_URL": c.database.host, "AWS_BATCH_JOB_ARRAY_INDEX": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "bioims.jobs", "embed-plate", "--array-params", params_uri],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
@@ -317,7 +317,7 @@ def test_killed_embedding_array_child_resumes_with_identical_outputs(screen):
     assert again["fields"] == reference["fields"] and again["cells"] == reference["cells"]
     assert c.objects.get_bytes(table_uri) == expected
     assert {r.image_id: r.embedding for r in
-            c.tables.images.by_plate.query(plate_id, c.tables.images.train_id == train_id)} == rows
+            c.tables["image-management"].images.by_plate.query(plate_id, c.tables["image-management"].images.train_id == train_id)} == rows
 
 
 def test_killing_a_pooled_job_stops_its_workers(screen):
@@ -325,7 +325,7 @@ def test_killing_a_pooled_job_stops_its_workers(screen):
     too (none keeps training an orphaned run), and the runs resume when trained again."""
     c = screen
     ids = [r["train_id"] for r in c.training.create_trainings(SPEC["name"], "folds", epochs=40, seed=21)]
-    env = {**os.environ, **c.settings.to_env(), "BIOIMS_DYNAMODB_URL": c.tables.host}
+    env = {**os.environ, **c.settings.to_env(), "BIOIMS_DYNAMODB_URL": c.database.host}
     proc = subprocess.Popen([sys.executable, "-m", "bioims.jobs", "train", "--params", json.dumps({"train_ids": ids}),
                              "--workers", "2"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     checkpoints = [uri_to_path(c.keys.model(i, "checkpoint.pt")) for i in ids]

@@ -54,7 +54,8 @@ SEED_OPERATIONS = {
 """The seed's Lambda methods of these services (MISSION.md, last table)."""
 
 INTERNAL_METHODS = {"image-management": {"ingest", "plate_id_for", "thumbnail_widths"},
-                    "training": {"spec", "run_training"}, "embedding": {"model", "plates", "profiles", "evaluate"}}
+                    "training": {"spec", "run_training"},
+                    "embedding": {"model", "plates", "profiles", "evaluate", "compute_plate_embedding"}}
 """Public service methods that are deliberately not operations (Python objects in or out, or helpers)."""
 
 OPERATIONS = {name: SERVICES[name].operations for name in LAMBDA_SERVICES}
@@ -91,7 +92,7 @@ class RecordingRunner:
 @pytest.fixture
 def services(container: Container) -> Container:
     """The moto-backed container, with a runner that records workflows instead of starting processes."""
-    return build(container.settings, container.tables, container.objects, RecordingRunner())
+    return build(container.settings, container.database, container.objects, RecordingRunner())
 
 
 def write_field(folder: Path, name: str, rng: np.random.Generator) -> dict[str, str]:

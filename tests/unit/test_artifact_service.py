@@ -4,10 +4,13 @@ import pytest
 
 from bioims.errors import InvalidInput, NotFound
 from bioims.services.artifact import ArtifactService
+from bioims.services.artifact.tables import ArtifactTables
 
 
 @pytest.fixture
-def artifact_svc(tables):
+def artifact_svc(database):
+    tables = ArtifactTables(database)
+    tables.create()
     return ArtifactService(tables)
 
 

@@ -170,7 +170,8 @@ def test_lambda_failures_map_to_domain_errors() -> None:
     client = ArtifactClient(LambdaTransport("f", FakeLambda({"f": failing})))
     with pytest.raises(InvalidInput, match="^bad$"):
         client.get_parameter("invalid")
-    for parameter, message in (("base", "odd"), ("missing", "KeyError: 'table'")):
+    for parameter, message in (("base", "odd"),
+                               ("missing", "the artifact service's function f failed: KeyError: 'table'")):
         with pytest.raises(BioimsError) as raised:
             client.get_parameter(parameter)
         assert (type(raised.value), raised.value.message, raised.value.status) == (BioimsError, message, 500)
@@ -201,8 +202,9 @@ def test_clients_stand_in_for_the_ports(services: Container, tmp_path: Path,  # 
                                         rng: np.random.Generator) -> None:
     """ImageManagementService works with the tags and artifact services reached by Lambda."""
     clients, fake = lambda_clients(services)
-    remote = ImageManagementService(services.tables, services.objects, services.keys, clients["tags"],
-                                    clients["artifact"], services.runner, roots=services.roots)
+    remote = ImageManagementService(services.tables["image-management"], services.objects, services.keys,
+                                    clients["tags"], clients["artifact"], services.training, services.runner,
+                                    roots=services.roots)
     summary = remote.ingest([plate_record(tmp_path / "plates", rng)])
     plate_id = summary.plate_ids[0]
     assert {e["method"] for e in fake.events} == {"tagImages", "ensureLabels", "createMessage"}

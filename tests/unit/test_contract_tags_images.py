@@ -16,7 +16,7 @@ from bioims.datasets.loaddata import read_loaddata
 from bioims.datasets.records import PlateRecord
 from bioims.datasets.synth import IMAGE_CSV, MOA_CSV, synthesize
 from bioims.errors import InvalidInput, NotFound
-from bioims.services.preprocessing import spec_row_id
+from bioims.services.image_management.preprocessing import spec_row_id
 
 SPEC = {"name": "tiny32", "input": {"width": 160, "height": 128, "depth": 1, "channels": ["DAPI", "Tubulin", "Actin"]},
         "segmentation_channel": "DAPI", "roi_size": 32, "min_nucleus_voxels": 30, "embedding_length": 64,

@@ -97,7 +97,7 @@ def test_decoder_messages_lose_their_byte_literals():
 ])
 def test_unexpected_reader_errors_end_invalid_with_a_one_line_reason(container, tmp_path, rng, monkeypatch,
                                                                       error, expected):
-    import bioims.services.image_management as image_management
+    import bioims.services.image_management.service as image_management
 
     _, image_ids = ingest_one(container, tmp_path, rng)
 
@@ -112,11 +112,12 @@ def test_unexpected_reader_errors_end_invalid_with_a_one_line_reason(container, 
     assert any(expected in m["message"] for m in log)
 
 
-def test_an_s3_image_without_credentials_ends_invalid(settings, tables, tmp_path, rng, monkeypatch):
+def test_an_s3_image_without_credentials_ends_invalid(settings, database, tmp_path, rng, monkeypatch):
     """NoCredentialsError from a real botocore S3 client (no credentials anywhere) is recorded."""
     import boto3
 
     from bioims.jobs.runner import LocalRunner
+    from bioims.jobs.tables import RunnerTables
     from bioims.runtime import build
 
     for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
@@ -125,7 +126,9 @@ def test_an_s3_image_without_credentials_ends_invalid(settings, tables, tmp_path
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     settings = settings.with_(input_bucket="plates")  # the S3 ingest root
-    c = build(settings, tables, ObjectStore(boto3.client("s3", region_name="us-east-1")), LocalRunner(settings, tables))
+    c = build(settings, database, ObjectStore(boto3.session.Session().client("s3", region_name="us-east-1")),
+              LocalRunner(settings, RunnerTables(database)))
+    database.create()
     record = make_plate(tmp_path, rng)
     fields = [f.__class__(f.well, f.site, {ch: f"s3://plates/{f.well}_{f.site}_{ch}.tif" for ch in CHANNELS},
                           f.metadata) for f in record.fields]
@@ -246,13 +249,14 @@ def test_checkpoints_hold_plain_data_and_pickled_objects_are_refused(tmp_path):
 
 def test_table_calls_fail_fast_when_the_server_cannot_be_restarted():
     from bioims.local_stack import StackError, free_port
-    from bioims.store.tables import Tables
+    from bioims.services.image_management.tables import ImageTables
+    from bioims.store.tables import Database
 
     def cannot_restart() -> str:
         raise StackError("Node.js (node) is not installed")
 
     dead = f"http://127.0.0.1:{free_port()}"
-    tables = Tables("t-", host=dead, credentials=("local", "local"), recover=cannot_restart)
+    tables = ImageTables(Database("t-", host=dead, credentials=("local", "local"), recover=cannot_restart))
     started = time.perf_counter()
     with pytest.raises(Unavailable, match=r"table server at http://127.0.0.1:\d+ is unreachable and could not "
                                           r"be restarted: Node.js \(node\) is not installed"):

@@ -235,7 +235,7 @@ def test_remembered_roots_are_written_atomically_and_seen_at_once(tmp_path: Path
 def restricted(container, *roots: Path):
     """The same tables and artifacts, with other ingest roots."""
     settings = container.settings.with_(ingest_roots=tuple(roots))
-    return build(settings, container.tables, ObjectStore(), container.runner)
+    return build(settings, container.database, ObjectStore(), container.runner)
 
 
 def test_images_outside_the_roots_are_not_registered(container, tmp_path: Path, rng):

@@ -3,11 +3,15 @@ from __future__ import annotations
 import pytest
 
 from bioims.errors import Conflict, InvalidInput, NotFound
-from bioims.services.tags import TagsService, tag_type
+from bioims.services.tags import TagsService
+from bioims.services.tags.service import tag_type
+from bioims.services.tags.tables import TagsTables
 
 
 @pytest.fixture
-def tags_svc(tables):
+def tags_svc(database):
+    tables = TagsTables(database)
+    tables.create()
     return TagsService(tables)
 
 

@@ -9,7 +9,7 @@ domain error (:class:`~bioims.errors.NotFound`, :class:`~bioims.errors.Conflict`
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote
 
@@ -18,7 +18,7 @@ import requests
 from pydantic.alias_generators import to_camel
 
 from ..contract import Operation, dispatch, validate
-from ..errors import ERRORS_BY_CODE, BioimsError, InvalidInput, error_from_dict
+from ..errors import ERRORS_BY_CODE, BioimsError, InvalidInput, Unavailable, error_from_dict
 
 if TYPE_CHECKING:
     from ..runtime import Container
@@ -109,25 +109,91 @@ class LambdaTransport:
     Parameters
     ----------
     function_name : str
-        Name or ARN of the function (``bioims-tags-dev-invoke``).
+        Name or ARN of the function (``bioims-tags-dev-invoke``); ``"function"`` for a Lambda emulator.
     lambda_client : botocore Lambda client
         ``boto3.client("lambda")`` or anything with its ``invoke``.
+    service : str, optional
+        The callee's name, for the errors of failed invocations.
+
+    A domain error raised by the callee comes back as the same error with its message (a NotFound stays
+    a NotFound); any other failure of the function, or an invocation that cannot be made, raises
+    :class:`~bioims.errors.BioimsError` (:class:`~bioims.errors.Unavailable`) naming the callee. Nothing
+    is retried here: the clients of :meth:`to` make one attempt.
     """
 
-    def __init__(self, function_name: str, lambda_client: Any) -> None:
+    def __init__(self, function_name: str, lambda_client: Any, service: str | None = None) -> None:
         self.function_name = function_name
         self.lambda_client = lambda_client
+        self.service = service
+
+    @classmethod
+    def to(cls, function: str, service: str, clients: Callable[[str], Any] | None = None) -> LambdaTransport:
+        """The transport to ``service``'s function: a name or ARN (the runtime's Lambda client, from
+        ``clients("lambda")``), or the ``http://HOST:PORT`` of a Lambda emulator serving it (a client of
+        that endpoint). Either client makes one attempt per call and waits up to 15 minutes (Lambda's
+        longest run)."""
+        if function.startswith("http://"):
+            return cls("function", lambda_endpoint_client(function), service)
+        return cls(function, (clients or _default_clients)("lambda"), service)
+
+    def __repr__(self) -> str:
+        return f"LambdaTransport({self.function_name!r}, service={self.service!r})"
 
     def call(self, service: str, operation: Operation, args: Mapping[str, Any]) -> Any:
         event = {"method": operation.method, **{to_camel(name): value
                                                 for name, value in validate(operation, _plain(args)).items()}}
-        response = self.lambda_client.invoke(FunctionName=self.function_name, InvocationType="RequestResponse",
-                                             Payload=_to_json(event))
-        payload = response["Payload"].read()
-        document = json.loads(payload) if payload else None
+        callee = f"the {self.service or service} service's function {self.function_name}"
+        try:
+            response = self.lambda_client.invoke(FunctionName=self.function_name, InvocationType="RequestResponse",
+                                                 Payload=_to_json(event))
+            payload = response["Payload"].read()
+        except BioimsError:
+            raise
+        except Exception as e:  # botocore: connection refused, throttled, access denied, ...
+            raise Unavailable(f"{callee} could not be invoked ({operation.method}): {e}") from e
+        try:
+            document = json.loads(payload) if payload else None
+        except ValueError:
+            raise BioimsError(f"{callee} answered {operation.method} with non-JSON: {payload[:200]!r}") from None
         if response.get("FunctionError"):
-            raise _lambda_error(document)
+            raise _lambda_error(document, callee)
         return document
+
+
+class Unreachable:
+    """The transport of a service that ``caller`` does not call (on AWS it has no function name to invoke,
+    and its role may not invoke it): every call fails, saying so."""
+
+    def __init__(self, service: str, caller: str) -> None:
+        self.service = service
+        self.caller = caller
+
+    def __repr__(self) -> str:
+        return f"Unreachable({self.service!r}, caller={self.caller!r})"
+
+    def call(self, service: str, operation: Operation, args: Mapping[str, Any]) -> Any:
+        raise BioimsError(f"the {self.caller} service does not call the {self.service} service "
+                          f"({operation.method}); see bioims.runtime.CALLS")
+
+
+def lambda_endpoint_client(endpoint: str) -> Any:
+    """A boto3 Lambda client of one endpoint (a Lambda emulator), one attempt per call."""
+    import boto3
+
+    return boto3.client("lambda", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="local",
+                        aws_secret_access_key="local", config=_one_attempt())
+
+
+def _default_clients(name: str) -> Any:
+    import boto3
+
+    return boto3.client(name, config=_one_attempt())
+
+
+def _one_attempt() -> Any:
+    from botocore.config import Config
+
+    return Config(retries={"mode": "standard", "total_max_attempts": 1}, read_timeout=900, connect_timeout=5)
 
 
 def _plain(args: Mapping[str, Any]) -> dict[str, Any]:
@@ -146,15 +212,16 @@ def _iterable_as_list(value: Any) -> list[Any]:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
-def _lambda_error(document: Any) -> BioimsError:
-    """The domain error of a failed invocation's ``{"errorType", "errorMessage"}``."""
+def _lambda_error(document: Any, callee: str = "the Lambda function") -> BioimsError:
+    """The domain error of a failed invocation's ``{"errorType", "errorMessage"}``; any other failure
+    names the callee (``callee``)."""
     if not isinstance(document, dict):
-        return BioimsError(f"Lambda function failed: {document!r}")
+        return BioimsError(f"{callee} failed: {document!r}")
     error_type = str(document.get("errorType", ""))
     message = str(document.get("errorMessage", ""))
     cls = _ERRORS_BY_CLASS_NAME.get(error_type)
     if cls is None:  # an unexpected failure (KeyError, Sandbox.Timedout, ...): keep its type in the message
-        return BioimsError(f"{error_type}: {message}")
+        return BioimsError(f"{callee} failed: {error_type}: {message}")
     return cls(message)
 
 

@@ -8,31 +8,9 @@ from .base import Id, Model, Name, Operation, Request, Service
 
 MAX_PLATES = 10_000
 """Most plates of one ``embed`` workflow."""
-MAX_THREADS = 256
-"""Most ONNX Runtime threads of one plate's embedding."""
 
 
 # ------------------------------------------------------------------------------------------------ responses
-class FieldFailure(Model):
-    """A field that could not be embedded, and why."""
-
-    image_id: str
-    failure: str
-
-
-class PlateEmbedding(Model):
-    """One plate embedded (or found embedded: ``skipped``, without the per-status counts)."""
-
-    plate_id: str
-    fields: int = Field(description="fields embedded (rows of the plate's table)")
-    cells: int = Field(description="cells embedded")
-    skipped: bool = Field(description="the plate's table existed: nothing was computed")
-    uri: str = Field(description="the plate's Parquet table (Metadata_* and emb_* columns)")
-    empty: int | None = Field(None, description="fields without cells (no embedding)")
-    failed: int | None = Field(None, description="fields that failed")
-    failures: list[FieldFailure] | None = Field(None, description="the first 20 failures")
-
-
 class PlateEmbeddingEntry(Model):
     """An embedded plate of a run."""
 
@@ -59,15 +37,14 @@ class StartComputeEmbedding(Request):
     plate_ids: list[Id] | None = Field(None, max_length=MAX_PLATES)
 
 
-class ComputePlateEmbedding(Request):
-    """Embed one plate's fields with a complete run's model, now (a plate already embedded is skipped).
-
-    Field embeddings go to the (image, run) rows and the plate's Parquet table; ``force`` recomputes."""
+class StartComputePlateEmbedding(Request):
+    """Start the ``embed`` workflow for one plate (a job: field embeddings go to the (image, run) rows and
+    the plate's Parquet table; a plate already embedded is skipped unless ``force``); returns its
+    execution id."""
 
     train_id: Name
     plate_id: Id
     force: bool = False
-    threads: int = Field(1, ge=1, le=MAX_THREADS, description="ONNX Runtime threads")
 
 
 class ListPlateEmbeddings(Request):
@@ -89,8 +66,8 @@ SERVICE = Service("embedding", "bioims embedding service",
                   "Runtime): cell and field embeddings, one Parquet table per plate.", (
     _Op("startComputeEmbedding", "start_compute_embedding", "POST /trainings/{train_id}/embed",
         StartComputeEmbedding, str, status=202, result_key="execution_id"),
-    _Op("startComputePlateEmbedding", "compute_plate_embedding", "POST /trainings/{train_id}/plates/{plate_id}",
-        ComputePlateEmbedding, PlateEmbedding),
+    _Op("startComputePlateEmbedding", "start_compute_plate_embedding", "POST /trainings/{train_id}/plates/{plate_id}",
+        StartComputePlateEmbedding, str, status=202, result_key="execution_id"),
     _Op("listPlateEmbeddings", "list_plate_embeddings", "GET /trainings/{train_id}/plates", ListPlateEmbeddings,
         list[PlateEmbeddingEntry]),
     _Op("getImageEmbedding", "get_image_embedding", "GET /trainings/{train_id}/images/{image_id}",

@@ -303,6 +303,56 @@ class CreateImageTrainResult(Request):
     results: dict[str, JsonValue] | None = Field(None, max_length=1000)
 
 
+MAX_RESULTS = 500
+"""Most field results of one createImageTrainResults call."""
+
+
+class SpecField(Model):
+    """A valid field of a plate as a spec's consumers see it (source ids, metadata, crops under the spec)."""
+
+    image_id: str
+    plate_id: str
+    plate: str = Field(description="the plate's source id")
+    well: str | None = Field(description="the well's source id")
+    site: str | None = Field(description="the field's source id")
+    batch: str | None
+    metadata: dict[str, JsonValue]
+    cells: int | None = Field(description="cells found under the spec (None: not preprocessed)")
+    crops_uri: str | None = Field(description="the field's crops under the spec (None: not preprocessed)")
+
+
+class Written(Model):
+    written: int
+
+
+class ImageTrainResult(Model):
+    """One field's result under a train run (createImageTrainResults)."""
+
+    image_id: Id
+    status: ResultStatus
+    cell_count: Count | None = None
+    embedding: list[StrictFloat] | None = Field(None, max_length=MAX_DIMENSIONS)
+    results: dict[str, JsonValue] | None = Field(None, max_length=1000)
+    error: Annotated[str, StringConstraints(max_length=4096)] | None = None
+
+
+class CreateImageTrainResults(Request):
+    """Create or replace the (image, train run) rows of many fields at once (an embedding job's results
+    for a plate); every image must exist, else nothing is written (404)."""
+
+    train_id: Name
+    results: list[ImageTrainResult] = Field(max_length=MAX_RESULTS)
+
+
+class ListSpecFields(Request):
+    """A plate's valid fields with their metadata and, where preprocessed under the spec, their cell
+    count and crops (``preprocessed``: only those), sorted by image id."""
+
+    spec: SpecName
+    plate_id: Id
+    preprocessed: bool = True
+
+
 class GetImageTags(Request):
     """Tags of a field (404 if there is no such field)."""
 
@@ -392,6 +442,10 @@ SERVICE = Service("image-management", "bioims image-management service",
     _Op("getImageInfo", "get_image_info", "GET /images/{image_id}", GetImageInfo, Image),
     _Op("createImageTrainResult", "create_image_train_result", "PUT /images/{image_id}/train-results/{train_id}",
         CreateImageTrainResult, Image),
+    _Op("createImageTrainResults", "create_image_train_results", "POST /train-results/{train_id}",
+        CreateImageTrainResults, Written),
+    _Op("listSpecFields", "list_spec_fields", "GET /plates/{plate_id}/spec-fields/{spec}", ListSpecFields,
+        list[SpecField]),
     _Op("getImageTags", "get_image_tags", "GET /images/{image_id}/tags", GetImageTags, list[Tag]),
     _Op("updateImageTags", "update_image_tags", "PUT /images/{image_id}/tags", UpdateImageTags, list[Tag]),
     _Op("inspectImage", "inspect_image", "POST /images/{image_id}/inspect", InspectImage, Inspection),

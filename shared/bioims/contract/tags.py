@@ -85,6 +85,12 @@ class TagImages(Request):
     plate_id: Id | None = None
 
 
+class ListPlateImageTags(Request):
+    """The tags of every image of a plate in one call: image id -> sorted tag values."""
+
+    plate_id: Id
+
+
 class GetImageTags(Request):
     """Tags of an image, sorted by id."""
 
@@ -191,6 +197,8 @@ SERVICE = Service("tags", "bioims tags service",
     _Op("getImagesByTag", "get_images_by_tag", "GET /tags/by-value/{value}/images", GetImagesByTag, list[str]),
     _Op("tagImages", "tag_images", "POST /image-tags", TagImages, int, result_key="count"),
     _Op("getImageTags", "get_image_tags", "GET /images/{image_id}/tags", GetImageTags, list[Tag]),
+    _Op("listPlateImageTags", "list_plate_image_tags", "GET /plates/{plate_id}/image-tags", ListPlateImageTags,
+        dict[str, list[str]]),
     _Op("addImageTags", "add_image_tags", "POST /images/{image_id}/tags", AddImageTags, list[Tag]),
     _Op("setImageTags", "set_image_tags", "PUT /images/{image_id}/tags", SetImageTags, list[Tag]),
     _Op("removeImageTags", "remove_image_tags", "POST /images/{image_id}/tags/remove", RemoveImageTags, list[Tag]),

@@ -37,7 +37,12 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         settings = Settings.from_env()
-        container = runtime.aws(settings, service="jobs") if settings.runtime == "aws" else runtime.local(settings)
+        if settings.runtime == "aws":
+            if args.name not in runtime.STEP_SERVICE:
+                raise BioimsError(f"workflows run locally; on AWS {args.name} is a Step Functions state machine")
+            container = runtime.aws(settings, service=runtime.STEP_SERVICE[args.name])
+        else:
+            container = runtime.local(settings)
         if args.array_params:
             index = args.index if args.index is not None else int(os.environ.get("AWS_BATCH_JOB_ARRAY_INDEX", "0"))
             params = array_element(container.objects.get_json(args.array_params), index)

@@ -20,7 +20,8 @@ from ..contract.enums import ExecutionStatus
 from ..errors import BioimsError, InvalidInput, NotFound
 from ..ids import new_id, utcnow
 from ..settings import Settings
-from ..store.tables import Tables, to_dict
+from ..store.tables import to_dict
+from .tables import RunnerTables
 from .steps import STEPS, WORKFLOWS
 
 if TYPE_CHECKING:
@@ -104,8 +105,8 @@ class LocalPool:
     def _processes(self) -> ProcessPoolExecutor:
         if self._executor is None:
             settings = self.container.settings
-            if not settings.dynamodb_url and self.container.tables.host:
-                settings = settings.with_(dynamodb_url=self.container.tables.host)
+            if not settings.dynamodb_url and self.container.database.host:
+                settings = settings.with_(dynamodb_url=self.container.database.host)
             self._executor = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
                                                  initializer=_init_worker, initargs=(settings,))
         return self._executor
@@ -131,7 +132,7 @@ class LocalPool:
 class LocalRunner:
     """Starts and describes workflow executions on this machine."""
 
-    def __init__(self, settings: Settings, tables: Tables) -> None:
+    def __init__(self, settings: Settings, tables: RunnerTables) -> None:
         self.settings = settings
         self._t = tables
 
@@ -141,8 +142,8 @@ class LocalRunner:
         log_dir = self.settings.home / "logs" / "executions"
         log_dir.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, **self.settings.to_env()}
-        if self._t.host:
-            env["BIOIMS_DYNAMODB_URL"] = self._t.host
+        if self._t.database.host:
+            env["BIOIMS_DYNAMODB_URL"] = self._t.database.host
         with open(log_dir / f"{execution_id}.log", "ab") as log:
             subprocess.Popen([sys.executable, "-m", "bioims.jobs", "execute", execution_id],
                              stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,

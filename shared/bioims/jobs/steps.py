@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..contract.enums import ImageStatus
+from ..specs import EmbeddingSpec
 
 if TYPE_CHECKING:
     from ..runtime import Container
@@ -91,7 +92,7 @@ def preprocess(c: Container, pool: Pool, spec: str, plate_ids: list[str] | None 
     flat-field failed is not preprocessed), ``flatfield_exclusions`` the bad fields left out of the
     flat-fields that were computed."""
     started = time.perf_counter()
-    spec_obj = c.training.spec(spec)
+    spec_obj = EmbeddingSpec.from_dict(c.training.get_embedding_info(spec))
     plates = plate_ids if plate_ids is not None else [p["plate_id"] for p in c.training.get_compatible_plates(spec)]
     flat = pool.map("flatfield", [{"spec": spec, "plate_id": p, "channel": ch, "force": force}
                                   for p in plates for ch in spec_obj.input.channels], desc="flat-fields")

@@ -93,3 +93,18 @@ def process_profiles(wells: pd.DataFrame, options: ProfileProcessing = ProfilePr
         profiles = sphere(profiles, control=(COMPOUND, CONTROL))
     treatments = aggregate(profiles, TREATMENT, method=options.aggregation)
     return treatments[treatments[COMPOUND] != CONTROL].reset_index(drop=True)
+
+
+def embedding_profiles(fields: pd.DataFrame, level: str, normalize: bool = True) -> pd.DataFrame:
+    """A run's field embeddings (the embedding job's Parquet tables, concatenated) at ``level``:
+    ``field`` (as stored), ``well`` (mean of its fields) or ``treatment`` (mean of its wells after, with
+    ``normalize``, per-plate standardisation to the DMSO wells; DMSO dropped)."""
+    if level == "field":
+        return fields
+    wells = aggregate(fields.drop(columns=["Metadata_Site", "Metadata_ImageId", "Metadata_Cells"]),
+                      by=["Metadata_Plate", "Metadata_Well"])
+    if level == "well":
+        return wells
+    options = ProfileProcessing(feature_selection=(), normalization="standardize" if normalize else None,
+                                metric="cosine")
+    return process_profiles(wells, options)

@@ -1,8 +1,9 @@
 """CloudFormation definitions of the tables, derived from the PynamoDB models (the one source of truth).
 
-``infra/data.yaml`` (the data stack of ``template.yaml``) holds the output of :func:`table_resources`
-(``python -m bioims.store.cloudformation`` prints it); a unit test keeps the two identical, so a
-key or index added to a model cannot be forgotten in the deployment.
+``infra/data.yaml`` (the data stack of ``template.yaml``) holds the output of :func:`table_resources` for
+every owner's table set (:data:`bioims.runtime.TABLE_SETS`; ``python -m bioims.store.cloudformation``
+prints it); a unit test keeps the two identical, so a key or index added to a model cannot be forgotten
+in the deployment.
 """
 
 from __future__ import annotations
@@ -10,7 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .tables import MODELS, Tables
+from collections.abc import Iterable
+
+from .tables import Database, TableSet, table_name
 
 
 def logical_id(attr: str) -> str:
@@ -22,39 +25,49 @@ def _hash_first(key_schema: list[dict[str, str]]) -> list[dict[str, str]]:
     return sorted(key_schema, key=lambda k: k["KeyType"] != "HASH")
 
 
-def table_resources(prefix_parameter: str = "TablePrefix") -> dict[str, Any]:
-    """``AWS::DynamoDB::Table`` resources (on-demand, point-in-time recovery, SSE) for every model,
-    named ``${TablePrefix}<table>`` and tagged with the ``Env`` parameter."""
-    tables = Tables("")
+def table_resources(table_sets: Iterable[type[TableSet]], prefix_parameter: str = "TablePrefix") -> dict[str, Any]:
+    """``AWS::DynamoDB::Table`` resources (on-demand, point-in-time recovery, SSE) for every model of
+    ``table_sets``, named ``${TablePrefix}<table>`` and tagged with the ``Env`` parameter."""
+    database = Database("", client=_NoClient())
     resources: dict[str, Any] = {}
-    for attr in MODELS:
-        model = getattr(tables, attr)
-        schema = model._get_schema()
-        props: dict[str, Any] = {
-            "TableName": {"Fn::Sub": f"${{{prefix_parameter}}}{model.Meta.table_name}"},
-            "BillingMode": "PAY_PER_REQUEST",
-            "AttributeDefinitions": sorted(schema["attribute_definitions"], key=lambda a: a["AttributeName"]),
-            "KeySchema": _hash_first(schema["key_schema"]),
-            "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
-            "SSESpecification": {"SSEEnabled": True},
-            "Tags": [{"Key": "bioims:env", "Value": {"Ref": "Env"}}],
-        }
-        if schema["global_secondary_indexes"]:
-            props["GlobalSecondaryIndexes"] = [
-                {"IndexName": gsi["index_name"], "KeySchema": _hash_first(gsi["key_schema"]),
-                 "Projection": gsi["projection"]}
-                for gsi in schema["global_secondary_indexes"]
-            ]
-        resources[logical_id(attr)] = {"Type": "AWS::DynamoDB::Table", "DeletionPolicy": "Retain",
-                                       "UpdateReplacePolicy": "Retain", "Properties": props}
+    for table_set in table_sets:
+        for attr, model in zip(table_set.MODELS, table_set(database).models()):
+            resources[logical_id(attr)] = _table(model, prefix_parameter)
     return resources
+
+
+class _NoClient:
+    """Stands for a botocore client where only the models' schemas are read (no call is made)."""
+
+
+def _table(model: Any, prefix_parameter: str) -> dict[str, Any]:
+    schema = model._get_schema()
+    props: dict[str, Any] = {
+        "TableName": {"Fn::Sub": f"${{{prefix_parameter}}}{model.Meta.table_name}"},
+        "BillingMode": "PAY_PER_REQUEST",
+        "AttributeDefinitions": sorted(schema["attribute_definitions"], key=lambda a: a["AttributeName"]),
+        "KeySchema": _hash_first(schema["key_schema"]),
+        "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
+        "SSESpecification": {"SSEEnabled": True},
+        "Tags": [{"Key": "bioims:env", "Value": {"Ref": "Env"}}],
+    }
+    if schema["global_secondary_indexes"]:
+        props["GlobalSecondaryIndexes"] = [
+            {"IndexName": gsi["index_name"], "KeySchema": _hash_first(gsi["key_schema"]),
+             "Projection": gsi["projection"]}
+            for gsi in schema["global_secondary_indexes"]
+        ]
+    return {"Type": "AWS::DynamoDB::Table", "DeletionPolicy": "Retain", "UpdateReplacePolicy": "Retain",
+            "Properties": props}
 
 
 def tables_yaml(indent: int = 2) -> str:
     """The table resources as the YAML block of ``infra/data.yaml`` (under ``Resources:``)."""
     import yaml
 
-    text = yaml.safe_dump(table_resources(), sort_keys=False, default_flow_style=False)
+    from ..runtime import TABLE_SETS
+
+    text = yaml.safe_dump(table_resources(TABLE_SETS.values()), sort_keys=False, default_flow_style=False)
     pad = " " * indent
     return "".join(pad + line if line.strip() else line for line in text.splitlines(keepends=True))
 

@@ -36,22 +36,23 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pandas as pd
 
-from ..contract.enums import IndexKind, Level, Metric, ProfileLevel, SearchStatus, TrainStatus, values
-from ..errors import BioimsError, InvalidInput, NotFound
-from ..ids import iso, new_id
-from ..names import check_name
-from ..profiles.io import feature_columns, read_profiles
-from ..store.keys import Keys
-from ..store.objects import ObjectStore
-from ..store.tables import Tables
-from .embedding import EmbeddingService
-from .image_management import ArtifactsPort
+from ...contract.enums import IndexKind, Level, Metric, ProfileLevel, SearchStatus, TrainStatus, values
+from ...errors import BioimsError, InvalidInput, NotFound
+from ...ids import iso, new_id
+from ...names import check_name
+from ...profiles.io import feature_columns, read_profiles
+from ...profiles.pipeline import embedding_profiles
+from ...specs import EmbeddingSpec
+from ...store.keys import Keys
+from ...store.objects import ObjectStore
+from ..ports import ArtifactsPort, EmbeddingPort, TagsPort, TrainingPort
 from .profiles import ProfileSets
-from .training import TrainingService
+from .tables import SearchTables
 
 if TYPE_CHECKING:
-    from ..index import VectorIndex  # imports faiss: loaded on first use, never by the Lambda services
+    from ...index import VectorIndex  # imports faiss: loaded on first use, never by the Lambda services
 
 LEVELS = values(Level)
 METRICS = values(Metric)
@@ -110,15 +111,20 @@ class SearchService:
 
     Parameters
     ----------
-    tables, objects, keys, artifacts
-        The data layer and the artifact registry.
-    embedding, training, profiles
-        Where embeddings, runs (specs, ONNX models) and profile sets come from.
+    tables : SearchTables
+        This service's own table (the search records).
+    objects, keys, artifacts
+        The object store (embeddings, indexes), its key layout and the artifact registry.
+    embedding, training, tags
+        The services the embeddings, runs (specs, ONNX models) and image tags come from.
+    profiles : ProfileSets
+        The profile sets (objects only).
     """
 
-    def __init__(self, tables: Tables, objects: ObjectStore, keys: Keys, artifacts: ArtifactsPort,
-                 embedding: EmbeddingService, training: TrainingService, profiles: ProfileSets) -> None:
+    def __init__(self, tables: SearchTables, objects: ObjectStore, keys: Keys, artifacts: ArtifactsPort,
+                 embedding: EmbeddingPort, training: TrainingPort, tags: TagsPort, profiles: ProfileSets) -> None:
         self._t = tables
+        self._tags = tags
         self._objects = objects
         self._keys = keys
         self._artifacts = artifacts
@@ -132,6 +138,7 @@ class SearchService:
         self._dirty: dict[str, _Page] = {}  # page id -> page with records not written yet
         self._records = threading.Condition()  # guards the three above; notified when a page gets dirty
         self._writer: threading.Thread | None = None
+        self._model_cache: dict[str, Any] = {}  # train id -> its EmbeddingModel (uploaded-field queries)
 
     # ------------------------------------------------------------------ building
     def build_index(self, train_id: str, level: str = "field", kind: str = "auto",
@@ -142,7 +149,7 @@ class SearchService:
         _check(level, LEVELS, "level")
         _check(metric, METRICS, "metric")
         _check(kind, KINDS, "kind")
-        from ..index import VectorIndex
+        from ...index import VectorIndex
 
         source = self._source(train_id)
         vectors, ids, tags, rows = self._table(train_id, source, level)
@@ -188,7 +195,11 @@ class SearchService:
                 raise InvalidInput(f"profile set {name} has well and treatment levels only, not {level}")
             table = self._profiles.read(name, level)
         elif level in values(ProfileLevel):
-            table = self._embedding.profiles(name, level)
+            plates = self._embedding.list_plate_embeddings(name)
+            if not plates:
+                raise InvalidInput(f"train run {name} has no embeddings; run `bioims embed {name}`")
+            fields = pd.concat([read_profiles(self._objects.get_bytes(p["uri"])) for p in plates], ignore_index=True)
+            table = embedding_profiles(fields, level)
         else:
             return self._field_table(name, level)
         features = feature_columns(table)
@@ -203,7 +214,8 @@ class SearchService:
         if not plates:
             raise InvalidInput(f"train run {train_id} has no embeddings; run `bioims embed {train_id}`")
         tables = [(p["plate_id"], read_profiles(self._objects.get_bytes(p["uri"]))) for p in plates]
-        image_tags = self._image_tags({str(i) for _, t in tables for i in t["Metadata_ImageId"]})
+        image_tags = {image_id: set(values) for plate_id, _ in tables
+                      for image_id, values in self._tags.list_plate_image_tags(plate_id).items()}
         thumbnail = self._thumbnails()
         vectors, ids, tags, rows = [], [], [], []
         for plate_id, table in tables:
@@ -228,14 +240,6 @@ class SearchService:
                 tags.extend(row_tags for _ in range(len(cells)))
                 rows.extend({**payload, "cell": i} for i in range(len(cells)))
         return np.concatenate(vectors), ids, tags, rows
-
-    def _image_tags(self, image_ids: set[str]) -> dict[str, set[str]]:
-        """The tags service's tags of ``image_ids`` (one scan of the image-tag table)."""
-        out: dict[str, set[str]] = {}
-        for row in self._t.image_tags.scan():
-            if row.image_id in image_ids:
-                out.setdefault(row.image_id, set()).add(row.value)
-        return out
 
     def _thumbnails(self) -> Any:
         """``(plate_id, image_id) -> URI`` of the smallest configured thumbnail width."""
@@ -297,7 +301,7 @@ class SearchService:
                          for uri in self._objects.list(self._keys.index_version(train_id, level, metric, version) + "/")}
             except NotFound:  # replaced by a newer build while listing: load that one
                 return self.load_index(train_id, level, metric)
-            from ..index import VectorIndex
+            from ...index import VectorIndex
 
             rows = _json_load(parts.pop(ROWS, b"[]"), ROWS)
             self._install((train_id, level, metric), VectorIndex.from_parts(parts), rows, version)
@@ -458,18 +462,30 @@ class SearchService:
             raise InvalidInput(f"image {image_id} has no embedding under {train_id} ({stored['status']})")
         return np.asarray(stored["embedding"], np.float32), []
 
+    def _model(self, train_id: str) -> Any:
+        """The run's ONNX model (one session, kept for the run's later uploads)."""
+        if train_id not in self._model_cache:
+            from ...training.inference import EmbeddingModel
+
+            run = self._training.get_training(train_id)
+            if run["status"] != TrainStatus.COMPLETE:
+                raise InvalidInput(f"train run {train_id} is {run['status']}; train it first (bioims train)")
+            self._model_cache.clear()
+            self._model_cache[train_id] = EmbeddingModel(self._objects.get_bytes(run["model_uris"]["onnx"]))
+        return self._model_cache[train_id]
+
     def embed_upload(self, train_id: str, images: Any, flatfield_plate: str | None = None) -> np.ndarray:
         """The field embedding (D,) of an uploaded field: ``{channel: base64 image}`` with the run's
         spec channels, checked against the spec's dims, preprocessed and embedded like stored fields
         (flat-fields: ``flatfield_plate``'s under the spec, else the spec's flat-field computed from the
         uploaded field alone)."""
-        from ..imaging.dtypes import to_float01
-        from ..imaging.flatfield import flatfield
-        from ..imaging.io import decode_image
-        from ..imaging.preprocess import preprocess_field
+        from ...imaging.dtypes import to_float01
+        from ...imaging.flatfield import flatfield
+        from ...imaging.io import decode_image
+        from ...imaging.preprocess import preprocess_field
 
         run = self._training.get_training(train_id)
-        spec = self._training.spec(run["spec_name"])
+        spec = EmbeddingSpec.from_dict(self._training.get_embedding_info(run["spec_name"]))
         channels = list(spec.input.channels)
         if not isinstance(images, dict) or sorted(images) != sorted(channels):
             got = sorted(images) if isinstance(images, dict) else type(images).__name__
@@ -500,7 +516,7 @@ class SearchService:
                                  log_cap=spec.normalization.log_cap, declump=spec.segmentation.declump).crops
         if len(crops) == 0:
             raise InvalidInput("no nuclei found in the uploaded field: nothing to embed")
-        return self._embedding.model(train_id).embed(crops).mean(axis=0).astype(np.float32)
+        return self._model(train_id).embed(crops).mean(axis=0).astype(np.float32)
 
     # ------------------------------------------------------------------ search records
     def get_search(self, search_id: str) -> dict[str, Any]:

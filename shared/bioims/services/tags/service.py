@@ -12,9 +12,10 @@ from typing import Any
 
 from pynamodb.exceptions import PutError
 
-from ..errors import Conflict, InvalidInput, NotFound
-from ..store.tables import Tables, condition_failed, to_dict
-from ..ids import utcnow
+from ...errors import Conflict, InvalidInput, NotFound
+from ...store.tables import condition_failed, to_dict
+from .tables import TagsTables
+from ...ids import utcnow
 
 _TAG_COUNTER = "tag_id"
 MAX_TAG_LENGTH = 512
@@ -42,7 +43,7 @@ def _check_name(value: Any, what: str) -> str:
 class TagsService:
     """Use-cases of the tags service (ports: the bound tables)."""
 
-    def __init__(self, tables: Tables) -> None:
+    def __init__(self, tables: TagsTables) -> None:
         self._t = tables
 
     # ================================================================= tags
@@ -136,8 +137,20 @@ class TagsService:
                 for r in self._t.image_tags.query(image_id)]
 
     def add_image_tags(self, image_id: str, tags: list[str]) -> list[dict[str, Any]]:
-        self.tag_images({_check_name(image_id, "image_id"): self._tag_list(tags)})
+        self.tag_images({_check_name(image_id, "image_id"): self._tag_list(tags)}, plate_id=self._plate_of(image_id))
         return self.get_image_tags(image_id)
+
+    def _plate_of(self, image_id: str) -> str | None:
+        """The plate recorded with the image's tags (None for an image never tagged with its plate)."""
+        return next((r.plate_id for r in self._t.image_tags.query(image_id) if r.plate_id), None)
+
+    def list_plate_image_tags(self, plate_id: str) -> dict[str, list[str]]:
+        """The tags of every image of a plate in one query: image id -> sorted tag values (images without
+        tags are absent)."""
+        out: dict[str, list[str]] = {}
+        for row in self._t.image_tags.by_plate.query(_check_name(plate_id, "plate_id")):
+            out.setdefault(row.image_id, []).append(row.value)
+        return {image_id: sorted(values) for image_id, values in sorted(out.items())}
 
     def remove_image_tags(self, image_id: str, tags: list[str]) -> list[dict[str, Any]]:
         remove = set(self._tag_list(tags))
@@ -153,7 +166,7 @@ class TagsService:
         current = {t["value"] for t in self.get_image_tags(image_id)}
         self.remove_image_tags(image_id, sorted(current - wanted))
         if wanted - current:
-            self.tag_images({image_id: sorted(wanted - current)})
+            self.tag_images({image_id: sorted(wanted - current)}, plate_id=self._plate_of(image_id))
         return self.get_image_tags(image_id)
 
     def get_images_by_tag(self, value: str) -> list[str]:

@@ -18,17 +18,17 @@ from typing import Any
 import numpy as np
 from pynamodb.exceptions import PutError
 
-from ..contract.enums import TrainStatus
-from ..errors import BioimsError, Conflict, InvalidInput, NotFound
-from ..ids import iso, stable_id, utcnow
-from ..specs import EmbeddingSpec, TrainingSettings
-from ..store.keys import Keys
-from ..store.objects import ObjectStore
-from ..store.tables import Tables, condition_failed, to_dict
-from ..profiles.pipeline import CONTROL
-from ..training.folds import HOLDOUT_MODES, holdout_plan
-from .image_management import ArtifactsPort, RunnerPort, compatible_plates
-from .preprocessing import SpecField, spec_fields
+from ...contract.enums import TrainStatus
+from ...errors import BioimsError, Conflict, InvalidInput, NotFound
+from ...ids import iso, stable_id, utcnow
+from ...profiles.pipeline import CONTROL
+from ...specs import EmbeddingSpec, TrainingSettings
+from ...store.keys import Keys
+from ...store.objects import ObjectStore
+from ...store.tables import condition_failed, to_dict
+from ...training.folds import HOLDOUT_MODES, holdout_plan
+from ..ports import ArtifactsPort, ImagesPort, RunnerPort, SpecField, spec_fields
+from .tables import TrainingTables
 
 SAMPLE_CROPS = 256
 """Real crops the ONNX export is verified on."""
@@ -39,17 +39,22 @@ class TrainingService:
 
     Parameters
     ----------
-    tables, objects, keys
-        Registry, object store, key layout.
+    tables : TrainingTables
+        This service's own tables (embedding specs, train runs).
+    objects, keys
+        Object store, key layout.
     artifacts : ArtifactsPort
         Artifact records and message logs.
+    images : ImagesPort
+        Image management: the plates compatible with a spec and their (preprocessed) fields.
     runner : RunnerPort or None
         Starts the ``train`` workflow (None: :meth:`train` is unavailable, as on AWS before issue 10).
     """
 
-    def __init__(self, tables: Tables, objects: ObjectStore, keys: Keys, artifacts: ArtifactsPort,
-                 runner: RunnerPort | None = None) -> None:
+    def __init__(self, tables: TrainingTables, objects: ObjectStore, keys: Keys, artifacts: ArtifactsPort,
+                 images: ImagesPort, runner: RunnerPort | None = None) -> None:
         self._t = tables
+        self._images = images
         self._objects = objects
         self._keys = keys
         self._artifacts = artifacts
@@ -87,7 +92,7 @@ class TrainingService:
         """Validated plates whose images have the spec's dims, channel count and channel names."""
         spec = self.spec(name)
         shape = spec.input
-        plates = compatible_plates(self._t, shape.width, shape.height, shape.depth, len(shape.channels))
+        plates = self._images.list_compatible_plates(shape.width, shape.height, shape.depth, len(shape.channels))
         return [p for p in plates if tuple(p.get("channels") or ()) == shape.channels]
 
     def spec(self, name: str) -> EmbeddingSpec:
@@ -218,7 +223,7 @@ class TrainingService:
 
     def _fields(self, spec: EmbeddingSpec, preprocessed: bool = True) -> list[SpecField]:
         plates = [p["plate_id"] for p in self.get_compatible_plates(spec.name)]
-        return spec_fields(self._t, spec.name, plates, preprocessed=preprocessed)
+        return spec_fields(self._images, spec.name, plates, preprocessed=preprocessed)
 
     # ------------------------------------------------------------------ the training job
     def run_training(self, train_id: str, *, threads: int | None = None, progress: bool = False) -> dict[str, Any]:
@@ -260,9 +265,9 @@ class TrainingService:
             self._artifacts.add_message(row.message_id, message)
 
     def _train(self, row: Any, *, threads: int | None, progress: bool) -> dict[str, Any]:
-        from ..jobs.runner import default_workers
-        from ..training import export, trainer
-        from ..training.data import INPUT_SCALE, FieldRef, crop_shape, load_crops, split_validation
+        from ...jobs.runner import default_workers
+        from ...training import export, trainer
+        from ...training.data import INPUT_SCALE, FieldRef, crop_shape, load_crops, split_validation
 
         settings_doc = dict(row.settings or {})
         mode = settings_doc.pop("holdout_mode", "none")

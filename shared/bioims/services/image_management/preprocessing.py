@@ -19,23 +19,23 @@ from __future__ import annotations
 
 import io
 import json
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
-from ..contract.enums import ImageStatus, ResultStatus
-from ..errors import InvalidInput, NotFound, one_line
-from ..ids import utcnow
-from ..imaging.flatfield import FlatFieldAccumulator, flatfield
-from ..imaging.io import read_field, read_image
-from ..imaging.preprocess import preprocess_field
-from ..specs import EmbeddingSpec
-from ..store.keys import Keys
-from ..store.objects import ObjectStore
-from ..store.roots import IngestRoots
-from ..store.tables import ORIGIN, Tables
-from .image_management import ArtifactsPort
+from ...contract.enums import ImageStatus, ResultStatus
+from ...errors import InvalidInput, NotFound, one_line
+from ...ids import utcnow
+from ...imaging.flatfield import FlatFieldAccumulator, flatfield
+from ...imaging.io import read_field, read_image
+from ...imaging.preprocess import preprocess_field
+from ...specs import EmbeddingSpec
+from ...store.keys import Keys
+from ...store.objects import ObjectStore
+from ...store.roots import IngestRoots
+from ...store.tables import ORIGIN
+from ..ports import ArtifactsPort, TagsPort, TrainingPort
+from .tables import ImageTables
 
 SPEC_PREFIX = "spec#"
 """``train_id`` of the image rows and artifacts that hold a spec's preprocessing results."""
@@ -52,90 +52,53 @@ def _plane_shape(spec: EmbeddingSpec) -> tuple[int, ...]:
     return (shape.height, shape.width) if shape.depth == 1 else (shape.depth, shape.height, shape.width)
 
 
-@dataclass(frozen=True)
-class SpecField:
-    """A valid field of a plate compatible with a spec, with its metadata and crops (if preprocessed).
-
-    ``cells`` and ``crops_uri`` are None until the field is preprocessed under the spec; ``metadata`` is
-    the image row's metadata (``compound``, ``concentration``, ``moa``, ``batch``, ...)."""
-
-    image_id: str
-    plate_id: str
-    plate: str
-    well: str
-    site: str
-    batch: str | None
-    metadata: dict[str, Any]
-    cells: int | None
-    crops_uri: str | None
-
-    @property
-    def compound(self) -> str | None:
-        return self.metadata.get("compound")
-
-    def profile_metadata(self) -> dict[str, Any]:
-        """pycytominer-style ``Metadata_*`` columns of the field."""
-        m = self.metadata
-        return {"Metadata_Plate": self.plate, "Metadata_Well": self.well, "Metadata_Site": self.site,
-                "Metadata_Batch": self.batch, "Metadata_Compound": m.get("compound"),
-                "Metadata_Concentration": m.get("concentration"), "Metadata_MoA": m.get("moa")}
-
-
-def spec_fields(tables: Tables, spec: str, plate_ids: list[str], *, preprocessed: bool = True) -> list[SpecField]:
-    """The valid fields of ``plate_ids`` (only those preprocessed under ``spec`` if ``preprocessed``),
-    sorted by plate then image id; two queries and one batched read per plate.
-
-    Raises :class:`NotFound` for an unknown plate."""
-    out = []
-    for plate_id in plate_ids:
-        try:
-            plate = tables.plates.get(plate_id)
-        except tables.plates.DoesNotExist:
-            raise NotFound(f"no plate {plate_id!r}") from None
-        done = {r.image_id: r for r in tables.images.by_plate.query(
-            plate_id, tables.images.train_id == spec_row_id(spec),
-            filter_condition=tables.images.status == ResultStatus.PREPROCESSED)}
-        if preprocessed:
-            origins = tables.images.batch_get([(i, ORIGIN) for i in sorted(done)])
-        else:
-            origins = tables.images.by_plate.query(plate_id, tables.images.train_id == ORIGIN,
-                                                   filter_condition=tables.images.status == ImageStatus.VALID)
-        for origin in sorted(origins, key=lambda r: r.image_id):
-            meta = origin.metadata.as_dict() if origin.metadata else {}
-            result = done.get(origin.image_id)
-            out.append(SpecField(origin.image_id, plate_id, plate.source_id, origin.well_source_id,
-                                 origin.field_source_id, meta.get("batch", plate.batch), meta,
-                                 None if result is None else int(result.cell_count),
-                                 None if result is None else result.results["crops"]))
-    return out
-
-
-class SpecsPort(Protocol):
-    def spec(self, name: str) -> EmbeddingSpec: ...
-
-
-class LabelsPort(Protocol):
-    def ensure_labels(self, category: str, labels: Any) -> dict[str, int]: ...
-
-
 class PreprocessingService:
-    """Parameters: the tables, object store and key layout; ``specs`` (the training service),
-    ``labels`` (the tags service: label indices), ``artifacts`` (registry and message logs) and ``roots``
+    """Parameters: the image-management tables, object store and key layout; ``training`` (the specs),
+    ``tags`` (label indices), ``artifacts`` (registry and message logs) and ``roots``
     (:class:`~bioims.store.roots.IngestRoots`: every input image read is checked to lie under one; default
     nowhere)."""
 
-    def __init__(self, tables: Tables, objects: ObjectStore, keys: Keys, specs: SpecsPort, labels: LabelsPort,
-                 artifacts: ArtifactsPort, *, roots: IngestRoots | None = None) -> None:
+    def __init__(self, tables: ImageTables, objects: ObjectStore, keys: Keys, training: TrainingPort,
+                 tags: TagsPort, artifacts: ArtifactsPort, *, roots: IngestRoots | None = None) -> None:
         self._t = tables
         self._objects = objects
         self._keys = keys
-        self._specs = specs
-        self._labels = labels
+        self._training = training
+        self._tags = tags
         self._artifacts = artifacts
         self._flatfield_cache: dict[str, np.ndarray] = {}
         self._roots = roots if roots is not None else IngestRoots()
 
     # ----------------------------------------------------------------- helpers
+    def _spec(self, name: str) -> EmbeddingSpec:
+        return EmbeddingSpec.from_dict(self._training.get_embedding_info(name))
+
+    def list_spec_fields(self, spec: str, plate_id: str, preprocessed: bool = True) -> list[dict[str, Any]]:
+        """The valid fields of a plate (only those preprocessed under ``spec`` if ``preprocessed``), sorted
+        by image id, as :class:`~bioims.services.ports.SpecField` dicts; two queries and one batched read.
+
+        Raises :class:`NotFound` for an unknown plate."""
+        t = self._t
+        plate = self._plate(plate_id)
+        done = {r.image_id: r for r in t.images.by_plate.query(
+            plate_id, t.images.train_id == spec_row_id(spec),
+            filter_condition=t.images.status == ResultStatus.PREPROCESSED)}
+        if preprocessed:
+            origins = t.images.batch_get([(i, ORIGIN) for i in sorted(done)])
+        else:
+            origins = t.images.by_plate.query(plate_id, t.images.train_id == ORIGIN,
+                                              filter_condition=t.images.status == ImageStatus.VALID)
+        out = []
+        for origin in sorted(origins, key=lambda r: r.image_id):
+            meta = origin.metadata.as_dict() if origin.metadata else {}
+            result = done.get(origin.image_id)
+            out.append({"image_id": origin.image_id, "plate_id": plate_id, "plate": plate.source_id,
+                        "well": origin.well_source_id, "site": origin.field_source_id,
+                        "batch": meta.get("batch", plate.batch), "metadata": meta,
+                        "cells": None if result is None else int(result.cell_count),
+                        "crops_uri": None if result is None else result.results["crops"]})
+        return out
+
     def valid_image_ids(self, plate_id: str) -> list[str]:
         """Ids of a plate's fields that passed inspection."""
         rows = self._t.images.by_plate.query(plate_id, self._t.images.train_id == ORIGIN,
@@ -165,7 +128,7 @@ class PreprocessingService:
         Fields that cannot be used (unreadable, wrong shape, non-finite pixels) are left out of the
         mean and each is recorded in the plate's message log; the result lists them (``unreadable``: ids,
         ``reasons``: id -> reason). Only a plate x channel without any usable field fails."""
-        s = self._specs.spec(spec)
+        s = self._spec(spec)
         plate = self._plate(plate_id)
         if channel not in s.input.channels:
             raise InvalidInput(f"channel {channel!r} is not in spec {spec}'s channels {list(s.input.channels)}")
@@ -225,7 +188,7 @@ class PreprocessingService:
     # ----------------------------------------------------------------- fields
     def preprocess_image(self, spec: str, image_id: str, force: bool = False) -> dict[str, Any]:
         """Crops of one field (see the module docstring); returns ``{"image_id", "cells", "skipped", ...}``."""
-        s = self._specs.spec(spec)
+        s = self._spec(spec)
         try:
             row = self._t.images.get(image_id, ORIGIN)
         except self._t.images.DoesNotExist:
@@ -276,9 +239,9 @@ class PreprocessingService:
         """The field's label index (its MOA, or -1) and subclass index (its compound, or -1)."""
         label_value = metadata.get(spec.training.label_category)
         compound = metadata.get("compound")
-        label = self._labels.ensure_labels(spec.training.label_category, [str(label_value)])[str(label_value)] \
+        label = self._tags.ensure_labels(spec.training.label_category, [str(label_value)])[str(label_value)] \
             if label_value else -1
-        subclass = self._labels.ensure_labels(SUBCLASS_CATEGORY, [str(compound)])[str(compound)] if compound else -1
+        subclass = self._tags.ensure_labels(SUBCLASS_CATEGORY, [str(compound)])[str(compound)] if compound else -1
         return label, subclass
 
     def _record_failure(self, spec: EmbeddingSpec, row: Any, message: str) -> None:

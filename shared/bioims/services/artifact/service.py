@@ -9,9 +9,10 @@ from typing import Any
 
 from pynamodb.exceptions import PutError
 
-from ..errors import InvalidInput, NotFound
-from ..ids import iso, new_id, utcnow
-from ..store.tables import ORIGIN, Tables, condition_failed, to_dict
+from ...errors import InvalidInput, NotFound
+from ...ids import iso, new_id, utcnow
+from ...store.tables import ORIGIN, condition_failed, to_dict
+from .tables import ArtifactTables
 
 DEFAULT_TRAIN_ID = "default-train-id"
 """The configuration parameter behind get/setDefaultTrainId."""
@@ -32,7 +33,7 @@ class ArtifactService:
         The bound table models (only ``artifacts``, ``parameters`` and ``messages`` are used).
     """
 
-    def __init__(self, tables: Tables) -> None:
+    def __init__(self, tables: ArtifactTables) -> None:
         self._t = tables
 
     # ================================================================= artifacts

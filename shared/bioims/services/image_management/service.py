@@ -13,53 +13,29 @@ import math
 from collections import Counter as Tally
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
-from ..contract.enums import ImageStatus, PlateStatus, ResultStatus
-from ..datasets.records import PlateRecord
-from ..errors import Conflict, InvalidInput, NotFound, one_line
-from ..ids import stable_id, utcnow
-from ..names import check_name
-from ..imaging.io import inspect_field, read_field
-from ..imaging.thumbnails import thumbnail_png
-from ..store.keys import Keys
-from ..store.objects import ObjectStore, uri_to_path
-from ..store.roots import IngestRoots
-from ..store.tables import ORIGIN, Tables, to_dict
+from ...contract.enums import ImageStatus, PlateStatus, ResultStatus
+from ...datasets.records import PlateRecord
+from ...errors import Conflict, InvalidInput, NotFound, one_line
+from ...ids import stable_id, utcnow
+from ...names import check_name
+from ...imaging.io import inspect_field, read_field
+from ...imaging.thumbnails import thumbnail_png
+from ...store.keys import Keys
+from ...store.objects import ObjectStore, uri_to_path
+from ...store.roots import IngestRoots
+from ...store.tables import ORIGIN, to_dict
+from ..ports import ArtifactsPort, RunnerPort, TagsPort, TrainingPort
+from .preprocessing import PreprocessingService
+from .tables import ImageTables
 
 THUMBNAIL_WIDTHS_PARAMETER = "thumbnail-widths"
 DEFAULT_THUMBNAIL_WIDTHS = (100, 1000)
 PROCESS_PLATE = "process-plate"
 PREPROCESS = "preprocess"
-
-
-class TagsPort(Protocol):
-    def tag_images(self, assignments: dict[str, list[str]], *, plate_id: str | None = None) -> int: ...
-    def ensure_labels(self, category: str, labels: Iterable[str]) -> dict[str, int]: ...
-    def get_image_tags(self, image_id: str) -> list[dict[str, Any]]: ...
-    def set_image_tags(self, image_id: str, tags: list[str]) -> list[dict[str, Any]]: ...
-
-
-class ArtifactsPort(Protocol):
-    def create_artifact(self, context_id: str, uri: str, train_id: str = ..., type: str | None = ...,
-                        size: int | None = ..., annotations: list[str] | None = ...) -> dict[str, Any]: ...
-    def create_message(self, message: str) -> str: ...
-    def add_message(self, message_id: str, message: str) -> dict[str, Any]: ...
-    def get_parameter(self, parameter: str) -> Any: ...
-    def list_messages(self, message_id: str) -> list[dict[str, Any]]: ...
-    def delete_artifacts(self, context_id: str, train_id: str | None = ...) -> dict[str, int]: ...
-
-
-class PreprocessingPort(Protocol):
-    def compute_flatfield(self, spec: str, plate_id: str, channel: str, force: bool = ...) -> dict[str, Any]: ...
-    def preprocess_image(self, spec: str, image_id: str, force: bool = ...) -> dict[str, Any]: ...
-
-
-class RunnerPort(Protocol):
-    def start(self, workflow: str, params: dict[str, Any]) -> str: ...
-    def describe(self, execution_id: str) -> dict[str, Any]: ...
 
 
 def plate_tags(record: PlateRecord) -> list[str]:
@@ -107,7 +83,8 @@ class ImageManagementService:
 
     Parameters
     ----------
-    tables : Tables
+    tables : ImageTables
+        This service's own tables (plates, wells, images).
     objects : ObjectStore
         Reads images and writes thumbnails.
     keys : Keys
@@ -116,26 +93,27 @@ class ImageManagementService:
         The tags service (in-process or a client).
     artifacts : ArtifactsPort
         The artifact service: artifact registry, message logs, configuration.
+    training : TrainingPort
+        The training service: the embedding specs preprocessing follows.
     runner : RunnerPort or None
         Starts workflows (``process-plate``, ``preprocess``); None where workflows cannot be started.
-    preprocessing : PreprocessingPort or None
-        Flat-fields and single-cell crops (:class:`~bioims.services.preprocessing.PreprocessingService`).
     roots : IngestRoots, optional
         Where input images and manifests may be read from (:mod:`bioims.store.roots`); a plate with an
         image elsewhere is not registered, and every read checks again. Default: nowhere.
     """
 
-    def __init__(self, tables: Tables, objects: ObjectStore, keys: Keys, tags: TagsPort,
-                 artifacts: ArtifactsPort, runner: RunnerPort | None = None,
-                 preprocessing: PreprocessingPort | None = None, *, roots: IngestRoots | None = None) -> None:
+    def __init__(self, tables: ImageTables, objects: ObjectStore, keys: Keys, tags: TagsPort,
+                 artifacts: ArtifactsPort, training: TrainingPort, runner: RunnerPort | None = None, *,
+                 roots: IngestRoots | None = None) -> None:
         self._t = tables
         self._objects = objects
         self._keys = keys
         self._tags = tags
         self._artifacts = artifacts
         self._runner = runner
-        self._preprocessing = preprocessing
         self._roots = roots if roots is not None else IngestRoots()
+        self.preprocessing = PreprocessingService(tables, objects, keys, training, tags, artifacts, roots=self._roots)
+        """Flat-fields and single-cell crops (:mod:`.preprocessing`), over the same tables."""
 
     # ================================================================= ingestion
     def ingest(self, plates: Sequence[PlateRecord], *, if_exists: str = "skip",
@@ -245,7 +223,7 @@ class ImageManagementService:
         """Register one plate from the seed's sourcePlateInfo JSON (a dict, JSON text, or a URI of it).
         :class:`Conflict` if the plate is already registered. A manifest URI and the images it names must
         lie under an ingest root (:class:`InvalidInput` otherwise)."""
-        from ..datasets.manifest import read_manifest
+        from ...datasets.manifest import read_manifest
 
         if isinstance(manifest, str) and manifest.startswith(("file://", "s3://")):
             self._roots.check(manifest, "manifest")
@@ -353,7 +331,14 @@ class ImageManagementService:
 
     def list_compatible_plates(self, width: int, height: int, depth: int, channels: int) -> list[dict[str, Any]]:
         """Validated plates whose images have exactly these dims (pixels) and channel count."""
-        return compatible_plates(self._t, width, height, depth, channels)
+        key = _shape_key(*(_positive_int(v, n) for v, n in
+                           ((width, "width"), (height, "height"), (depth, "depth"), (channels, "channels"))))
+        return sorted((to_dict(p) for p in self._t.plates.by_shape.query(key)), key=lambda d: d["source_id"])
+
+    def list_spec_fields(self, spec: str, plate_id: str, preprocessed: bool = True) -> list[dict[str, Any]]:
+        """The valid fields of a plate, with their preprocessing results under ``spec``
+        (:meth:`PreprocessingService.list_spec_fields`)."""
+        return self.preprocessing.list_spec_fields(spec, plate_id, preprocessed)
 
     def create_image_train_result(self, image_id: str, train_id: str, embedding: list[float] | None = None,
                                   cell_count: int | None = None,
@@ -362,19 +347,33 @@ class ImageManagementService:
         if not isinstance(train_id, str) or not train_id or train_id == ORIGIN:
             raise InvalidInput(f"train_id must be a train run id, not {train_id!r}")
         origin = self._image(image_id)
-        vector = None
-        if embedding is not None:
-            try:
-                array = np.asarray(embedding, dtype=np.float32)
-            except (TypeError, ValueError):
-                raise InvalidInput("embedding must be a list of numbers") from None
-            if array.ndim != 1 or not np.isfinite(array).all():
-                raise InvalidInput(f"embedding must be a finite 1-D vector, got shape {array.shape}")
-            vector = array.tobytes()
+        vector = None if embedding is None else _vector(embedding)
         now = utcnow()
         self._t.images(image_id, train_id, plate_id=origin.plate_id, embedding=vector, cell_count=cell_count,
                        results=results, status=ResultStatus.COMPUTED, created_at=now, updated_at=now).save()
         return self.get_image_info(image_id, train_id)
+
+    def create_image_train_results(self, train_id: str, results: list[dict[str, Any]]) -> dict[str, int]:
+        """Create or replace the (image, train run) rows of many fields at once (the embedding job's
+        results for one plate): each item ``{"image_id", "status", "cell_count"?, "embedding"?,
+        "results"?, "error"?}`` (``embedding``: the field's float32 vector). Every image must exist; nothing
+        is written otherwise. Returns ``{"written": n}``."""
+        if not isinstance(train_id, str) or not train_id or train_id == ORIGIN:
+            raise InvalidInput(f"train_id must be a train run id, not {train_id!r}")
+        ids = [r["image_id"] for r in results]
+        origins = {row.image_id: row for row in self._t.images.batch_get([(i, ORIGIN) for i in sorted(set(ids))])}
+        missing = sorted(set(ids) - set(origins))
+        if missing:
+            raise NotFound(f"no image {missing[0]!r}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+        now = utcnow()
+        rows = [self._t.images(r["image_id"], train_id, plate_id=origins[r["image_id"]].plate_id,
+                               status=r["status"], cell_count=r.get("cell_count"), error=r.get("error"),
+                               embedding=None if r.get("embedding") is None else _vector(r["embedding"]),
+                               results=r.get("results"), created_at=now, updated_at=now) for r in results]
+        with self._t.images.batch_write() as batch:
+            for row in rows:
+                batch.save(row)
+        return {"written": len(rows)}
 
     def get_image_tags(self, image_id: str) -> list[dict[str, Any]]:
         self._image(image_id)
@@ -403,16 +402,11 @@ class ImageManagementService:
 
     def compute_flatfield(self, spec: str, plate_id: str, channel: str, force: bool = False) -> dict[str, Any]:
         """One plate x channel flat-field under a spec (a job unit of the preprocess workflow)."""
-        return self._preprocessor().compute_flatfield(spec, self._plate(plate_id).plate_id, channel, force)
+        return self.preprocessing.compute_flatfield(spec, self._plate(plate_id).plate_id, channel, force)
 
     def preprocess_image(self, spec: str, image_id: str, force: bool = False) -> dict[str, Any]:
         """One field's single-cell crops under a spec (a job unit of the preprocess workflow)."""
-        return self._preprocessor().preprocess_image(spec, image_id, force)
-
-    def _preprocessor(self) -> PreprocessingPort:
-        if self._preprocessing is None:
-            raise InvalidInput("this runtime has no preprocessing")
-        return self._preprocessing
+        return self.preprocessing.preprocess_image(spec, image_id, force)
 
     def describe_execution(self, execution_id: str) -> dict[str, Any]:
         if self._runner is None:
@@ -519,11 +513,15 @@ class ImageManagementService:
         return {"image_id": image_id, "thumbnails": {str(w): uri for w, uri in wanted.items()}, "written": len(todo)}
 
 
-def compatible_plates(tables: Tables, width: int, height: int, depth: int, channels: int) -> list[dict[str, Any]]:
-    """Validated plates whose images have exactly these dims (pixels) and channel count, by source id."""
-    key = _shape_key(*(_positive_int(v, n) for v, n in
-                       ((width, "width"), (height, "height"), (depth, "depth"), (channels, "channels"))))
-    return sorted((to_dict(p) for p in tables.plates.by_shape.query(key)), key=lambda d: d["source_id"])
+def _vector(embedding: Any) -> bytes:
+    """A field's embedding as stored: float32 bytes of a finite 1-D vector."""
+    try:
+        array = np.asarray(embedding, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise InvalidInput("embedding must be a list of numbers") from None
+    if array.ndim != 1 or not np.isfinite(array).all():
+        raise InvalidInput(f"embedding must be a finite 1-D vector, got shape {array.shape}")
+    return array.tobytes()
 
 
 def _shape_key(width: int, height: int, depth: int, channels: int) -> str:

@@ -17,23 +17,22 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..contract.enums import ProfileLevel, values
-from ..errors import Conflict, InvalidInput, NotFound
-from ..ids import iso
-from ..names import check_name
-from ..imaging.io import read_field
-from ..profiles.aggregate import aggregate
-from ..profiles.handcrafted import handcrafted_field_profiles
-from ..profiles.io import load_feature_table, read_profiles, write_profiles
-from ..profiles.naive import intensity_features
-from ..profiles.pipeline import ProfileProcessing, process_profiles
-from ..specs import EmbeddingSpec
-from ..store.keys import Keys
-from ..store.objects import ObjectStore
-from ..store.roots import IngestRoots
-from ..store.tables import ORIGIN, Tables
-from .image_management import ArtifactsPort
-from .preprocessing import spec_fields
+from ...contract.enums import ProfileLevel, values
+from ...errors import Conflict, InvalidInput, NotFound
+from ...ids import iso
+from ...names import check_name
+from ...imaging.io import read_field
+from ...profiles.aggregate import aggregate
+from ...profiles.handcrafted import handcrafted_field_profiles
+from ...profiles.io import load_feature_table, read_profiles, write_profiles
+from ...profiles.naive import intensity_features
+from ...profiles.pipeline import ProfileProcessing, process_profiles
+from ...specs import EmbeddingSpec
+from ...store.keys import Keys
+from ...store.objects import ObjectStore
+from ...store.roots import IngestRoots
+from ...store.tables import ORIGIN
+from ..ports import ArtifactsPort, ImagesPort, spec_fields
 
 LEVELS = values(ProfileLevel)
 
@@ -48,12 +47,13 @@ COMPUTED = ("handcrafted", "naive")
 
 
 class ProfileSets:
-    """Import, compute, list and read named profile sets (ports: tables, object store, key layout,
-    artifact registry; ``roots``: where the input images of ``naive`` profiles may be read, default nowhere)."""
+    """Import, compute, list and read named profile sets (ports: object store, key layout, artifact
+    registry, image management for the fields of computed sets; ``roots``: where the input images of
+    ``naive`` profiles may be read, default nowhere). Sets are objects only: no table."""
 
-    def __init__(self, tables: Tables, objects: ObjectStore, keys: Keys, artifacts: ArtifactsPort, *,
+    def __init__(self, objects: ObjectStore, keys: Keys, artifacts: ArtifactsPort, images: ImagesPort, *,
                  roots: IngestRoots | None = None) -> None:
-        self._t = tables
+        self._images = images
         self._objects = objects
         self._keys = keys
         self._artifacts = artifacts
@@ -68,13 +68,13 @@ class ProfileSets:
             raise InvalidInput(f"kind must be one of {', '.join(COMPUTED)}, got {kind!r}")
         self._check_new(name)
         fields = []
-        for f in spec_fields(self._t, spec.name, plate_ids):
+        for f in spec_fields(self._images, spec.name, plate_ids):
             if kind == "handcrafted":
                 assert f.crops_uri is not None
                 data = np.load(io.BytesIO(self._objects.get_bytes(f.crops_uri)), allow_pickle=False)
             else:
-                origin = self._t.images.get(f.image_id, ORIGIN)
-                data = read_field(self._roots.field_uris(origin.channel_uris, spec.input.channels,
+                origin = self._images.get_image_info(f.image_id, ORIGIN)
+                data = read_field(self._roots.field_uris(origin["channel_uris"], spec.input.channels,
                                                          f"image {f.image_id}"), self._objects)
             fields.append((f.profile_metadata(), data))
         if not fields:

@@ -20,66 +20,30 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..contract.enums import Level, ResultStatus, TrainStatus
-from ..errors import BioimsError, InvalidInput, NotFound
-from ..ids import utcnow
-from ..profiles.aggregate import aggregate
-from ..profiles.io import read_profiles, write_profiles
-from ..profiles.pipeline import ProfileProcessing, process_profiles
-from ..store.keys import Keys
-from ..store.objects import ObjectStore
-from ..store.tables import Tables
-from .image_management import ArtifactsPort, RunnerPort
-from .preprocessing import spec_fields
-from .training import TrainingService
+from ...contract.enums import Level, ResultStatus, TrainStatus
+from ...errors import BioimsError, InvalidInput, NotFound
+from ...profiles.io import read_profiles, write_profiles
+from ...profiles.pipeline import embedding_profiles
+from ...store.keys import Keys
+from ...store.objects import ObjectStore
+from ...training.inference import EmbeddingModel, feature_names
+from ..ports import ArtifactsPort, ImagesPort, RunnerPort, TrainingPort, spec_fields
 
 LEVELS = tuple(level.value for level in Level if level is not Level.CELL)
 """Levels of :meth:`EmbeddingService.profiles` (cells are not a profile table)."""
 EMBED = "embed"
-BATCH = 256
-"""Crops per ONNX Runtime call."""
-
-
-def feature_names(dims: int) -> list[str]:
-    return [f"emb_{i:03d}" for i in range(dims)]
-
-
-class EmbeddingModel:
-    """One ONNX Runtime session of a run's model (graph optimisations on, threads set explicitly).
-
-    ``embed(crops)`` maps uint16 crops (N, *input_shape) to float32 (N, D) unit vectors."""
-
-    def __init__(self, onnx_bytes: bytes, threads: int = 1) -> None:
-        import onnxruntime as ort
-
-        from ..training import metadata
-
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
-        self.meta = metadata.decode(self.session.get_modelmeta().custom_metadata_map)
-        self.scale = np.float32(self.meta["input_scale"])
-        self.shape = tuple(self.meta["input_shape"])
-        self.dims = int(self.meta["embedding_length"])
-        self._input = metadata.INPUT_NAME
-
-    def embed(self, crops: np.ndarray) -> np.ndarray:
-        if crops.shape[1:] != self.shape:
-            raise InvalidInput(f"crops are {tuple(crops.shape[1:])}, the model wants {self.shape}")
-        out = [self.session.run(None, {self._input: crops[i:i + BATCH].astype(np.float32) * self.scale})[0]
-               for i in range(0, len(crops), BATCH)]
-        return np.concatenate(out) if out else np.empty((0, self.dims), np.float32)
+RESULTS_PER_CALL = 100
+"""Field results sent to image-management per call (well under a Lambda payload's 6 MB at 2,048 dims)."""
 
 
 class EmbeddingService:
-    """Use-cases of the embedding service (ports: tables, objects, keys, artifacts, the training
-    service for runs and specs, the runner for workflows)."""
+    """Use-cases of the embedding service. It owns no table: a field's embedding is an (image, train run)
+    row of image-management (``images``), the run comes from training (``training``), the artifacts are
+    recorded by the artifact service; ``runner`` starts workflows."""
 
-    def __init__(self, tables: Tables, objects: ObjectStore, keys: Keys, artifacts: ArtifactsPort,
-                 training: TrainingService, runner: RunnerPort | None = None) -> None:
-        self._t = tables
+    def __init__(self, objects: ObjectStore, keys: Keys, artifacts: ArtifactsPort, images: ImagesPort,
+                 training: TrainingPort, runner: RunnerPort | None = None) -> None:
+        self._images = images
         self._objects = objects
         self._keys = keys
         self._artifacts = artifacts
@@ -117,10 +81,19 @@ class EmbeddingService:
         self._complete_run(train_id)
         return self._runner.start(EMBED, {"train_id": train_id, "plate_ids": plate_ids})
 
+    def start_compute_plate_embedding(self, train_id: str, plate_id: str, force: bool = False) -> str:
+        """Start the ``embed`` workflow for one plate; returns the execution id. (The embedding itself
+        is a job: it needs ONNX Runtime and pyarrow, which the Lambda functions do not carry.)"""
+        if self._runner is None:
+            raise InvalidInput("this runtime has no job runner")
+        self._complete_run(train_id)
+        return self._runner.start(EMBED, {"train_id": train_id, "plate_ids": [plate_id]} | ({"force": True} if force else {}))
+
     def compute_plate_embedding(self, train_id: str, plate_id: str, force: bool = False,
                                 threads: int = 1) -> dict[str, Any]:
-        """Embed one plate (see the module docstring) with ``threads`` ONNX Runtime threads. Returns ``{"plate_id", "fields", "empty", "failed",
-        "cells", "skipped", "uri"}``."""
+        """Embed one plate (see the module docstring) with ``threads`` ONNX Runtime threads: the body of
+        the ``embed-plate`` job step (not an API operation). Returns ``{"plate_id", "fields", "empty",
+        "failed", "cells", "skipped", "uri"}``."""
         run = self._complete_run(train_id)
         spec = run["spec_name"]
         uri = self._keys.plate_embeddings(train_id, plate_id)
@@ -128,28 +101,30 @@ class EmbeddingService:
             table = read_profiles(self._objects.get_bytes(uri))
             return {"plate_id": plate_id, "fields": len(table), "cells": int(table["Metadata_Cells"].sum()),
                     "skipped": True, "uri": uri}
-        fields = spec_fields(self._t, spec, [plate_id], preprocessed=False)
+        fields = spec_fields(self._images, spec, [plate_id], preprocessed=False)
         if not any(f.crops_uri for f in fields):
             raise InvalidInput(f"plate {plate_id} has no preprocessed crops under spec {spec}; "
                                f"run `bioims preprocess {spec}`")
         model = self.model(train_id, threads)
         names = feature_names(model.dims)
-        rows, empty, failed = [], [], []
+        rows, empty, failed, results = [], [], [], []
         for f in fields:
             if f.crops_uri is None:
                 failed.append({"image_id": f.image_id, "failure": "not preprocessed under the spec"})
-                self._flag(f.image_id, train_id, plate_id, ResultStatus.FAILED, "not preprocessed under the spec")
+                results.append(_flag(f.image_id, ResultStatus.FAILED, "not preprocessed under the spec"))
                 continue
             if f.cells == 0:
                 empty.append(f.image_id)
-                self._flag(f.image_id, train_id, plate_id, ResultStatus.EMPTY, "no cells: no embedding")
+                results.append(_flag(f.image_id, ResultStatus.EMPTY, "no cells: no embedding"))
                 continue
             try:
-                vector = self._field(train_id, f, model, force)
+                vector, cells_uri, count = self._field(train_id, f, model, force)
             except BioimsError as e:
                 failed.append({"image_id": f.image_id, "failure": e.message})
-                self._flag(f.image_id, train_id, plate_id, ResultStatus.FAILED, e.message)
+                results.append(_flag(f.image_id, ResultStatus.FAILED, e.message))
                 continue
+            results.append({"image_id": f.image_id, "status": ResultStatus.EMBEDDED, "cell_count": count,
+                            "embedding": vector.tolist(), "results": {"cells": cells_uri}})
             rows.append(f.profile_metadata() | {"Metadata_ImageId": f.image_id, "Metadata_Cells": f.cells}
                         | dict(zip(names, vector.tolist())))
         columns = ["Metadata_Plate", "Metadata_Well", "Metadata_Site", "Metadata_Batch", "Metadata_Compound",
@@ -157,12 +132,15 @@ class EmbeddingService:
         table = pd.DataFrame(rows, columns=columns)
         table[names] = table[names].astype(np.float32)
         data = write_profiles(table)
+        for i in range(0, len(results), RESULTS_PER_CALL):  # the rows before the Parquet (the commit marker)
+            self._images.create_image_train_results(train_id, results[i:i + RESULTS_PER_CALL])
         self._objects.put_bytes(uri, data)
         self._artifacts.create_artifact(plate_id, uri, train_id=train_id, type="field-embeddings", size=len(data))
         return {"plate_id": plate_id, "fields": len(rows), "empty": len(empty), "failed": len(failed),
                 "failures": failed[:20], "cells": int(table["Metadata_Cells"].sum()), "skipped": False, "uri": uri}
 
-    def _field(self, train_id: str, f: Any, model: EmbeddingModel, force: bool) -> np.ndarray:
+    def _field(self, train_id: str, f: Any, model: EmbeddingModel, force: bool) -> tuple[np.ndarray, str, int]:
+        """The field's embedding (mean of its cells), the URI of its cell embeddings and its cell count."""
         uri = self._keys.cell_embeddings(train_id, f.plate_id, f.image_id)
         if not force and self._objects.exists(uri):
             cells = np.load(io.BytesIO(self._objects.get_bytes(uri)), allow_pickle=False)
@@ -179,28 +157,19 @@ class EmbeddingService:
             self._objects.put_bytes(uri, buffer.getvalue())
             self._artifacts.create_artifact(f.image_id, uri, train_id=train_id, type="cell-embeddings",
                                             size=buffer.tell())
-        vector = cells.mean(axis=0).astype(np.float32)
-        now = utcnow()
-        self._t.images(f.image_id, train_id, plate_id=f.plate_id, cell_count=len(cells), status=ResultStatus.EMBEDDED,
-                       embedding=vector.tobytes(), results={"cells": uri}, created_at=now, updated_at=now).save()
-        return vector
-
-    def _flag(self, image_id: str, train_id: str, plate_id: str, status: str, reason: str) -> None:
-        now = utcnow()
-        self._t.images(image_id, train_id, plate_id=plate_id, status=status, error=reason, created_at=now,
-                       updated_at=now).save()
+        return cells.mean(axis=0).astype(np.float32), uri, len(cells)
 
     # ------------------------------------------------------------------ reading
     def get_image_embedding(self, image_id: str, train_id: str) -> dict[str, Any]:
         """A field's embedding under a run: ``{"image_id", "train_id", "status", "cells", "embedding"}``
         (``embedding`` None for empty or failed fields)."""
         try:
-            row = self._t.images.get(image_id, train_id)
-        except self._t.images.DoesNotExist:
+            row = self._images.get_image_info(image_id, train_id)
+        except NotFound:
             raise NotFound(f"image {image_id!r} has no embedding under train run {train_id!r}") from None
-        vector = np.frombuffer(row.embedding, np.float32).tolist() if row.embedding else None
-        return {"image_id": image_id, "train_id": train_id, "status": row.status, "error": row.error,
-                "cells": None if row.cell_count is None else int(row.cell_count), "embedding": vector}
+        cells = row.get("cell_count")
+        return {"image_id": image_id, "train_id": train_id, "status": row.get("status"), "error": row.get("error"),
+                "cells": None if cells is None else int(cells), "embedding": row.get("embedding")}
 
     def list_plate_embeddings(self, train_id: str) -> list[dict[str, Any]]:
         """The run's embedded plates: ``[{"plate_id", "uri"}]`` (plates whose Parquet exists)."""
@@ -221,22 +190,14 @@ class EmbeddingService:
         if not plates:
             raise InvalidInput(f"train run {train_id} has no embeddings; run `bioims embed {train_id}`")
         fields = pd.concat([read_profiles(self._objects.get_bytes(p["uri"])) for p in plates], ignore_index=True)
-        if level == Level.FIELD:
-            return fields
-        wells = aggregate(fields.drop(columns=["Metadata_Site", "Metadata_ImageId", "Metadata_Cells"]),
-                          by=["Metadata_Plate", "Metadata_Well"])
-        if level == Level.WELL:
-            return wells
-        options = ProfileProcessing(feature_selection=(), normalization="standardize" if normalize else None,
-                                    metric="cosine")
-        return process_profiles(wells, options)
+        return embedding_profiles(fields, level, normalize)
 
     def evaluate(self, train_ids: list[str], metric: str = "cosine", normalize: bool = True) -> tuple[Any, pd.DataFrame]:
         """MOA retrieval of the runs' treatment embeddings: each hold-out run answers only for the compounds
         it never saw (:func:`~bioims.evaluation.evaluate.evaluate_holdout`); a single run without hold-out
         is evaluated on every compound. Returns the :class:`~bioims.evaluation.evaluate.Evaluation` and the
         first run's treatment table (for the report)."""
-        from ..evaluation.evaluate import evaluate, evaluate_holdout
+        from ...evaluation.evaluate import evaluate, evaluate_holdout
 
         if not train_ids:
             raise InvalidInput("give at least one train run")
@@ -248,3 +209,8 @@ class EmbeddingService:
             raise InvalidInput("a run without hold-out can only be evaluated alone; "
                                f"{', '.join(r['train_id'] for r in runs if not r['holdout'])} saw every compound")
         return evaluate_holdout([(t, r["holdout"]) for t, r in zip(tables, runs)], metric=metric), tables[0]  # type: ignore[arg-type]
+
+
+def _flag(image_id: str, status: str, reason: str) -> dict[str, Any]:
+    """The result of a field that has no embedding (``empty`` or ``failed``, with the reason)."""
+    return {"image_id": image_id, "status": status, "error": reason}

@@ -1,0 +1,5 @@
+"""The tags service: tags, image-tag assignments, label categories and labels."""
+
+from .service import TagsService
+
+__all__ = ["TagsService"]
