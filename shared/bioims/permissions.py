@@ -11,16 +11,16 @@ Principals
 ----------
 ``image-management``, ``artifact``, ``tags``, ``training``, ``embedding``
     The Lambda functions of the five Chalice apps (the API handler and the ``invoke`` function of one
-    service share one role). Each app builds the whole in-process container (:func:`bioims.runtime.aws`)
-    but dispatches only to ITS service object, so its code path is that service class plus the methods
-    of the other services it holds and calls in-process (``ImageManagementService`` calls tags,
-    artifacts, preprocessing and the runner; ``TrainingService`` the artifact registry; ...).
+    service share one role). Each app builds ITS service over ITS tables (:func:`bioims.runtime.aws`) and
+    reaches the services it calls by invoking their ``invoke`` functions, so a role grants DynamoDB on
+    exactly the service's own tables and ``lambda:InvokeFunction`` on exactly the functions it calls.
 ``search``
-    The ECS Fargate task of the search server (:class:`bioims.services.search.SearchService` and the
-    embedding / training / profile reads it makes).
+    The ECS Fargate task of the search server (:class:`bioims.services.search.SearchService`: its
+    ``searches`` table, the objects, and invocations of the services it reads from).
 ``jobs``
     The AWS Batch job role: the steps of :data:`bioims.jobs.steps.STEPS` (inspect-image, validate-plate,
-    thumbnails, flatfield, preprocess-image, train-model, embed-plate) and reading the array parameters.
+    thumbnails, flatfield, preprocess-image, train-model, embed-plate), each running as its service
+    (:data:`bioims.runtime.STEP_SERVICE`), and reading the array parameters.
 ``states``
     The role of the Step Functions state machines (``infra/statemachines/*.asl.json``): planning calls
     to the service functions, Batch jobs (``.sync``), the array parameter lists written to S3 and the
@@ -28,7 +28,7 @@ Principals
 
 Derivation
 ----------
-Read from the code (``shared/bioims/services/*.py``), method by method:
+Read from the code (``shared/bioims/services/<name>/``), method by method:
 
 - DynamoDB, through PynamoDB: ``Model.get`` / ``refresh`` -> ``GetItem``; ``query`` -> ``Query`` (on the
   table, or ``"<table>/index/<name>"`` for ``Model.<index>.query``); ``scan`` -> ``Scan``; ``Model(...).save``
@@ -36,7 +36,7 @@ Read from the code (``shared/bioims/services/*.py``), method by method:
   ``batch_write`` (saves and deletes) -> ``BatchWriteItem``; ``batch_get`` -> ``BatchGetItem``. PynamoDB 6
   takes the key schema from the model class, so nothing calls ``DescribeTable`` (only ``Tables.create_all``
   and ``exists`` do, which run locally, never on AWS). Table names are without the prefix
-  (``image-tags``), as in :data:`bioims.store.tables.MODELS` / ``Meta.table_name``.
+  (``image-tags``), as in each service's ``tables.py`` (``TableSet.table_names``).
 - S3, through :class:`bioims.store.objects.ObjectStore`: ``get_bytes`` / ``get_json`` -> ``GetObject``;
   ``exists`` / ``size`` (HEAD) -> ``GetObject``; ``put_bytes`` / ``put_json`` -> ``PutObject``; ``delete`` ->
   ``DeleteObject``; ``list`` -> ``ListBucket``. ``ListBucket`` is also granted wherever a principal reads
@@ -90,13 +90,13 @@ _ARTIFACTS_READ_WRITE: Grants = {"s3:GetObject": ["artifacts"], "s3:PutObject": 
 _ARTIFACTS_READ: Grants = {"s3:GetObject": ["artifacts"], "s3:ListBucket": ["artifacts"]}
 _INPUT_READ: Grants = {"s3:GetObject": ["input"], "s3:ListBucket": ["input"]}
 
-# ArtifactService (shared/bioims/services/artifact.py)
-_CREATE_ARTIFACT: Grants = {"dynamodb:PutItem": ["artifacts"]}
-_DELETE_ARTIFACTS: Grants = {"dynamodb:Query": ["artifacts"], "dynamodb:BatchWriteItem": ["artifacts"]}
-_GET_PARAMETER: Grants = {"dynamodb:Query": ["parameters"]}
-_CREATE_MESSAGE: Grants = {"dynamodb:PutItem": ["messages"]}
-_ADD_MESSAGE: Grants = {"dynamodb:Query": ["messages"], "dynamodb:PutItem": ["messages"]}
-_LIST_MESSAGES: Grants = {"dynamodb:Query": ["messages"]}
+
+def _invokes(*services: str) -> Grants:
+    """``lambda:InvokeFunction`` on the ``invoke`` functions of ``services`` (cross-service calls)."""
+    return {"lambda:InvokeFunction": sorted(services)}
+
+
+# ArtifactService (shared/bioims/services/artifact/): its own tables only
 _ARTIFACT_SERVICE: Grants = {  # every operation of the artifact service
     "dynamodb:PutItem": ["artifacts", "parameters", "messages"],
     "dynamodb:GetItem": ["artifacts"],  # add_annotation
@@ -106,34 +106,45 @@ _ARTIFACT_SERVICE: Grants = {  # every operation of the artifact service
     "dynamodb:Scan": ["parameters"],  # get_all
 }
 
-# TagsService (shared/bioims/services/tags.py)
-_ENSURE_TAGS: Grants = {"dynamodb:BatchGetItem": ["tags"], "dynamodb:UpdateItem": ["counters"],
-                        "dynamodb:PutItem": ["tags"], "dynamodb:GetItem": ["tags"]}
-_TAG_IMAGES: Grants = _union(_ENSURE_TAGS, {"dynamodb:BatchWriteItem": ["image-tags"]})
-_GET_IMAGE_TAGS: Grants = {"dynamodb:Query": ["image-tags"]}
-_SET_IMAGE_TAGS: Grants = _union(_TAG_IMAGES, _GET_IMAGE_TAGS)  # remove_image_tags: query + batch delete
-_ENSURE_LABELS: Grants = {"dynamodb:GetItem": ["label-categories", "labels"],
-                          "dynamodb:PutItem": ["label-categories", "labels"],
-                          "dynamodb:UpdateItem": ["label-categories"], "dynamodb:Query": ["labels"]}
-_TAGS_SERVICE: Grants = _union(_SET_IMAGE_TAGS, _ENSURE_LABELS, {
-    "dynamodb:Query": ["tags/index/by_id", "tags/index/by_type", "image-tags/index/by_tag"],
+# TagsService (shared/bioims/services/tags/): its own tables only
+_TAGS_SERVICE: Grants = {
+    "dynamodb:BatchGetItem": ["tags"],  # ensure_tags
+    "dynamodb:UpdateItem": ["counters", "label-categories", "labels"],  # tag id allocation, label indices
+    "dynamodb:PutItem": ["tags", "label-categories", "labels"],
+    "dynamodb:GetItem": ["tags", "label-categories", "labels"],
+    "dynamodb:BatchWriteItem": ["image-tags", "labels"],  # tag_images, remove_image_tags; delete_category
+    "dynamodb:Query": ["image-tags", "image-tags/index/by_tag", "image-tags/index/by_plate", "labels",
+                       "tags/index/by_id", "tags/index/by_type"],
     "dynamodb:Scan": ["tags", "label-categories"],
-    "dynamodb:UpdateItem": ["labels"],  # update_label
-    "dynamodb:BatchWriteItem": ["labels"],  # delete_category
     "dynamodb:DeleteItem": ["label-categories"],  # delete_category
-})
+}
 
-# TrainingService (shared/bioims/services/training.py) and the helpers it shares
-_SPEC: Grants = {"dynamodb:GetItem": ["embedding-specs"]}
-_COMPATIBLE_PLATES: Grants = _union(_SPEC, {"dynamodb:Query": ["plates/index/by_shape"]})
-_SPEC_FIELDS_ALL: Grants = {"dynamodb:GetItem": ["plates"], "dynamodb:Query": ["images/index/by_plate"]}
-"""preprocessing.spec_fields(preprocessed=False): a plate's valid fields (queries only)."""
-_SPEC_FIELDS: Grants = _union(_SPEC_FIELDS_ALL, {"dynamodb:BatchGetItem": ["images"]})
-"""preprocessing.spec_fields(preprocessed=True): the preprocessed fields' origin rows in batches."""
-_GET_TRAINING: Grants = {"dynamodb:GetItem": ["train-runs"]}
+# ImageManagementService and its preprocessing (shared/bioims/services/image_management/)
+_IMAGES_READ: Grants = {"dynamodb:GetItem": ["images", "plates"], "dynamodb:BatchGetItem": ["images"],
+                        "dynamodb:Query": ["images/index/by_plate"]}
+_IMAGE_UNITS: Grants = _union(  # the job units: inspect, validate, thumbnails, flat-fields, crops
+    _IMAGES_READ, _INPUT_READ, _ARTIFACTS_READ_WRITE,
+    {"dynamodb:UpdateItem": ["images", "plates"], "dynamodb:PutItem": ["images"],
+     "dynamodb:Query": ["plates/index/by_source"]},
+    _invokes("artifact", "tags", "training"),  # messages, artifacts, thumbnail widths; labels; the spec
+)
+_IMAGE_MANAGEMENT_API: Grants = _union(
+    _IMAGE_UNITS,
+    {
+        "dynamodb:PutItem": ["images", "plates"],  # ingest, create_image_train_result
+        "dynamodb:BatchWriteItem": ["images", "wells"],  # ingest, create_image_train_results
+        "dynamodb:Query": ["wells", "images/index/by_plate_well", "plates/index/by_shape"],
+        "dynamodb:Scan": ["plates"],  # list_plates
+        # process_plate, upload_source_plate -> process-plate; start_preprocess -> train (see above)
+        "states:StartExecution": ["process-plate", "train"],
+        "states:DescribeExecution": ["process-plate", "train", "embed"],  # describe_execution
+    },
+)
+
+# TrainingService (shared/bioims/services/training/)
+_TRAIN_RUNS: Grants = {"dynamodb:GetItem": ["embedding-specs", "train-runs"]}
 _TRAINING_API: Grants = _union(
-    _COMPATIBLE_PLATES, _SPEC_FIELDS, _GET_TRAINING, _CREATE_ARTIFACT, _CREATE_MESSAGE, _LIST_MESSAGES,
-    _DELETE_ARTIFACTS,
+    _TRAIN_RUNS, _invokes("artifact", "image-management"),  # records and logs; plates and fields
     {
         "dynamodb:PutItem": ["embedding-specs", "train-runs"],
         "dynamodb:Scan": ["embedding-specs"],
@@ -147,55 +158,24 @@ _TRAINING_API: Grants = _union(
     },
 )
 _RUN_TRAINING: Grants = _union(  # the train-model job step (torch): train, checkpoint, export, record
-    _GET_TRAINING, _COMPATIBLE_PLATES, _SPEC_FIELDS, _ADD_MESSAGE, _CREATE_ARTIFACT, _ARTIFACTS_READ_WRITE,
-    {"dynamodb:UpdateItem": ["train-runs"]},
+    _TRAIN_RUNS, _ARTIFACTS_READ_WRITE, {"dynamodb:UpdateItem": ["train-runs"]},
+    _invokes("artifact", "image-management"),
 )
 
-# PreprocessingService (shared/bioims/services/preprocessing.py): flat-fields and crops
-_PREPROCESSING: Grants = _union(
-    _SPEC, _ADD_MESSAGE, _CREATE_ARTIFACT, _ENSURE_LABELS, _ARTIFACTS_READ_WRITE, _INPUT_READ,
-    {"dynamodb:GetItem": ["plates", "images"], "dynamodb:Query": ["images/index/by_plate"],
-     "dynamodb:BatchGetItem": ["images"], "dynamodb:PutItem": ["images"]},
+# EmbeddingService (shared/bioims/services/embedding/): no table of its own
+_EMBEDDING_API: Grants = _union(
+    _ARTIFACTS_READ,  # list_plate_embeddings: which plates' tables exist
+    _invokes("image-management", "training"),  # the field rows; the run and its plates
+    {"states:StartExecution": ["embed"]},
 )
+_EMBED_PLATE: Grants = _union(  # the embed-plate job step (ONNX Runtime)
+    _ARTIFACTS_READ_WRITE, _invokes("artifact", "image-management", "training"))
 
-# ImageManagementService (shared/bioims/services/image_management.py)
-_INSPECT_IMAGE: Grants = _union(_ADD_MESSAGE, _INPUT_READ, _ARTIFACTS_READ, {
-    "dynamodb:GetItem": ["images", "plates"], "dynamodb:UpdateItem": ["images"]})
-_VALIDATE_PLATE: Grants = _union(_ADD_MESSAGE, {
-    "dynamodb:GetItem": ["plates"], "dynamodb:Query": ["plates/index/by_source", "images/index/by_plate"],
-    "dynamodb:UpdateItem": ["plates"]})
-_MAKE_THUMBNAILS: Grants = _union(_GET_PARAMETER, _CREATE_ARTIFACT, _INPUT_READ, _ARTIFACTS_READ_WRITE, {
-    "dynamodb:GetItem": ["images"]})
-_IMAGE_MANAGEMENT_API: Grants = _union(
-    _TAG_IMAGES, _ENSURE_LABELS, _CREATE_MESSAGE, _GET_IMAGE_TAGS, _SET_IMAGE_TAGS, _INSPECT_IMAGE,
-    _VALIDATE_PLATE, _MAKE_THUMBNAILS, _PREPROCESSING, _COMPATIBLE_PLATES,
-    {
-        "dynamodb:GetItem": ["images", "plates"],
-        "dynamodb:PutItem": ["images", "plates"],  # ingest, create_image_train_result
-        "dynamodb:BatchWriteItem": ["images", "wells"],  # ingest
-        "dynamodb:Query": ["wells", "images/index/by_plate", "images/index/by_plate_well",
-                           "plates/index/by_source", "plates/index/by_shape"],
-        "dynamodb:Scan": ["plates"],  # list_plates
-        "dynamodb:UpdateItem": ["images", "plates"],
-        # process_plate, upload_source_plate -> process-plate; start_preprocess -> train (see above)
-        "states:StartExecution": ["process-plate", "train"],
-        "states:DescribeExecution": ["process-plate", "train", "embed"],  # describe_execution
-    },
-)
-
-# EmbeddingService (shared/bioims/services/embedding.py)
-_PLATES_OF_RUN: Grants = _union(_GET_TRAINING, _COMPATIBLE_PLATES)  # plates()
-_COMPUTE_PLATE_EMBEDDING: Grants = _union(_PLATES_OF_RUN, _SPEC_FIELDS_ALL, _CREATE_ARTIFACT, _ARTIFACTS_READ_WRITE, {
-    "dynamodb:PutItem": ["images"]})
-_EMBEDDING_READ: Grants = _union(_PLATES_OF_RUN, _ARTIFACTS_READ, {"dynamodb:GetItem": ["images"]})
-_EMBEDDING_API: Grants = _union(_COMPUTE_PLATE_EMBEDDING, _EMBEDDING_READ, {"states:StartExecution": ["embed"]})
-
-# SearchService (shared/bioims/services/search.py) in the search container
+# SearchService (shared/bioims/services/search/) in the search container
 _SEARCH: Grants = _union(
-    _EMBEDDING_READ, _GET_TRAINING, _SPEC, _GET_PARAMETER, _CREATE_ARTIFACT, _ARTIFACTS_READ_WRITE,
+    _ARTIFACTS_READ_WRITE, _invokes("artifact", "embedding", "tags", "training"),
     {
         "s3:DeleteObject": ["artifacts"],  # build_index drops the previous version; delete_index
-        "dynamodb:Scan": ["image-tags"],  # _image_tags
         "dynamodb:GetItem": ["searches"],
         "dynamodb:Query": ["searches/index/by_train"],
         "dynamodb:BatchWriteItem": ["searches"],  # the search log writer
@@ -223,9 +203,9 @@ PERMISSIONS: dict[str, dict[str, list[str]]] = {
     "training": _TRAINING_API,
     "embedding": _EMBEDDING_API,
     "search": _SEARCH,
-    "jobs": _union(
+    "jobs": _union(  # a Batch job runs as its step's service (bioims.runtime.STEP_SERVICE)
         _ARTIFACTS_READ,  # the array parameter list of a Batch array child
-        _INSPECT_IMAGE, _VALIDATE_PLATE, _MAKE_THUMBNAILS, _PREPROCESSING, _RUN_TRAINING, _COMPUTE_PLATE_EMBEDDING,
+        _IMAGE_UNITS, _RUN_TRAINING, _EMBED_PLATE,
     ),
     "states": _union(_STATES),
 }

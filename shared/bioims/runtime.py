@@ -62,7 +62,7 @@ CALLS: dict[str, tuple[str, ...]] = {
     "image-management": ("artifact", "tags", "training"),
     "training": ("artifact", "image-management"),
     "embedding": ("artifact", "image-management", "training"),
-    "search": ("artifact", "embedding", "image-management", "tags", "training"),
+    "search": ("artifact", "embedding", "tags", "training"),
 }
 """The services each service calls (through its ports); on AWS, the functions its role may invoke."""
 

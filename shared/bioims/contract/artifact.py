@@ -51,12 +51,17 @@ class LogMessage(Model):
 
 
 # ------------------------------------------------------------------------------------------------ requests
+ArtifactTrainId = Id
+"""The train id an artifact is recorded with: a train run, ``spec#<spec>`` (a spec's preprocessing
+results) or ``origin`` (none)."""
+
+
 class CreateArtifact(Request):
     """Record a stored object (idempotent: the same context, train id and URI is one artifact)."""
 
     context_id: Id
     uri: Uri
-    train_id: Name = ORIGIN
+    train_id: ArtifactTrainId = ORIGIN
     type: Name | None = None
     size: Count | None = None
     annotations: list[Text] | None = Field(None, max_length=1000)
@@ -66,20 +71,20 @@ class GetArtifacts(Request):
     """Artifacts of a context, optionally only those of one train id (empty list if none)."""
 
     context_id: Id
-    train_id: Name | None = None
+    train_id: ArtifactTrainId | None = None
 
 
 class GetTrainArtifacts(Request):
     """Every artifact recorded with a train id, across contexts."""
 
-    train_id: Name
+    train_id: ArtifactTrainId
 
 
 class DeleteArtifacts(Request):
     """Delete the records (not the objects) of a context, or of one train id in it."""
 
     context_id: Id
-    train_id: Name | None = None
+    train_id: ArtifactTrainId | None = None
 
 
 class AddAnnotation(Request):
@@ -88,7 +93,7 @@ class AddAnnotation(Request):
     context_id: Id
     uri: Uri
     annotation: Text = Field(min_length=1)
-    train_id: Name = ORIGIN
+    train_id: ArtifactTrainId = ORIGIN
 
 
 class SetParameter(Request):
