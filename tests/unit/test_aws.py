@@ -29,8 +29,10 @@ from bioims.client import LambdaTransport, TagsClient, connect
 from bioims.errors import BioimsError, InvalidInput, NotFound
 from bioims.jobs.stepfunctions import MAX_INPUT_BYTES, StepFunctionsRunner
 from bioims.services.tags import TagsService
-from bioims.settings import Settings
-from bioims.store.tables import MODELS, Tables
+from bioims.services.tags.tables import TagsTables
+from tests.fakes import FakeLambda
+from bioims.settings import FUNCTION_SERVICES, Settings, function_variable
+from bioims.store.tables import Database
 from tests.conftest import REPO
 
 REGION = "us-east-1"
@@ -62,8 +64,7 @@ def template_environment(state_machines: dict[str, str]) -> dict[str, str]:
         "BIOIMS_BATCH_CPU_QUEUE": "bioims-test-cpu",
         "BIOIMS_BATCH_GPU_QUEUE": "bioims-test-gpu",
         "BIOIMS_BATCH_JOB_DEFINITION": "bioims-test-job",
-        "BIOIMS_FUNCTION_TAGS": "bioims-test-tags-invoke",
-        "BIOIMS_FUNCTION_IMAGE_MANAGEMENT": "bioims-test-image-management-invoke",
+        **{function_variable(s): f"bioims-test-{s}-invoke" for s in FUNCTION_SERVICES},
         "BIOIMS_SEARCH_URL": "https://search.example.org",
     }
 
@@ -76,7 +77,10 @@ def account(aws_env: None) -> Iterator[dict[str, str]]:
         s3 = boto3.client("s3", region_name=REGION)
         s3.create_bucket(Bucket=ARTIFACTS)
         s3.create_bucket(Bucket=INPUT)
-        Tables(PREFIX, region=REGION).create_all()
+        database = Database(PREFIX, region=REGION, client=boto3.client("dynamodb", region_name=REGION))
+        for table_set in runtime.TABLE_SETS.values():
+            table_set(database)
+        database.create()
         sfn = boto3.client("stepfunctions", region_name=REGION)
         machines = {w: create_state_machine(sfn, f"bioims-test-{w}") for w in ("process-plate", "train", "embed")}
         yield template_environment(machines)
@@ -84,10 +88,30 @@ def account(aws_env: None) -> Iterator[dict[str, str]]:
 
 @pytest.fixture
 def environment(account: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    """The template's variables set in this process, as in a Lambda function or a Batch job."""
+    """The template's variables set in this process, as in a Lambda function or a Batch job; invoking a
+    service's function runs its ``services/<name>/app.py`` here (each app its own container, as Lambda
+    would; the functions themselves run under the Lambda emulator in tests/integration/test_emulated_aws.py)."""
     for name, value in account.items():
         monkeypatch.setenv(name, value)
+    apps: dict[str, Any] = {}
+
+    def handler(service: str) -> Any:
+        if service not in apps:
+            apps[service] = load_app(service).app.handler_map["invoke"]
+        return apps[service]
+
+    functions = {f"bioims-test-{s}-invoke": (lambda event, context, s=s: handler(s)(event, context))
+                 for s in FUNCTION_SERVICES}
+    monkeypatch.setattr(runtime, "aws_clients", _with_lambda(runtime.aws_clients, FakeLambda(functions)))
     return account
+
+
+def _with_lambda(make: Any, lambda_client: Any) -> Any:
+    """``runtime.aws_clients`` whose Lambda client is ``lambda_client``."""
+    def clients(settings: Settings) -> Any:
+        made = make(settings)
+        return lambda name: lambda_client if name == "lambda" else made(name)
+    return clients
 
 
 def put_plate(s3: Any, rng: np.random.Generator, source_id: str = "Week1_22123") -> dict[str, Any]:
@@ -126,8 +150,7 @@ def test_settings_read_every_variable_of_the_template() -> None:
     assert settings.input_bucket == INPUT and settings.search_url == "https://search.example.org"
     assert (settings.batch_cpu_queue, settings.batch_gpu_queue, settings.batch_job_definition) \
         == ("bioims-test-cpu", "bioims-test-gpu", "bioims-test-job")
-    assert settings.functions == {"tags": "bioims-test-tags-invoke",
-                                  "image-management": "bioims-test-image-management-invoke"}
+    assert settings.functions == {s: f"bioims-test-{s}-invoke" for s in FUNCTION_SERVICES}
     # preprocess is the first half of the train state machine
     assert settings.state_machine_arns == {**machines, "preprocess": machines["train"]}
     assert {k: v for k, v in settings.to_env().items() if k in env} == env
@@ -169,7 +192,7 @@ def test_each_service_needs_its_state_machines(environment: dict[str, str], monk
                               ("training", "BIOIMS_SFN_TRAIN_ARN"), ("embedding", "BIOIMS_SFN_EMBED_ARN")):
         with pytest.raises(InvalidInput, match=f"^{variable} is not set; the {service} service on AWS needs it$"):
             runtime.aws(service=service)
-    for service in ("artifact", "tags", "search", "jobs"):
+    for service in ("artifact", "tags", "search"):
         assert runtime.aws(service=service).runner is None
     with pytest.raises(InvalidInput, match="unknown AWS service 'tag'"):
         runtime.aws(service="tag")
@@ -206,7 +229,7 @@ def test_lambda_functions_work_from_the_environment(environment: dict[str, str],
     assert ":execution:bioims-test-train:preprocess-" in preprocess
     assert invoke_images({"method": "describeExecution", "executionId": preprocess}, None)["workflow"] == "preprocess"
 
-    # the tags the ingest wrote (in-process) are the tags service's, over its own function and routes
+    # the tags the ingest wrote (by invoking the tags function) are the tags service's
     assert invoke_tags({"method": "getTagByValue", "value": "compound:ALLN"}, None)["type"] == "compound"
     with Client(images.app) as client:
         response = client.http.get(f"/plates/{plate_id}/image-status")
@@ -243,7 +266,7 @@ def test_batch_array_child_runs_from_the_environment(environment: dict[str, str]
     batch.register_job_definition(jobDefinitionName=settings.batch_job_definition, type="container",
                                   containerProperties={"image": "bioims-job", "vcpus": 1, "memory": 2048})
 
-    c = runtime.aws(service="jobs")
+    c = runtime.aws(service="image-management")
     plate_id = c.images.populate_source_plate(put_plate(boto3.client("s3", region_name=REGION), rng))["plate_id"]
     image_ids = c.images.get_image_ids_by_plate_id(plate_id)
     submitter = BatchSubmitter(batch, settings.batch_cpu_queue, settings.batch_job_definition, c.objects, c.keys)
@@ -264,11 +287,11 @@ def test_batch_array_child_runs_from_the_environment(environment: dict[str, str]
 # ================================================================= DynamoDB tables
 def test_tables_use_the_client_they_are_given(account: dict[str, str]) -> None:
     client = boto3.client("dynamodb", region_name=REGION)
-    tables = Tables("other-", region=REGION, client=client)
+    tables = TagsTables(Database("other-", region=REGION, client=client))
     assert all(m._get_connection().connection.client is client for m in tables.models())
-    created = tables.create_all()
-    assert sorted(created) == sorted(f"other-{name.replace('_', '-')}" for name in MODELS)
-    assert tables.create_all() == []
+    created = tables.create()
+    assert sorted(created) == sorted(f"other-{name}" for name in TagsTables.table_names())
+    assert tables.create() == []
     assert set(created) <= set(client.list_tables()["TableNames"])
 
     calls: list[str] = []
@@ -404,7 +427,7 @@ def test_lambda_transport_request_and_error_handling() -> None:
             tags.get_tag_by_value("x:y")
         stub.add_response("invoke", {"StatusCode": 200, "FunctionError": "Unhandled", "Payload": payload(
             {"errorType": "Sandbox.Timedout", "errorMessage": "Task timed out after 30.00 seconds"})})
-        with pytest.raises(BioimsError, match="^Sandbox.Timedout: Task timed out") as raised:
+        with pytest.raises(BioimsError, match="^the tags service's function .* failed: Sandbox.Timedout: Task timed out") as raised:
             tags.get_all_tags()
         assert type(raised.value) is BioimsError and raised.value.status == 500
         stub.add_response("invoke", {"StatusCode": 200, "Payload": payload(None)})

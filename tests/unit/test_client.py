@@ -30,31 +30,10 @@ from bioims.client import (
 from bioims.errors import BioimsError, Conflict, InvalidInput, NotFound
 from bioims.runtime import Container
 from bioims.services.image_management import ImageManagementService
+from tests.fakes import FakeLambda
 from tests.unit.test_api import plate, plate_record, services  # noqa: F401 - fixtures
 
 Call = tuple[str, str, dict[str, Any]]
-
-
-class FakeLambda:
-    """A boto3 Lambda client double: runs a function in this process the way Lambda does — the payload
-    JSON-encoded both ways, an exception answered as ``FunctionError: Unhandled`` with its
-    ``errorType`` (class name) and ``errorMessage``."""
-
-    def __init__(self, functions: Mapping[str, Callable[[Any, Any], Any]]) -> None:
-        self.functions = functions
-        self.events: list[Any] = []
-
-    def invoke(self, *, FunctionName: str, InvocationType: str, Payload: bytes) -> dict[str, Any]:  # noqa: N803
-        assert InvocationType == "RequestResponse"
-        event = json.loads(Payload)
-        self.events.append(event)
-        try:
-            result = self.functions[FunctionName](event, None)
-        except Exception as e:  # noqa: BLE001 - reported like Lambda does
-            error = {"errorMessage": str(e), "errorType": type(e).__name__, "requestId": "r-1", "stackTrace": []}
-            return {"StatusCode": 200, "FunctionError": "Unhandled", "ExecutedVersion": "$LATEST",
-                    "Payload": io.BytesIO(json.dumps(error).encode())}
-        return {"StatusCode": 200, "ExecutedVersion": "$LATEST", "Payload": io.BytesIO(json.dumps(result).encode())}
 
 
 def lambda_clients(services: Container) -> tuple[dict[str, ServiceClient], FakeLambda]:

@@ -18,7 +18,6 @@ that becomes exercised, or one that is neither used nor listed, fails the test).
 from __future__ import annotations
 
 import base64
-import io
 import json
 from collections import defaultdict
 from collections.abc import Iterator
@@ -31,6 +30,7 @@ import pytest
 from moto import mock_aws
 
 from bioims import runtime
+from tests.fakes import FakeLambda
 from bioims.api.chalice_app import invoke_handler
 from bioims.contract import SERVICES
 from bioims.errors import BioimsError, Conflict, NotFound
@@ -97,7 +97,7 @@ class Recorder:
 
         def client(name: str) -> Any:
             if name == "lambda":
-                return RoutedLambda(self, principal)
+                return self._lambda(principal)
             made = make(name)
             if id(made) not in instrumented:
                 made.meta.events.register("provide-client-params.*.*", partial(self._record, principal))
@@ -106,6 +106,18 @@ class Recorder:
             return made
 
         return client
+
+    def _lambda(self, principal: str) -> FakeLambda:
+        """A Lambda client running the callee's ``invoke`` handler over the callee's container, recording
+        ``lambda:InvokeFunction`` for ``principal``."""
+        def record(function: str, event: Any) -> None:
+            callee = self.functions[function]
+            self.calls[principal]["lambda:InvokeFunction", callee].add(self.operation)
+            self.invocations.add((principal, callee, event["method"]))
+
+        handlers = {function: invoke_handler(service, lambda s=service: self.targets[s])
+                    for function, service in self.functions.items()}
+        return FakeLambda(handlers, on_invoke=record)
 
     def _record(self, principal: str, params: dict[str, Any], model: Any, **_: Any) -> None:
         service = model.service_model.service_name
@@ -152,28 +164,6 @@ class Recorder:
         if bucket == ARTIFACT_BUCKET:
             return "artifacts" if key.startswith(ARTIFACT_PREFIX + "/") else f"artifacts outside {ARTIFACT_PREFIX}/"
         return f"bucket {bucket}"
-
-
-class RoutedLambda:
-    """A Lambda client whose ``invoke`` runs the callee's ``invoke`` handler over the callee's container
-    (recording ``lambda:InvokeFunction`` for the caller), answering as Lambda does: the handler's JSON,
-    or ``FunctionError`` with ``{"errorType", "errorMessage"}``."""
-
-    def __init__(self, recorder: Recorder, principal: str) -> None:
-        self.recorder = recorder
-        self.principal = principal
-
-    def invoke(self, FunctionName: str, InvocationType: str, Payload: bytes) -> dict[str, Any]:  # noqa: N803
-        callee = self.recorder.functions[FunctionName]
-        event = json.loads(Payload)
-        self.recorder.calls[self.principal]["lambda:InvokeFunction", callee].add(self.recorder.operation)
-        self.recorder.invocations.add((self.principal, callee, event["method"]))
-        handler = invoke_handler(callee, lambda: self.recorder.targets[callee])
-        try:
-            body, error = json.dumps(handler(event, None)), None
-        except Exception as e:  # noqa: BLE001 - what the Lambda runtime does with any exception
-            body, error = json.dumps({"errorType": type(e).__name__, "errorMessage": str(e)}), "Unhandled"
-        return {"StatusCode": 200, "Payload": io.BytesIO(body.encode()), **({"FunctionError": error} if error else {})}
 
 
 # ================================================================= the walkthrough

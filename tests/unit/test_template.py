@@ -23,7 +23,8 @@ import pytest
 
 from bioims import asl, permissions, settings
 from bioims.store.cloudformation import load_template, table_resources
-from bioims.store.tables import MODELS, Tables
+from bioims import runtime
+from bioims.store.tables import Database
 
 ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "infra"
@@ -156,7 +157,7 @@ def test_policies_are_rendered_from_the_permissions():
 def test_tables_in_the_data_stack_match_the_models(templates):
     data = templates["data.yaml"]["Resources"]
     deployed = {k: v for k, v in data.items() if v["Type"] == "AWS::DynamoDB::Table"}
-    assert deployed == table_resources()
+    assert deployed == table_resources(runtime.TABLE_SETS.values())
     for name, template in templates.items():
         if name != "data.yaml":
             assert not [k for k, v in template.get("Resources", {}).items() if v["Type"] == "AWS::DynamoDB::Table"]
@@ -179,23 +180,32 @@ def test_artifact_bucket_is_encrypted_private_and_tls_only(templates):
     assert statement["Effect"] == "Deny" and statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
 
 
-def test_every_table_and_index_granted_exists():
-    tables = Tables("")
-    indexes = {getattr(tables, attr).Meta.table_name: {
-        gsi["index_name"] for gsi in getattr(tables, attr)._get_schema()["global_secondary_indexes"]}
-        for attr in MODELS}
-    names = set(indexes)
+def test_every_table_and_index_granted_exists_and_is_the_principals_own():
+    """A service's role reaches only its own tables (a Batch job: those of its steps' services)."""
+    database = Database("", client=object())
+    owner, indexes = {}, {}
+    for name, table_set in runtime.TABLE_SETS.items():
+        for model in table_set(database).models():
+            owner[model.Meta.table_name] = name
+            indexes[model.Meta.table_name] = {gsi["index_name"] for gsi in model._get_schema()["global_secondary_indexes"]}
+    own = {service: {service} for service in runtime.CALLS} | {"jobs": set(runtime.STEP_SERVICE.values())}
     for principal, grants in permissions.PERMISSIONS.items():
         for action, resources in grants.items():
             if not action.startswith("dynamodb:"):
                 continue
             for resource in resources:
                 table, _, index = resource.partition("/index/")
-                assert table in names, f"{principal}: {action} on unknown table {table!r}"
+                assert table in owner, f"{principal}: {action} on unknown table {table!r}"
+                assert owner[table] in own[principal], f"{principal}: {action} on {owner[table]}'s table {table!r}"
                 if index:
                     assert index in indexes[table], f"{principal}: {action} on unknown index {resource!r}"
-                if index:
                     assert action in ("dynamodb:Query", "dynamodb:Scan"), f"{principal}: {action} on an index"
+
+
+def test_each_role_invokes_exactly_the_services_it_calls():
+    for service, callees in runtime.CALLS.items():
+        invoked = set(permissions.PERMISSIONS[service].get("lambda:InvokeFunction", []))
+        assert invoked <= set(callees), service
 
 
 # ================================================================= least privilege

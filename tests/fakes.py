@@ -1,0 +1,35 @@
+"""Test doubles shared by the test modules."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable, Mapping
+from typing import Any
+
+
+class FakeLambda:
+    """A boto3 Lambda client double: runs a function in this process the way Lambda does — the payload
+    JSON-encoded both ways, an exception answered as ``FunctionError: Unhandled`` with its
+    ``errorType`` (class name) and ``errorMessage``. ``on_invoke(function_name, event)`` is called
+    before each invocation (recording)."""
+
+    def __init__(self, functions: Mapping[str, Callable[[Any, Any], Any]],
+                 on_invoke: Callable[[str, Any], None] | None = None) -> None:
+        self.functions = functions
+        self.events: list[Any] = []
+        self.on_invoke = on_invoke
+
+    def invoke(self, *, FunctionName: str, InvocationType: str, Payload: bytes) -> dict[str, Any]:  # noqa: N803
+        assert InvocationType == "RequestResponse"
+        event = json.loads(Payload)
+        self.events.append(event)
+        if self.on_invoke is not None:
+            self.on_invoke(FunctionName, event)
+        try:
+            result = self.functions[FunctionName](event, None)
+        except Exception as e:  # noqa: BLE001 - reported like Lambda does
+            error = {"errorMessage": str(e), "errorType": type(e).__name__, "requestId": "r-1", "stackTrace": []}
+            return {"StatusCode": 200, "FunctionError": "Unhandled", "ExecutedVersion": "$LATEST",
+                    "Payload": io.BytesIO(json.dumps(error).encode())}
+        return {"StatusCode": 200, "ExecutedVersion": "$LATEST", "Payload": io.BytesIO(json.dumps(result).encode())}
