@@ -108,22 +108,23 @@ def test_embedding_responses_match_the_contract(screen, monkeypatch):
     assert runner.started == [("embed", {"train_id": train_id, "plate_ids": [plate_id]})]
 
     assert call(e, "embedding", "listPlateEmbeddings", {"train_id": train_id}) == []
-    computed = call(e, "embedding", "startComputePlateEmbedding", {"train_id": train_id, "plate_id": plate_id})
+    assert call(e, "embedding", "startComputePlateEmbedding", {"train_id": train_id, "plate_id": plate_id,
+                                                               "force": True}) == "stub-2"
+    assert runner.started[-1] == ("embed", {"train_id": train_id, "plate_ids": [plate_id], "force": True})
+    computed = e.compute_plate_embedding(train_id, plate_id)  # the embed-plate job
     assert not computed["skipped"] and computed["failed"] == 0 and computed["fields"] > 0
-    skipped = call(e, "embedding", "startComputePlateEmbedding", {"train_id": train_id, "plate_id": plate_id,
-                                                                  "threads": 1})
-    assert skipped["skipped"] and skipped["fields"] == computed["fields"]
     listed = call(e, "embedding", "listPlateEmbeddings", {"train_id": train_id})
     assert listed == [{"plate_id": plate_id, "uri": computed["uri"]}]
     table = read_profiles(c.objects.get_bytes(computed["uri"]))
     field = call(e, "embedding", "getImageEmbedding", {"imageId": table["Metadata_ImageId"].iloc[0],
                                                        "trainId": train_id})
     assert field["status"] == "embedded" and len(field["embedding"]) == SPEC["embedding_length"]
-    rows = c.tables["image-management"].images.by_plate.query(plate_id, c.tables["image-management"].images.train_id == train_id)
+    images = c.tables["image-management"].images
+    rows = images.by_plate.query(plate_id, images.train_id == train_id)
     for row in rows:
         if row.status != "embedded":  # empty (or failed) fields: no embedding, a reason
             other = call(e, "embedding", "getImageEmbedding", {"image_id": row.image_id, "train_id": train_id})
             assert other["embedding"] is None and other["error"]
     with pytest.raises(InvalidInput, match="threads"):
         call(e, "embedding", "startComputePlateEmbedding", {"train_id": train_id, "plate_id": plate_id,
-                                                            "threads": 0})
+                                                            "threads": 1})

@@ -31,6 +31,11 @@ SPEC = {"name": "tiny-train", "input": {"width": 160, "height": 128, "depth": 1,
         "training": {"epochs": 2, "batch_size": 32, "folds": 2, "patience": 50, "validation_fraction": 0.25}}
 
 
+def images_of(c):
+    """The image-management service's images table (the test reads and changes rows directly)."""
+    return c.tables["image-management"].images
+
+
 @pytest.fixture(scope="module")
 def screen(stack_settings, tmp_path_factory):
     """The tiny screen ingested, processed and preprocessed under SPEC (shared by the module's tests)."""
@@ -274,13 +279,13 @@ def test_embedding_job_outputs_resume_and_flags(screen, tmp_path):
     moved = tmp_path / "moved"
     crops_dir.rename(moved)
     try:
-        for row in c.tables["image-management"].images.by_plate.query(missing, c.tables["image-management"].images.train_id == f"spec#{SPEC['name']}"):
-            row.update(actions=[c.tables["image-management"].images.status.set("failed")])
+        for row in images_of(c).by_plate.query(missing, images_of(c).train_id == f"spec#{SPEC['name']}"):
+            row.update(actions=[images_of(c).status.set("failed")])
         out = c.runner.run(c, "embed", {"train_id": train_id, "plate_ids": [missing], "force": True})["output"]
         assert out["failed"] == 1 and "no preprocessed crops" in out["failures"][0]["failure"]
     finally:
-        for row in c.tables["image-management"].images.by_plate.query(missing, c.tables["image-management"].images.train_id == f"spec#{SPEC['name']}"):
-            row.update(actions=[c.tables["image-management"].images.status.set("preprocessed")])
+        for row in images_of(c).by_plate.query(missing, images_of(c).train_id == f"spec#{SPEC['name']}"):
+            row.update(actions=[images_of(c).status.set("preprocessed")])
         moved.rename(crops_dir)
 
 
@@ -296,7 +301,7 @@ def test_killed_embedding_array_child_resumes_with_identical_outputs(screen):
     reference = c.embedding.compute_plate_embedding(train_id, plate_id)
     table_uri = reference["uri"]
     expected = c.objects.get_bytes(table_uri)
-    rows = {r.image_id: r.embedding for r in c.tables["image-management"].images.by_plate.query(plate_id, c.tables["image-management"].images.train_id == train_id)}
+    rows = {r.image_id: r.embedding for r in images_of(c).by_plate.query(plate_id, images_of(c).train_id == train_id)}
     plate_dir = uri_to_path(table_uri).parent
     for path in plate_dir.iterdir():
         path.unlink()
@@ -317,7 +322,7 @@ def test_killed_embedding_array_child_resumes_with_identical_outputs(screen):
     assert again["fields"] == reference["fields"] and again["cells"] == reference["cells"]
     assert c.objects.get_bytes(table_uri) == expected
     assert {r.image_id: r.embedding for r in
-            c.tables["image-management"].images.by_plate.query(plate_id, c.tables["image-management"].images.train_id == train_id)} == rows
+            images_of(c).by_plate.query(plate_id, images_of(c).train_id == train_id)} == rows
 
 
 def test_killing_a_pooled_job_stops_its_workers(screen):
