@@ -1,0 +1,89 @@
+"""The layering of the package (ARCHITECTURE.md rules 1, 2 and 5), read from every import statement of
+``shared/bioims`` — including the imports inside functions, which are the lazy ones.
+
+A hand-written check rather than import-linter: the rules need the *owner* of a module (the service
+package it lies in) and one exception per rule (the composition root), which is a dozen lines here.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[2] / "shared" / "bioims"
+SERVICES = sorted(p.name for p in (PACKAGE / "services").iterdir() if (p / "__init__.py").exists())
+DOMAIN = ("imaging", "datasets", "profiles", "training", "index", "evaluation")
+COMPOSITION_ROOTS = {"bioims.runtime", "bioims.store.cloudformation"}
+"""Modules that may build any service's tables (they assemble every owner's pieces)."""
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports(path: Path) -> set[str]:
+    """Absolute names of every module ``path`` imports (relative imports resolved)."""
+    name = module_name(path)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.split(".")
+                parent = parent[:len(parent) - node.level + 1]
+                base = ".".join(parent + ([node.module] if node.module else []))
+            found.add(base)
+            found.update(f"{base}.{alias.name}" for alias in node.names)
+    return found
+
+
+MODULES = {module_name(p): imports(p) for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def owner(module: str) -> str | None:
+    """The service package a module belongs to (``bioims.services.tags.service`` -> ``tags``)."""
+    parts = module.split(".")
+    return parts[2] if len(parts) > 2 and parts[1] == "services" and parts[2] in SERVICES else None
+
+
+def test_the_check_sees_the_package():
+    assert {"tags", "image_management", "training", "embedding", "artifact", "search"} <= set(SERVICES)
+    assert "bioims.services.ports" in MODULES["bioims.services.embedding.service"]
+    assert "bioims.services.image_management.tables" in MODULES["bioims.runtime"]
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_no_service_imports_another(service):
+    for module, imported in MODULES.items():
+        if owner(module) != service:
+            continue
+        others = {i for i in imported if owner(i) not in (None, service)}
+        assert not others, f"{module} imports another service: {sorted(others)} (use a port of bioims.services.ports)"
+
+
+def test_only_the_owner_and_the_composition_roots_touch_a_services_tables():
+    for module, imported in MODULES.items():
+        for name in imported:
+            if ".tables" in name and owner(name) is not None and owner(name) != owner(module):
+                assert module in COMPOSITION_ROOTS, f"{module} touches {name}, another service's tables"
+
+
+@pytest.mark.parametrize("package", DOMAIN)
+def test_domain_code_never_imports_aws_or_the_services(package):
+    forbidden = ("boto3", "botocore", "pynamodb", "chalice", "bioims.services", "bioims.store.tables",
+                 "bioims.runtime", "bioims.api")
+    for module, imported in MODULES.items():
+        if module.startswith(f"bioims.{package}"):
+            bad = {i for i in imported if i.startswith(forbidden)}
+            assert not bad, f"{module} imports {sorted(bad)}"
+
+
+def test_ports_and_the_table_base_import_no_service():
+    for module in ("bioims.services.ports", "bioims.store.tables"):
+        assert not {i for i in MODULES[module] if owner(i)}, module
