@@ -3,18 +3,22 @@
 For each service of ``services/`` this writes ``build/package/<service>/``:
 
 - ``deployment.zip``: the Chalice app (``app.py`` + Chalice's runtime, from ``chalice package``), the
-  ``bioims`` package (from ``shared/bioims``) and its runtime dependencies (``[project].dependencies`` of
-  ``shared/pyproject.toml``, as manylinux wheels for CPython 3.12; test suites and C headers of the
-  big libraries pruned). The dependencies are installed once per requirement set
-  (``build/package/.deps/<hash>/``) and shared by the five services.
-- ``sam.json``: Chalice's SAM template, completed for nesting in ``template.yaml``: parameters for every
-  resource the code uses (set as ``BIOIMS_*`` environment variables on both functions), the role made by
-  ``infra/functions.yaml`` (``RoleArn``), fixed function names (``<Prefix>-<service>-api`` and
-  ``-invoke``), a regional REST API whose every method requires IAM (SigV4) authorisation, and the
-  outputs ``EndpointURL`` and ``InvokeFunctionName``.
+  modules of the ``bioims`` package that the app reaches (:func:`service_modules`: the app's imports and
+  the service's own package, followed through every import; never another service's package) and the
+  distributions of the service's own ``services/<service>/requirements.txt`` (manylinux wheels for
+  CPython 3.12; test suites and C headers of the big libraries pruned). Entries are sorted and dated
+  1980-01-01, so the zip is a function of its inputs: rebuilding after a change to one service changes
+  only that service's zip. Dependencies are installed once per requirement set
+  (``build/package/.deps/<hash>/``).
+- ``sam.json``: Chalice's SAM template, completed for nesting in ``template.yaml``: a parameter for each
+  resource the service uses, set as a ``BIOIMS_*`` environment variable on both functions (only what
+  the service needs: :func:`environment`), the role made by ``infra/functions.yaml`` (``RoleArn``), fixed
+  function names (``<Prefix>-<service>-api`` and ``-invoke``), a regional REST API whose every method
+  requires IAM (SigV4) authorisation, and the outputs ``EndpointURL`` and ``InvokeFunctionName``.
 
 Checks (a failure exits 1 and says what to fix):
 
+- the service's requirements cover what its modules import when they load (:func:`missing_requirements`);
 - the unzipped size is under Lambda's limit (250 MB for the function code and its layers);
 - the artifact contains its imports: the zip is extracted and, under the python3.12 interpreter with
   no site-packages, ``import app`` must give a Chalice app and the ``invoke`` handler, and the AWS
@@ -43,6 +47,11 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+import modules  # infra/modules.py: the import graph of the bioims package
+
+from bioims.runtime import AWS_NEEDS, CALLS, SERVICE_CLASSES
+from bioims.settings import ENV_NAMES, function_variable
+
 ROOT = Path(__file__).resolve().parents[1]
 BUILD = ROOT / "build" / "package"
 TOOLS = ROOT / ".tools" / "py312"
@@ -50,40 +59,94 @@ SERVICES = ("image-management", "artifact", "tags", "training", "embedding")
 LAMBDA_UNZIPPED_LIMIT = 250 * 1024 * 1024
 """Lambda's limit on a function's unzipped code (with its layers): 250 MB (262,144,000 bytes)."""
 PLATFORMS = ("manylinux2014_x86_64", "manylinux_2_28_x86_64")
-EXCLUDED_REQUIREMENTS = {"chalice"}  # `chalice package` adds its own runtime (chalice/app.py)
 PRUNED_PACKAGES = ("numpy", "scipy", "pandas", "pyarrow", "PIL", "pynamodb")
 PRUNED_DIRS = ("tests", "test", "include")
 
-# the parameters of a service's nested stack -> the environment variable each becomes
-ENVIRONMENT: dict[str, str] = {
+# a resource the functions use: its environment variable -> the nested stack's parameter that sets it
+PARAMETERS: dict[str, str] = {
     "BIOIMS_TABLE_PREFIX": "TablePrefix",
     "BIOIMS_ARTIFACT_URI": "ArtifactUri",
     "BIOIMS_INPUT_BUCKET": "InputBucket",
     "BIOIMS_SFN_PROCESS_PLATE_ARN": "ProcessPlateStateMachine",
     "BIOIMS_SFN_TRAIN_ARN": "TrainStateMachine",
     "BIOIMS_SFN_EMBED_ARN": "EmbedStateMachine",
-    "BIOIMS_BATCH_CPU_QUEUE": "CpuQueue",
-    "BIOIMS_BATCH_GPU_QUEUE": "GpuQueue",
-    "BIOIMS_BATCH_JOB_DEFINITION": "JobDefinition",
-    "BIOIMS_SEARCH_URL": "SearchUrl",
 }
+READS_INPUT = {"image-management"}
+"""The services that read input images and manifests (from the input bucket)."""
 FUNCTION_NAMES = {"APIHandler": "api", "Invoke": "invoke"}
+ZIP_DATE = (1980, 1, 1, 0, 0, 0)
+"""The date of every zip entry (the zip's bytes depend only on what it holds)."""
 
 
 class PackagingError(Exception):
     """A service that cannot be packaged (the reason is reported)."""
 
 
-def function_env_name(service: str) -> str:
-    return "BIOIMS_FUNCTION_" + service.upper().replace("-", "_")
+def function_parameter(service: str) -> str:
+    """``"image-management"`` -> ``"ImageManagementFunction"`` (the parameter naming its invoke function)."""
+    return "".join(part.title() for part in service.split("-")) + "Function"
+
+
+def environment(service: str) -> dict[str, str]:
+    """What the service's functions are given: environment variable -> the parameter that sets it. Its
+    tables and stored objects, the input bucket if it reads input, the state machines it starts
+    (:data:`bioims.runtime.AWS_NEEDS`) and the invoke functions of the services it calls
+    (:data:`bioims.runtime.CALLS`)."""
+    env = {var: PARAMETERS[var] for var in ("BIOIMS_TABLE_PREFIX", "BIOIMS_ARTIFACT_URI")}
+    if service in READS_INPUT:
+        env["BIOIMS_INPUT_BUCKET"] = PARAMETERS["BIOIMS_INPUT_BUCKET"]
+    env |= {ENV_NAMES[need]: PARAMETERS[ENV_NAMES[need]] for need in AWS_NEEDS[service]}
+    env |= {function_variable(callee): function_parameter(callee) for callee in CALLS[service]}
+    return env
+
+
+# ------------------------------------------------------------------------------------------------ contents
+def _roots(service: str) -> set[str]:
+    """The modules a service's functions start from: the imports of ``services/<service>/app.py`` and the
+    service's package (which :func:`bioims.runtime.build` imports when it builds the service)."""
+    app = ROOT / "services" / service / "app.py"
+    start = {name for name in modules.imports(app, "app") if name.startswith("bioims")}
+    return start | {SERVICE_CLASSES[service].partition(":")[0]}
+
+
+def service_modules(service: str, package: Path = modules.PACKAGE) -> set[str]:
+    """The ``bioims`` modules the service's artifact holds: its roots (:func:`_roots`) with every module
+    they import, at load or in a function."""
+    return modules.closure(_roots(service), package)[0]
+
+
+def _distribution(requirement: str) -> str:
+    return requirement.split("==")[0].strip().lower()
+
+
+IMPORT_NAMES = {"pillow": "PIL"}
+"""Distribution -> the top-level module it installs, where the two differ."""
+
+
+def missing_requirements(service: str, package: Path = modules.PACKAGE) -> set[str]:
+    """Modules the service's code imports when it loads (module level, through every module it reaches
+    that way) that its requirements do not install (Chalice adds its own runtime). Imports inside
+    functions that only a Batch job runs (torch in training, onnxruntime in embedding) need not be there;
+    what the functions run is exercised under the Lambda emulator (``tests/integration/test_lambda_emulator.py``)."""
+    loaded = modules.third_party(modules.closure(_roots(service), package, nested=False)[1])
+    installed = {IMPORT_NAMES.get(d, d) for d in map(_distribution, requirements(service))} | {"chalice"}
+    return loaded - installed
 
 
 # ------------------------------------------------------------------------------------------ dependencies
-def requirements() -> list[str]:
+# ------------------------------------------------------------------------------------------ dependencies
+def requirements(service: str) -> list[str]:
+    """The pinned distributions of ``services/<service>/requirements.txt`` (comments and blanks dropped);
+    each pin must be the one of ``shared/pyproject.toml`` (the versions tested together)."""
+    path = ROOT / "services" / service / "requirements.txt"
+    reqs = sorted(line.split("#")[0].strip() for line in path.read_text().splitlines() if line.split("#")[0].strip())
     project = tomllib.loads((ROOT / "shared" / "pyproject.toml").read_text())["project"]
-    reqs = [r for r in project["dependencies"] if r.split("=")[0].split("<")[0].split(">")[0].strip().lower()
-            not in EXCLUDED_REQUIREMENTS]
-    return sorted(reqs)
+    pins = {_distribution(r): r for r in project["dependencies"]}
+    for req in reqs:
+        if pins.get(_distribution(req)) != req:
+            raise PackagingError(f"{path.relative_to(ROOT)}: {req!r} is not a runtime dependency pinned in "
+                                 f"shared/pyproject.toml ({pins.get(_distribution(req), 'absent')})")
+    return reqs
 
 
 def _pruned(name: str) -> bool:
@@ -115,7 +178,7 @@ def build_dependencies(reqs: list[str]) -> Path:
         for path in sorted(site.rglob("*")):
             name = path.relative_to(site).as_posix()
             if path.is_file() and not _pruned(name) and not name.startswith("bin/"):
-                zf.write(path, name)
+                _write(zf, name, path.read_bytes(), path.stat().st_mode)
     tmp.replace(deps_zip)
     shutil.rmtree(site)
     return deps_zip
@@ -145,37 +208,59 @@ def chalice_package(service: str, work: Path) -> Path:
     return out
 
 
-def assemble(deps_zip: Path, chalice_zip: Path, target: Path) -> None:
-    """deployment.zip = the dependencies + Chalice's files (app.py, chalice/) + the bioims package."""
+def _write(zf: zipfile.ZipFile, name: str, data: bytes, mode: int = 0o644) -> None:
+    info = zipfile.ZipInfo(name, ZIP_DATE)
+    info.compress_type = zipfile.ZIP_DEFLATED
+    info.external_attr = ((mode & 0o777) | 0o100000) << 16  # a regular file with its permissions
+    zf.writestr(info, data, compresslevel=6)
+
+
+def assemble(deps_zip: Path, chalice_zip: Path, target: Path, service: str, package: Path = modules.PACKAGE) -> int:
+    """deployment.zip = the dependencies + Chalice's files (app.py, chalice/) + the service's bioims
+    modules (:func:`service_modules`), entries in name order; returns how many bioims modules it holds."""
+    entries: dict[str, tuple[bytes, int]] = {}
+    with zipfile.ZipFile(deps_zip) as deps:
+        for info in deps.infolist():
+            entries[info.filename] = (deps.read(info), info.external_attr >> 16)
+    with zipfile.ZipFile(chalice_zip) as app:
+        for info in app.infolist():
+            if info.filename not in entries and not info.filename.startswith("bioims/") and not info.is_dir():
+                entries[info.filename] = (app.read(info), 0o644)
+    files = modules.files(package)
+    shipped = service_modules(service, package)
+    for name in shipped:
+        path = files[name]
+        entries["bioims/" + path.relative_to(package).as_posix()] = (path.read_bytes(), 0o644)
+    entries["bioims/py.typed"] = (b"", 0o644)
     tmp = target.with_suffix(".tmp")
-    shutil.copyfile(deps_zip, tmp)
-    with zipfile.ZipFile(tmp, "a", zipfile.ZIP_DEFLATED, compresslevel=6) as out:
-        present = set(out.namelist())
-        with zipfile.ZipFile(chalice_zip) as app:
-            for info in app.infolist():
-                if info.filename not in present and not info.filename.startswith("bioims/"):
-                    out.writestr(info, app.read(info))
-        package = ROOT / "shared" / "bioims"
-        for path in sorted(package.rglob("*")):
-            name = "bioims/" + path.relative_to(package).as_posix()
-            if path.is_file() and not _pruned(name):
-                out.write(path, name)
+    with zipfile.ZipFile(tmp, "w") as out:
+        for name in sorted(entries):
+            _write(out, name, *entries[name])
     tmp.replace(target)
+    return len(shipped)
+
+
+def digest(path: Path) -> str:
+    """The SHA-256 of a file (hex)."""
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def complete_template(template: dict[str, Any], service: str) -> dict[str, Any]:
     """Chalice's ``sam.json`` made nestable (see the module docstring)."""
     t = copy.deepcopy(template)
     t["Description"] = f"bioims {service} service: REST API (IAM authorisation) and Lambda functions"
+    env = environment(service)
     params = {"Prefix": "Name prefix of the functions (bioims-<env>)",
               "RoleArn": f"The {service} role (infra/functions.yaml)"}
-    params |= {name: f"{var} of the functions" for var, name in ENVIRONMENT.items()}
+    params |= {name: f"{var} of the functions" for var, name in env.items()}
     t["Parameters"] = {name: {"Type": "String", "Description": text} for name, text in params.items()}
     resources = t["Resources"]
     resources.pop("DefaultRole", None)
-    env: dict[str, Any] = {"BIOIMS_RUNTIME": "aws"}
-    env |= {var: {"Ref": name} for var, name in ENVIRONMENT.items()}
-    env |= {function_env_name(s): {"Fn::Sub": f"${{Prefix}}-{s}-invoke"} for s in SERVICES}
+    variables: dict[str, Any] = {"BIOIMS_RUNTIME": "aws"} | {var: {"Ref": name} for var, name in env.items()}
     for logical, resource in resources.items():
         if resource["Type"] != "AWS::Serverless::Function":
             continue
@@ -184,7 +269,7 @@ def complete_template(template: dict[str, Any], service: str) -> dict[str, Any]:
         props = resource["Properties"]
         props["FunctionName"] = {"Fn::Sub": f"${{Prefix}}-{service}-{FUNCTION_NAMES[logical]}"}
         props["Role"] = {"Ref": "RoleArn"}
-        props["Environment"] = {"Variables": dict(env)}
+        props["Environment"] = {"Variables": dict(variables)}
         if props.get("Runtime") != "python3.12":
             raise SystemExit(f"{service}: runtime {props.get('Runtime')}, not python3.12 (run chalice with 3.12)")
     api = resources.get("RestAPI")
@@ -215,8 +300,9 @@ for handler in HANDLERS:
         raise SystemExit(f"handler {handler} (Chalice's template) is not a callable of {module}.py")
 os.environ.update(ENVIRONMENT)
 from bioims import runtime
-import inspect
-runtime.aws(service=SERVICE) if "service" in inspect.signature(runtime.aws).parameters else runtime.aws()
+runtime.aws(service=SERVICE)
+loaded = sorted(m for m in sys.modules if m.startswith("bioims.services."))
+print(" ".join(loaded))
 print(f"{time.perf_counter() - started:.2f}")
 """
 
@@ -230,20 +316,17 @@ def check_environment(service: str) -> dict[str, str]:
         "ProcessPlateStateMachine": f"arn:aws:states:{region}:{account}:stateMachine:{prefix}-process-plate",
         "TrainStateMachine": f"arn:aws:states:{region}:{account}:stateMachine:{prefix}-train",
         "EmbedStateMachine": f"arn:aws:states:{region}:{account}:stateMachine:{prefix}-embed",
-        "CpuQueue": f"arn:aws:batch:{region}:{account}:job-queue/{prefix}-cpu",
-        "GpuQueue": f"arn:aws:batch:{region}:{account}:job-queue/{prefix}-gpu",
-        "JobDefinition": f"arn:aws:batch:{region}:{account}:job-definition/{prefix}-jobs:1",
-        "SearchUrl": f"https://abcdef1234.execute-api.{region}.amazonaws.com",
+        **{function_parameter(s): f"{prefix}-{s}-invoke" for s in SERVICES},
     }
-    env = {var: values[name] for var, name in ENVIRONMENT.items()}
-    env |= {function_env_name(s): f"{prefix}-{s}-invoke" for s in SERVICES}
+    env = {var: values[name] for var, name in environment(service).items()}
     env |= {"BIOIMS_RUNTIME": "aws", "AWS_DEFAULT_REGION": region, "AWS_ACCESS_KEY_ID": "check",
             "AWS_SECRET_ACCESS_KEY": "check"}
     return env
 
 
-def check_imports(deployment: Path, handlers: list[str], service: str) -> tuple[bool, str, float]:
-    """Extract the zip and import the app under python3.12 without site-packages (Lambda's view)."""
+def check_imports(deployment: Path, handlers: list[str], service: str) -> tuple[bool, str, float, list[str]]:
+    """Extract the zip and import the app under python3.12 without site-packages (Lambda's view); the
+    service modules loaded are returned (only the service's own package should be)."""
     python = str(TOOLS / "bin" / "python")  # python3.12; -S: without its site-packages, as on Lambda
     with tempfile.TemporaryDirectory(prefix="bioims-lambda-") as task:
         with zipfile.ZipFile(deployment) as zf:
@@ -253,21 +336,27 @@ def check_imports(deployment: Path, handlers: list[str], service: str) -> tuple[
         proc = subprocess.run([python, "-S", "-s", "-E", "-c", code], cwd=task, capture_output=True, text=True,
                               env={"PATH": os.environ.get("PATH", ""), "HOME": task, "LANG": "C.UTF-8"})
     if proc.returncode != 0:
-        return False, proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "failed", 0.0
-    return True, "", float(proc.stdout.strip().splitlines()[-1])
+        return False, proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "failed", 0.0, []
+    *_, loaded, seconds = proc.stdout.strip().splitlines()
+    return True, "", float(seconds), loaded.split()
 
 
-def package(service: str, deps_zip: Path) -> dict[str, Any]:
+def package(service: str) -> dict[str, Any]:
     started = time.perf_counter()
     work = BUILD / service
     work.mkdir(parents=True, exist_ok=True)
+    failed = {"service": service, "zip_bytes": 0, "unzipped_bytes": 0, "files": 0, "limit_bytes": LAMBDA_UNZIPPED_LIMIT,
+              "import_ok": False, "import_seconds": 0.0}
     try:
+        reqs = requirements(service)
+        missing = missing_requirements(service)
+        if missing:
+            raise PackagingError(f"services/{service}/requirements.txt does not install what its modules import "
+                                 f"when they load: {', '.join(sorted(missing))}")
         out = chalice_package(service, work)
     except PackagingError as e:
-        return {"service": service, "problems": [str(e)], "zip_bytes": 0, "unzipped_bytes": 0, "files": 0,
-                "limit_bytes": LAMBDA_UNZIPPED_LIMIT, "import_ok": False, "import_seconds": 0.0,
-                "seconds": round(time.perf_counter() - started, 1)}
-    assemble(deps_zip, out / "deployment.zip", work / "deployment.zip")
+        return failed | {"problems": [str(e)], "seconds": round(time.perf_counter() - started, 1)}
+    modules_count = assemble(build_dependencies(reqs), out / "deployment.zip", work / "deployment.zip", service)
     template = complete_template(json.loads((out / "sam.json").read_text()), service)
     (work / "sam.json").write_text(json.dumps(template, indent=1) + "\n")
     with zipfile.ZipFile(work / "deployment.zip") as zf:
@@ -276,18 +365,23 @@ def package(service: str, deps_zip: Path) -> dict[str, Any]:
     unzipped = sum(i.file_size for i in infos)
     handlers = sorted(r["Properties"]["Handler"] for r in template["Resources"].values()
                       if r["Type"] == "AWS::Serverless::Function")
-    ok, error, import_seconds = check_imports(work / "deployment.zip", handlers, service)
+    ok, error, import_seconds, loaded = check_imports(work / "deployment.zip", handlers, service)
     problems = []
     if unzipped >= LAMBDA_UNZIPPED_LIMIT:
         problems.append(f"unzipped size {unzipped / 1e6:.1f} MB is over Lambda's limit of "
                         f"{LAMBDA_UNZIPPED_LIMIT / 1e6:.1f} MB")
     if not ok:
         problems.append(f"import check failed: {error}")
+    own = SERVICE_CLASSES[service].partition(":")[0]
+    foreign = sorted({m for m in loaded if not (m == own or m.startswith(own + ".")) and m != "bioims.services.ports"})
+    if foreign:
+        problems.append(f"the {service} functions load other services' modules: {', '.join(foreign)}")
     for required in ("app.py", "chalice/app.py", "bioims/__init__.py", "bioims/runtime.py"):
         if required not in names:
             problems.append(f"{required} is missing from the zip")
     return {"service": service, "zip": str((work / "deployment.zip").relative_to(ROOT)),
             "template": str((work / "sam.json").relative_to(ROOT)), "zip_bytes": (work / "deployment.zip").stat().st_size,
+            "sha256": digest(work / "deployment.zip"), "requirements": reqs, "bioims_modules": modules_count,
             "unzipped_bytes": unzipped, "files": len(infos), "limit_bytes": LAMBDA_UNZIPPED_LIMIT,
             "import_ok": ok, "import_seconds": import_seconds, "problems": problems,
             "seconds": round(time.perf_counter() - started, 1)}
@@ -301,16 +395,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {TOOLS}/bin/chalice is missing (make package creates it)", file=sys.stderr)
         return 2
     BUILD.mkdir(parents=True, exist_ok=True)
-    deps_zip = build_dependencies(requirements())
     results = []
     for service in args.services:
-        result = package(service, deps_zip)
+        result = package(service)
         results.append(result)
         status = "ok" if not result["problems"] else "FAILED: " + "; ".join(result["problems"])
         print(f"{service:17s} {result['zip_bytes'] / 1e6:6.1f} MB zip, {result['unzipped_bytes'] / 1e6:6.1f} MB "
               f"unzipped (limit {LAMBDA_UNZIPPED_LIMIT / 1e6:.0f}), import {result['import_seconds']:.1f} s, "
               f"{result['seconds']:.0f} s: {status}", flush=True)
-    report = {"requirements": requirements(), "python": "3.12", "services": {r["service"]: r for r in results}}
+    report = {"python": "3.12", "services": {r["service"]: r for r in results}}
     (BUILD / "report.json").write_text(json.dumps(report, indent=1) + "\n")
     return 1 if any(r["problems"] for r in results) else 0
 

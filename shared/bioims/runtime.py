@@ -13,48 +13,67 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from .client.clients import CLIENTS
+from .client.transports import LambdaTransport, Unreachable
 from .errors import InvalidInput
+from .jobs.stepfunctions import StepFunctionsRunner
 from .jobs.tables import RunnerTables
-from .services.artifact import ArtifactService
-from .services.artifact.tables import ArtifactTables
-from .services.embedding import EmbeddingService
-from .services.image_management import ImageManagementService, PreprocessingService
-from .services.image_management.tables import ImageTables
 from .services.ports import RunnerPort
-from .services.search import ProfileSets, SearchService
-from .services.search.tables import SearchTables
-from .services.tags import TagsService
-from .services.tags.tables import TagsTables
-from .services.training import TrainingService
-from .services.training.tables import TrainingTables
 from .settings import FUNCTION_SERVICES, Settings
 from .store.keys import Keys
 from .store.objects import ObjectStore
 from .store.roots import IngestRoots
 from .store.tables import Database, TableSet
 
+if TYPE_CHECKING:
+    from .services.image_management import PreprocessingService
+    from .services.search import ProfileSets
+
 LOCAL_CREDENTIALS = ("local", "local")
 
 ClientFactory = Callable[[str], Any]
 """AWS service name (``"s3"``, ``"dynamodb"``, ``"stepfunctions"``, ``"lambda"``) -> a botocore client."""
 
-OWNED_TABLES: dict[str, type[TableSet] | None] = {
-    "artifact": ArtifactTables,
-    "tags": TagsTables,
-    "image-management": ImageTables,
-    "training": TrainingTables,
+OWNED_TABLES: dict[str, str | None] = {
+    "artifact": "bioims.services.artifact.tables:ArtifactTables",
+    "tags": "bioims.services.tags.tables:TagsTables",
+    "image-management": "bioims.services.image_management.tables:ImageTables",
+    "training": "bioims.services.training.tables:TrainingTables",
     "embedding": None,  # an embedding is an (image, run) row of image-management
-    "search": SearchTables,
+    "search": "bioims.services.search.tables:SearchTables",
 }
-"""The table set each service owns (only its code reads or writes it)."""
+"""The table set each service owns (only its code reads or writes it), as ``module:class``."""
 
-TABLE_SETS: dict[str, type[TableSet]] = {
-    **{name: tables for name, tables in OWNED_TABLES.items() if tables is not None}, "runner": RunnerTables}
-"""Every table set by owner (``runner``: the local job runner's executions; on AWS, Step Functions)."""
+SERVICE_CLASSES: dict[str, str] = {
+    "artifact": "bioims.services.artifact:ArtifactService",
+    "tags": "bioims.services.tags:TagsService",
+    "image-management": "bioims.services.image_management:ImageManagementService",
+    "training": "bioims.services.training:TrainingService",
+    "embedding": "bioims.services.embedding:EmbeddingService",
+    "search": "bioims.services.search:SearchService",
+}
+"""Each service's class, as ``module:class``.
+
+A service's package is imported when that service is built here, never at this module's import: a
+service's Lambda artifact carries only its own service package and what it imports (``infra/package.py``
+follows this module's module-level imports, then the served service's package)."""
+
+
+def _load(path: str) -> Any:
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def table_sets() -> dict[str, type[TableSet]]:
+    """Every table set by owner (``runner``: the local job runner's executions; on AWS, Step Functions).
+    Imports every service's tables."""
+    return {**{name: _load(path) for name, path in OWNED_TABLES.items() if path is not None}, "runner": RunnerTables}
+
 
 CALLS: dict[str, tuple[str, ...]] = {
     "artifact": (),
@@ -101,9 +120,10 @@ class Container:
     tags: Any
     images: Any
     training: Any
-    profiles: ProfileSets
+    profiles: ProfileSets | None
+    """The profile sets (where search runs in this process)."""
     embedding: Any
-    search: SearchService | None
+    search: Any
     runner: RunnerPort | None
     roots: IngestRoots = field(default_factory=IngestRoots)
     """Where input images and manifests may be read from."""
@@ -149,21 +169,24 @@ def build(settings: Settings, database: Database, objects: ObjectStore, runner: 
     read from."""
     roots = roots if roots is not None else IngestRoots(settings.input_roots)
     remote = dict(remote or {})
-    tables = {name: table_set(database) for name, table_set in OWNED_TABLES.items()
-              if table_set is not None and name not in remote}
+    tables = {name: _load(path)(database) for name, path in OWNED_TABLES.items()
+              if path is not None and name not in remote}
+    service = {name: _load(path) for name, path in SERVICE_CLASSES.items() if name not in remote}
     keys = Keys(settings.artifact_uri)
-    artifacts = remote.get("artifact") or ArtifactService(tables["artifact"])
-    tags = remote.get("tags") or TagsService(tables["tags"])
+    artifacts = remote.get("artifact") or service["artifact"](tables["artifact"])
+    tags = remote.get("tags") or service["tags"](tables["tags"])
     training_port = remote.get("training") or _Later("the training service")
-    images = remote.get("image-management") or ImageManagementService(
+    images = remote.get("image-management") or service["image-management"](
         tables["image-management"], objects, keys, tags, artifacts, training_port, runner, roots=roots)
-    training = remote.get("training") or TrainingService(tables["training"], objects, keys, artifacts, images, runner)
+    training = remote.get("training") or service["training"](tables["training"], objects, keys, artifacts, images,
+                                                             runner)
     if isinstance(training_port, _Later):
         training_port.set(training)
-    embedding = remote.get("embedding") or EmbeddingService(objects, keys, artifacts, images, training, runner)
-    profiles = ProfileSets(objects, keys, artifacts, images, roots=roots)
-    search = None if "search" in remote else SearchService(tables["search"], objects, keys, artifacts,
-                                                           embedding, training, tags, profiles)
+    embedding = remote.get("embedding") or service["embedding"](objects, keys, artifacts, images, training, runner)
+    profiles = search = None
+    if "search" not in remote:
+        profiles = _load("bioims.services.search:ProfileSets")(objects, keys, artifacts, images, roots=roots)
+        search = service["search"](tables["search"], objects, keys, artifacts, embedding, training, tags, profiles)
     return Container(settings, database, tables, objects, keys, artifacts, tags, images, training, profiles,
                      embedding, search, runner, roots)
 
@@ -238,8 +261,6 @@ def aws(settings: Settings | None = None, runner: RunnerPort | None = None, *, s
     database = Database(settings.table_prefix, host=settings.dynamodb_url, region=settings.region,
                         client=clients("dynamodb"))
     if runner is None and settings.state_machine_arns:
-        from .jobs.stepfunctions import StepFunctionsRunner
-
         runner = StepFunctionsRunner(clients("stepfunctions"), settings.state_machine_arns)
     remote = {name: _remote(name, service, settings, clients) for name in CALLS if name != service}
     return build(settings, database, ObjectStore(clients("s3")), runner, remote=remote)
@@ -248,9 +269,6 @@ def aws(settings: Settings | None = None, runner: RunnerPort | None = None, *, s
 def _remote(name: str, caller: str, settings: Settings, clients: ClientFactory) -> Any:
     """The client of service ``name`` as ``caller`` reaches it on AWS: its Lambda function, or (a service
     it does not call) one whose every call fails with a message saying so."""
-    from .client.clients import CLIENTS
-    from .client.transports import LambdaTransport, Unreachable
-
     function = settings.functions.get(name)
     if name not in CALLS[caller] or name not in FUNCTION_SERVICES or function is None:
         return CLIENTS[name](Unreachable(name, caller))

@@ -78,7 +78,7 @@ def account(aws_env: None) -> Iterator[dict[str, str]]:
         s3.create_bucket(Bucket=ARTIFACTS)
         s3.create_bucket(Bucket=INPUT)
         database = Database(PREFIX, region=REGION, client=boto3.client("dynamodb", region_name=REGION))
-        for table_set in runtime.TABLE_SETS.values():
+        for table_set in runtime.table_sets().values():
             table_set(database)
         database.create()
         sfn = boto3.client("stepfunctions", region_name=REGION)

@@ -7,43 +7,21 @@ package it lies in) and one exception per rule (the composition root), which is 
 
 from __future__ import annotations
 
-import ast
+import sys
 from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[2] / "shared" / "bioims"
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "infra"))
+from modules import PACKAGE, imports, module_name  # noqa: E402  (infra/modules.py)
+
 SERVICES = sorted(p.name for p in (PACKAGE / "services").iterdir() if (p / "__init__.py").exists())
 DOMAIN = ("imaging", "datasets", "profiles", "training", "index", "evaluation")
 COMPOSITION_ROOTS = {"bioims.runtime", "bioims.store.cloudformation"}
 """Modules that may build any service's tables (they assemble every owner's pieces)."""
 
 
-def module_name(path: Path) -> str:
-    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-
-
-def imports(path: Path) -> set[str]:
-    """Absolute names of every module ``path`` imports (relative imports resolved)."""
-    name = module_name(path)
-    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                parent = package.split(".")
-                parent = parent[:len(parent) - node.level + 1]
-                base = ".".join(parent + ([node.module] if node.module else []))
-            found.add(base)
-            found.update(f"{base}.{alias.name}" for alias in node.names)
-    return found
-
-
-MODULES = {module_name(p): imports(p) for p in sorted(PACKAGE.rglob("*.py"))}
+MODULES = {module_name(p): imports(p, module_name(p)) for p in sorted(PACKAGE.rglob("*.py"))}
 
 
 def owner(module: str) -> str | None:
@@ -55,7 +33,7 @@ def owner(module: str) -> str | None:
 def test_the_check_sees_the_package():
     assert {"tags", "image_management", "training", "embedding", "artifact", "search"} <= set(SERVICES)
     assert "bioims.services.ports" in MODULES["bioims.services.embedding.service"]
-    assert "bioims.services.image_management.tables" in MODULES["bioims.runtime"]
+    assert "bioims.store.tables" in MODULES["bioims.services.tags.tables"]
 
 
 @pytest.mark.parametrize("service", SERVICES)

@@ -411,7 +411,7 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Recorde
         s3.create_bucket(Bucket=ARTIFACT_BUCKET)
         s3.create_bucket(Bucket=INPUT_BUCKET)
         setup_database = Database(PREFIX, region=REGION, client=boto3.client("dynamodb", region_name=REGION))
-        for table_set in runtime.TABLE_SETS.values():
+        for table_set in runtime.table_sets().values():
             table_set(setup_database)
         setup_database.create()
         sfn = boto3.client("stepfunctions", region_name=REGION)

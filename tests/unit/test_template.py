@@ -157,7 +157,7 @@ def test_policies_are_rendered_from_the_permissions():
 def test_tables_in_the_data_stack_match_the_models(templates):
     data = templates["data.yaml"]["Resources"]
     deployed = {k: v for k, v in data.items() if v["Type"] == "AWS::DynamoDB::Table"}
-    assert deployed == table_resources(runtime.TABLE_SETS.values())
+    assert deployed == table_resources(runtime.table_sets().values())
     for name, template in templates.items():
         if name != "data.yaml":
             assert not [k for k, v in template.get("Resources", {}).items() if v["Type"] == "AWS::DynamoDB::Table"]
@@ -184,7 +184,7 @@ def test_every_table_and_index_granted_exists_and_is_the_principals_own():
     """A service's role reaches only its own tables (a Batch job: those of its steps' services)."""
     database = Database("", client=object())
     owner, indexes = {}, {}
-    for name, table_set in runtime.TABLE_SETS.items():
+    for name, table_set in runtime.table_sets().items():
         for model in table_set(database).models():
             owner[model.Meta.table_name] = name
             indexes[model.Meta.table_name] = {gsi["index_name"] for gsi in model._get_schema()["global_secondary_indexes"]}
@@ -321,11 +321,20 @@ def _container_environments(templates: dict[str, dict[str, Any]]) -> Iterator[tu
                         yield f"{name} {logical}", var["Name"]
 
 
-def test_functions_get_exactly_the_contract_variables():
-    template = package.complete_template(_chalice_like_template(), "tags")
+@pytest.mark.parametrize("service", permissions.SERVICES)
+def test_functions_get_only_what_their_service_uses(service):
+    """Its tables and objects, the input bucket if it reads input, the state machines it starts, the
+    invoke functions of exactly the services it calls."""
+    template = package.complete_template(_chalice_like_template(), service)
+    functions = {settings.function_variable(callee) for callee in runtime.CALLS[service]}
     for logical in ("APIHandler", "Invoke"):
         variables = set(template["Resources"][logical]["Properties"]["Environment"]["Variables"])
-        assert variables == CONTRACT_VARIABLES, sorted(variables ^ CONTRACT_VARIABLES)
+        assert variables <= CONTRACT_VARIABLES, sorted(variables - CONTRACT_VARIABLES)
+        assert {v for v in variables if v.startswith(settings.FUNCTION_PREFIX)} == functions
+        assert {"BIOIMS_RUNTIME", "BIOIMS_TABLE_PREFIX", "BIOIMS_ARTIFACT_URI"} <= variables
+        assert ("BIOIMS_INPUT_BUCKET" in variables) == (service == "image-management")
+        starts = {settings.ENV_NAMES[need] for need in runtime.AWS_NEEDS[service]}
+        assert {v for v in variables if v.startswith("BIOIMS_SFN_")} == starts
 
 
 def test_every_variable_the_templates_set_is_read_by_the_settings(templates):
@@ -360,7 +369,7 @@ def test_function_names_match_the_settings_contract():
     names = {r: template["Resources"][r]["Properties"]["FunctionName"]["Fn::Sub"] for r in ("APIHandler", "Invoke")}
     assert names == {"APIHandler": "${Prefix}-image-management-api", "Invoke": "${Prefix}-image-management-invoke"}
     variables = template["Resources"]["APIHandler"]["Properties"]["Environment"]["Variables"]
-    assert variables["BIOIMS_FUNCTION_TAGS"] == {"Fn::Sub": "${Prefix}-tags-invoke"}
+    assert variables["BIOIMS_FUNCTION_TAGS"] == {"Ref": "TagsFunction"}
 
 
 def test_service_apis_require_iam_authorisation():

@@ -15,12 +15,11 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
-import importlib
+from . import artifact, embedding, image_management, search, tags, training
 from .base import MAX_BODY_BYTES, MAX_DEPTH, Operation, Request, Service, check_depth, dispatch, parse_json, validate
 
-_MODULES = ("image_management", "artifact", "tags", "training", "embedding", "search")
 SERVICES: MappingProxyType[str, Service] = MappingProxyType({
-    s.name: s for s in (importlib.import_module(f"{__name__}.{m}").SERVICE for m in _MODULES)})
+    m.SERVICE.name: m.SERVICE for m in (image_management, artifact, tags, training, embedding, search)})
 """Service name (its API prefix under ``bioims serve``) -> its contract."""
 LAMBDA_SERVICES = ("image-management", "artifact", "tags", "training", "embedding")
 """The services deployed as Lambda functions (search is a long-lived container)."""

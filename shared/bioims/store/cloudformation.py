@@ -1,7 +1,7 @@
 """CloudFormation definitions of the tables, derived from the PynamoDB models (the one source of truth).
 
 ``infra/data.yaml`` (the data stack of ``template.yaml``) holds the output of :func:`table_resources` for
-every owner's table set (:data:`bioims.runtime.TABLE_SETS`; ``python -m bioims.store.cloudformation``
+every owner's table set (:func:`bioims.runtime.table_sets`; ``python -m bioims.store.cloudformation``
 prints it); a unit test keeps the two identical, so a key or index added to a model cannot be forgotten
 in the deployment.
 """
@@ -65,9 +65,9 @@ def tables_yaml(indent: int = 2) -> str:
     """The table resources as the YAML block of ``infra/data.yaml`` (under ``Resources:``)."""
     import yaml
 
-    from ..runtime import TABLE_SETS
+    from ..runtime import table_sets
 
-    text = yaml.safe_dump(table_resources(TABLE_SETS.values()), sort_keys=False, default_flow_style=False)
+    text = yaml.safe_dump(table_resources(table_sets().values()), sort_keys=False, default_flow_style=False)
     pad = " " * indent
     return "".join(pad + line if line.strip() else line for line in text.splitlines(keepends=True))
 
