@@ -387,6 +387,27 @@ def package(service: str) -> dict[str, Any]:
             "seconds": round(time.perf_counter() - started, 1)}
 
 
+def sources() -> list[Path]:
+    """The files the artifacts are built from."""
+    services = ROOT / "services"
+    return [*(ROOT / "shared" / "bioims").rglob("*.py"), ROOT / "shared" / "pyproject.toml", ROOT / "infra" / "package.py",
+            ROOT / "infra" / "modules.py", *services.glob("*/app.py"), *services.glob("*/requirements.txt"),
+            *services.glob("*/.chalice/config.json")]
+
+
+def stale() -> str | None:
+    """Why the artifacts of ``build/package/`` cannot be used now (None: they are built from the current
+    sources)."""
+    report = BUILD / "report.json"
+    if not report.exists():
+        return "no Lambda artifacts: run `make package`"
+    if max(p.stat().st_mtime for p in sources()) > report.stat().st_mtime:
+        return "the Lambda artifacts are older than the sources: run `make package`"
+    if set(json.loads(report.read_text())["services"]) != set(SERVICES):
+        return "not every service is packaged: run `make package`"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("services", nargs="*", default=list(SERVICES))

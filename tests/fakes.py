@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import json
+import uuid
+from types import SimpleNamespace
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -20,16 +23,24 @@ class FakeLambda:
         self.events: list[Any] = []
         self.on_invoke = on_invoke
 
-    def invoke(self, *, FunctionName: str, InvocationType: str, Payload: bytes) -> dict[str, Any]:  # noqa: N803
+    def invoke(self, *, FunctionName: str, InvocationType: str, Payload: bytes,  # noqa: N803
+               ClientContext: str | None = None) -> dict[str, Any]:  # noqa: N803
         assert InvocationType == "RequestResponse"
         event = json.loads(Payload)
         self.events.append(event)
         if self.on_invoke is not None:
             self.on_invoke(FunctionName, event)
         try:
-            result = self.functions[FunctionName](event, None)
+            result = self.functions[FunctionName](event, self._context(FunctionName, ClientContext))
         except Exception as e:  # noqa: BLE001 - reported like Lambda does
             error = {"errorMessage": str(e), "errorType": type(e).__name__, "requestId": "r-1", "stackTrace": []}
             return {"StatusCode": 200, "FunctionError": "Unhandled", "ExecutedVersion": "$LATEST",
                     "Payload": io.BytesIO(json.dumps(error).encode())}
         return {"StatusCode": 200, "ExecutedVersion": "$LATEST", "Payload": io.BytesIO(json.dumps(result).encode())}
+
+    @staticmethod
+    def _context(function: str, client_context: str | None) -> SimpleNamespace:
+        """The handler's context as Lambda makes it: a request id, the decoded client context."""
+        custom = json.loads(base64.b64decode(client_context))["custom"] if client_context else None
+        return SimpleNamespace(aws_request_id=str(uuid.uuid4()), function_name=function,
+                               client_context=SimpleNamespace(custom=custom) if custom is not None else None)

@@ -30,21 +30,7 @@ import package  # noqa: E402  (infra/package.py)
 from bioims import permissions  # noqa: E402
 
 BUILT = os.environ.get("BIOIMS_PACKAGE_BUILT") == "1"
-SOURCES = [*(ROOT / "shared" / "bioims").rglob("*.py"), ROOT / "shared" / "pyproject.toml", ROOT / "infra" / "package.py",
-           *(ROOT / "services").glob("*/app.py"), *(ROOT / "services").glob("*/.chalice/config.json")]
-
-
-def _state() -> str | None:
-    """Why the artifacts cannot be checked now (None: they can)."""
-    if not REPORT.exists():
-        return "no Lambda artifacts: run `make package`"
-    newest = max(p.stat().st_mtime for p in SOURCES)
-    if newest > REPORT.stat().st_mtime:
-        return "the Lambda artifacts are older than the sources: run `make package`"
-    return None
-
-
-_reason = _state()
+_reason = package.stale()
 if _reason is not None and BUILT:
     raise RuntimeError(f"make package: {_reason}")
 pytestmark = pytest.mark.skipif(_reason is not None, reason=_reason or "")

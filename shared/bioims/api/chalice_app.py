@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
@@ -26,6 +27,8 @@ from ..contract import MAX_BODY_BYTES, Operation, dispatch, service
 from ..contract.base import http_arguments
 from ..contract.openapi import openapi
 from ..errors import BioimsError, InvalidInput, PayloadTooLarge
+from ..ids import new_id
+from ..logs import emit, request
 
 if TYPE_CHECKING:
     from ..runtime import Container
@@ -117,19 +120,46 @@ def invoke_handler(service_name: str, get_container: ContainerFactory) -> Lambda
     Returns the operation's result unchanged. Failures are raised, so that Lambda reports them as
     ``{"errorType", "errorMessage"}`` with the domain error's class name as ``errorType``
     (``NotFound``, ``InvalidInput``, ``Conflict``), which :mod:`bioims.client` maps back to the class.
+
+    Each invocation logs one ``invoke`` event (:mod:`bioims.logs`) with Lambda's request id, the method,
+    its duration and outcome, and the caller's service and request id when the caller sent them.
     """
     contract = service(service_name)  # fail at assembly for an unknown service
 
     def invoke(event: Any, context: Any) -> Any:
-        if not isinstance(event, dict):
-            raise InvalidInput(f"the event must be a JSON object, got {type(event).__name__}")
-        args = dict(event)
-        method = args.pop("method", None)
-        if not isinstance(method, str) or not method:
-            raise InvalidInput('the event needs a "method", e.g. {"method": "getParameter", "parameter": "x"}')
-        return dispatch(get_container().service(service_name), contract.find(method), args)
+        started = time.perf_counter()
+        method = event.get("method") if isinstance(event, dict) else None
+        with request(getattr(context, "aws_request_id", None) or new_id(), service=service_name, **_caller(context)):
+            outcome = "ok"
+            try:
+                if not isinstance(event, dict):
+                    raise InvalidInput(f"the event must be a JSON object, got {type(event).__name__}")
+                args = dict(event)
+                args.pop("method", None)
+                if not isinstance(method, str) or not method:
+                    raise InvalidInput('the event needs a "method", e.g. {"method": "getParameter", "parameter": "x"}')
+                return dispatch(get_container().service(service_name), contract.find(method), args)
+            except BioimsError as e:
+                outcome = type(e).__name__
+                raise
+            except Exception as e:
+                outcome = f"unexpected {type(e).__name__}"
+                raise
+            finally:
+                emit("invoke", method=method if isinstance(method, str) else None,
+                     ms=round((time.perf_counter() - started) * 1000, 1), outcome=outcome)
 
     return invoke
+
+
+def _caller(context: Any) -> dict[str, str]:
+    """The caller's service and request id, from the invocation's client context (sent by
+    :class:`bioims.client.LambdaTransport`)."""
+    custom = getattr(getattr(context, "client_context", None), "custom", None)
+    if not isinstance(custom, dict):
+        return {}
+    fields = {"caller": custom.get("bioims_caller"), "caller_request_id": custom.get("bioims_request_id")}
+    return {k: str(v)[:128] for k, v in fields.items() if v}
 
 
 def create_app(service_name: str, get_container: ContainerFactory) -> Chalice:
@@ -145,16 +175,27 @@ def create_app(service_name: str, get_container: ContainerFactory) -> Chalice:
 def _view(blueprint: Blueprint, service_name: str, op: Operation,
           get_container: ContainerFactory) -> Callable[..., Response]:
     def view(**path_variables: str) -> Response:
-        try:
-            args = request_arguments(blueprint.current_request, path_variables)
-            result = dispatch(get_container().service(service_name), op, args)
-            return json_response(op.http_body(result), op.status)
-        except BioimsError as e:
-            return error_response(e)
-        except Exception:  # noqa: BLE001 - logged here; the caller gets a 500 without internals
-            blueprint.log.exception("%s %s (%s) failed", op.http_method, op.path, op.method)
-            return error_response(BioimsError("internal error (see the service log)"))
+        started = time.perf_counter()
+        context = blueprint.current_request.context or {}
+        with request(str(context.get("requestId") or new_id()), service=service_name):
+            response = _answer(blueprint, service_name, op, get_container, path_variables)
+            emit("request", method=op.method, route=op.route, status=response.status_code,
+                 ms=round((time.perf_counter() - started) * 1000, 1))
+            return response
 
     view.__name__ = view.__qualname__ = op.function
     view.__doc__ = f"{op.route} -> {service_name} {op.function} (Lambda method {op.method})."
     return view
+
+
+def _answer(blueprint: Blueprint, service_name: str, op: Operation, get_container: ContainerFactory,
+            path_variables: Mapping[str, str]) -> Response:
+    try:
+        args = request_arguments(blueprint.current_request, path_variables)
+        result = dispatch(get_container().service(service_name), op, args)
+        return json_response(op.http_body(result), op.status)
+    except BioimsError as e:
+        return error_response(e)
+    except Exception:  # noqa: BLE001 - logged here; the caller gets a 500 without internals
+        blueprint.log.exception("%s %s (%s) failed", op.http_method, op.path, op.method)
+        return error_response(BioimsError("internal error (see the service log)"))

@@ -8,7 +8,9 @@ domain error (:class:`~bioims.errors.NotFound`, :class:`~bioims.errors.Conflict`
 
 from __future__ import annotations
 
+import base64
 import json
+import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote
@@ -17,6 +19,7 @@ import requests
 
 from pydantic.alias_generators import to_camel
 
+from .. import logs
 from ..contract import Operation, dispatch, validate
 from ..errors import ERRORS_BY_CODE, BioimsError, InvalidInput, Unavailable, error_from_dict
 
@@ -142,10 +145,22 @@ class LambdaTransport:
     def call(self, service: str, operation: Operation, args: Mapping[str, Any]) -> Any:
         event = {"method": operation.method, **{to_camel(name): value
                                                 for name, value in validate(operation, _plain(args)).items()}}
+        started = time.perf_counter()
+        outcome = "ok"
+        try:
+            return self._invoke(service, operation, event)
+        except BioimsError as e:
+            outcome = type(e).__name__
+            raise
+        finally:
+            logs.emit("call", callee=self.service or service, function=self.function_name, method=operation.method,
+                      ms=round((time.perf_counter() - started) * 1000, 1), outcome=outcome)
+
+    def _invoke(self, service: str, operation: Operation, event: dict[str, Any]) -> Any:
         callee = f"the {self.service or service} service's function {self.function_name}"
         try:
             response = self.lambda_client.invoke(FunctionName=self.function_name, InvocationType="RequestResponse",
-                                                 Payload=_to_json(event))
+                                                 Payload=_to_json(event), **_client_context())
             payload = response["Payload"].read()
         except BioimsError:
             raise
@@ -158,6 +173,16 @@ class LambdaTransport:
         if response.get("FunctionError"):
             raise _lambda_error(document, callee)
         return document
+
+
+def _client_context() -> dict[str, str]:
+    """``ClientContext`` of an invocation made while serving a request: the caller's service and request
+    id, which the callee logs (:mod:`bioims.logs`)."""
+    current = logs.current()
+    if "request_id" not in current:
+        return {}
+    custom = {"bioims_request_id": current["request_id"], "bioims_caller": current.get("service", "")}
+    return {"ClientContext": base64.b64encode(json.dumps({"custom": custom}).encode()).decode()}
 
 
 class Unreachable:

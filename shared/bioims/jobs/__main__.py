@@ -1,5 +1,9 @@
 """``python -m bioims.jobs STEP|WORKFLOW --params JSON``, ``... STEP --array-params URI`` (AWS Batch array
-child ``$AWS_BATCH_JOB_ARRAY_INDEX``) and ``python -m bioims.jobs execute ID``."""
+child ``$AWS_BATCH_JOB_ARRAY_INDEX``) and ``python -m bioims.jobs execute ID``.
+
+The result is printed as JSON on standard output; one ``job`` event (:mod:`bioims.logs`, with the Batch job
+id ``$AWS_BATCH_JOB_ID`` or a new one as ``request_id``) goes to standard error, and every call the job
+makes to a service's function logs a ``call`` event with that id."""
 
 from __future__ import annotations
 
@@ -7,8 +11,11 @@ import argparse
 import json
 import os
 import sys
+import time
 
+from .. import logs
 from ..errors import BioimsError
+from ..ids import new_id
 from ..settings import Settings
 from .batch import array_element
 from .runner import LocalRunner, default_workers, run_unit
@@ -33,6 +40,16 @@ def main(argv: list[str] | None = None) -> int:
     if not isinstance(params, dict):
         parser.error("--params must be a JSON object")
 
+    logs.configure(sys.stderr)
+    job_id = os.environ.get("AWS_BATCH_JOB_ID") or new_id()
+    started = time.perf_counter()
+    with logs.request(job_id, step=args.name):
+        code = _run(parser, args, params)
+        logs.emit("job", ms=round((time.perf_counter() - started) * 1000, 1), exit_code=code)
+    return code
+
+
+def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, params: dict) -> int:
     from .. import runtime
 
     try:
