@@ -19,6 +19,7 @@ help:
 	@echo "make validate  lint every template (cfn-lint, sam validate --lint), check the state machines (ASL), lint the Dockerfiles"
 	@echo "make package   package the five Lambda services for SAM (python3.12) and check their artifacts"
 	@echo "make deploy ENV=dev   package, build and push the images, sam deploy (needs AWS credentials and Docker)"
+	@echo "make deploy SERVICE=tags ENV=dev   one Lambda service alone (its own stack; needs AWS credentials)"
 	@echo "make clean   remove the virtualenv, node_modules and local state"
 
 setup: $(VENV)/.installed node_modules/.installed
@@ -36,13 +37,15 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-test: setup validate
+# The integration tests run the packaged Lambda services under the Lambda emulator: `package` builds them
+# (python3.12 wheels once, then seconds per service) and the Lambda runtime client they run under.
+test: setup validate package $(TOOLS)/lambda-runtime/.installed
 	$(BIN)/pytest -n $(WORKERS) --dist loadgroup tests
 
 test-unit: setup
 	$(BIN)/pytest -n $(WORKERS) --dist loadgroup tests/unit
 
-test-integration: setup
+test-integration: setup package $(TOOLS)/lambda-runtime/.installed
 	$(BIN)/pytest -n $(WORKERS) --dist loadgroup tests/integration
 
 demo: setup
@@ -63,7 +66,8 @@ TOOLS      := .tools
 SAM        := $(TOOLS)/bin/sam
 HADOLINT   := $(TOOLS)/bin/hadolint
 PY312      ?= $(shell PYENV_VERSION=3.12.1 pyenv which python 2>/dev/null || command -v python3.12)
-TEMPLATES  := template.yaml $(wildcard infra/*.yaml)
+SERVICE_TEMPLATES := $(wildcard services/*/template.yaml)
+TEMPLATES  := template.yaml $(wildcard infra/*.yaml) $(SERVICE_TEMPLATES)
 PACKAGED   := $(wildcard build/package/*/sam.json)
 SERVICES   := image-management artifact tags training embedding
 DOCKERFILES := services/jobs/Dockerfile services/search/Dockerfile
@@ -89,16 +93,28 @@ $(TOOLS)/py312/.installed: shared/pyproject.toml
 	$(TOOLS)/py312/bin/chalice --version
 	touch $@
 
+# The Lambda runtime client (awslambdaric), which the Lambda python3.12 runtime provides: the emulator test
+# runs each packaged service under it (tests/integration/test_lambda_emulator.py), never shipped in an artifact.
+$(TOOLS)/lambda-runtime/.installed: $(TOOLS)/py312/.installed
+	rm -rf $(TOOLS)/lambda-runtime
+	$(TOOLS)/py312/bin/python -m pip install $(PIP_QUIET) --target $(TOOLS)/lambda-runtime "awslambdaric==4.2.2" \
+		2>&1 | grep -v "^WARNING: Location" || true
+	test -d $(TOOLS)/lambda-runtime/awslambdaric
+	touch $@
+
 # Lint every template with zero errors and warnings, validate the state machines against the Amazon
 # States Language, lint the Dockerfiles. The services' packaged templates (build/package/*/sam.json) are
 # linted too once `make package` has made them; the root template is `sam validate --lint`ed with them.
 validate: setup $(TOOLS)/.installed
 	@echo "== cfn-lint (zero errors and warnings): $(TEMPLATES) $(PACKAGED)"
 	$(BIN)/cfn-lint $(wildcard infra/*.yaml) $(PACKAGED)
-	@# the root template: cfn-lint follows its nested stacks; the services' exist after `make package`
-	@mkdir -p build && $(BIN)/cfn-lint template.yaml > build/cfn-lint-root.log 2>&1; rc=$$?; \
-		grep -v "Template file not found: .*/build/package/" build/cfn-lint-root.log; \
-		test $$rc -eq 0 && echo "template.yaml: no errors or warnings"
+	@# the root and service templates: cfn-lint follows their nested stacks; the services' functions
+	@# (build/package/) exist after `make package`
+	@mkdir -p build && for t in template.yaml $(SERVICE_TEMPLATES); do \
+		$(BIN)/cfn-lint $$t > build/cfn-lint.log 2>&1; rc=$$?; \
+		problems=$$(grep -v "Template file not found: .*/build/package/\|^$$\|build/package/.*sam.json" build/cfn-lint.log); \
+		if [ $$rc -ne 0 ] && [ -n "$$problems" ]; then cat build/cfn-lint.log; exit 1; fi; \
+		echo "$$t: no errors or warnings"; done
 	@echo "== sam validate --lint"
 	@for t in $(wildcard infra/*.yaml); do $(SAM) validate --lint -t $$t >/dev/null || exit 1; echo "$$t: valid"; done
 	@if [ "$(words $(PACKAGED))" = "$(words $(SERVICES))" ]; then \
@@ -115,10 +131,26 @@ validate: setup $(TOOLS)/.installed
 # checked: under Lambda's 250 MB unzipped, imports under python3.12 without site-packages.
 package: setup $(TOOLS)/.installed $(TOOLS)/py312/.installed
 	$(PY) infra/package.py
-	$(BIN)/cfn-lint build/package/*/sam.json
+	$(BIN)/cfn-lint build/package/*/sam.json $(SERVICE_TEMPLATES)
+	@for t in $(SERVICE_TEMPLATES); do $(SAM) validate --lint -t $$t >/dev/null || exit 1; echo "$$t (with its functions): valid"; done
 	$(SAM) validate --lint -t template.yaml >/dev/null && echo "template.yaml (with the packaged services): valid"
 	BIOIMS_PACKAGE_BUILT=1 $(BIN)/pytest -q tests/unit/test_package.py
 
+# make deploy SERVICE=tags ENV=dev: one Lambda service alone, as the stack bioims-<env>-<service> of
+# services/<service>/template.yaml, in an environment whose root stack runs with NestServices=false (the
+# shared infrastructure, whose outputs give the bucket and state machines). Needs AWS credentials and the
+# AWS CLI; no Docker.
+ifdef SERVICE
+deploy: package
+	@command -v aws >/dev/null || { echo "the AWS CLI is needed: https://docs.aws.amazon.com/cli/"; exit 1; }
+	@test -f services/$(SERVICE)/template.yaml || { echo "no service $(SERVICE): one of $(SERVICES)"; exit 1; }
+	aws cloudformation describe-stacks --stack-name bioims-$(ENV) --query 'Stacks[0].Outputs' --output json > build/root-outputs.json
+	$(SAM) deploy --template-file services/$(SERVICE)/template.yaml --stack-name bioims-$(ENV)-$(SERVICE) \
+		--capabilities CAPABILITY_IAM CAPABILITY_AUTO_EXPAND --resolve-s3 --s3-prefix bioims-$(ENV)-$(SERVICE) \
+		--no-fail-on-empty-changeset --tags project=bioims env=$(ENV) service=$(SERVICE) \
+		--parameter-overrides $$($(PY) infra/package.py $(SERVICE) --deploy-parameters $(ENV) build/root-outputs.json \
+			"$$($(PY) -c "import tomllib; print(tomllib.load(open('samconfig.toml', 'rb'))['$(ENV)']['deploy']['parameters']['parameter_overrides'])")")
+else
 # make deploy ENV=dev|prod: package, build and push the job (CPU, GPU) and search images to ECR, deploy.
 # Needs AWS credentials, the AWS CLI and a Docker engine (not on the development machines).
 deploy: package validate
@@ -143,3 +175,4 @@ deploy: package validate
 	docker push $(REGISTRY)/bioims-search:$(IMAGE_TAG)
 	$(SAM) deploy --config-env $(ENV) --template-file template.yaml \
 		--parameter-overrides $$($(PY) -c "import tomllib; print(tomllib.load(open('samconfig.toml', 'rb'))['$(ENV)']['deploy']['parameters']['parameter_overrides'])") ImageTag=$(IMAGE_TAG)
+endif

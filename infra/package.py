@@ -12,7 +12,7 @@ For each service of ``services/`` this writes ``build/package/<service>/``:
   (``build/package/.deps/<hash>/``).
 - ``sam.json``: Chalice's SAM template, completed for nesting in ``template.yaml``: a parameter for each
   resource the service uses, set as a ``BIOIMS_*`` environment variable on both functions (only what
-  the service needs: :func:`environment`), the role made by ``infra/functions.yaml`` (``RoleArn``), fixed
+  the service needs: :func:`environment`), the role of ``services/<service>/template.yaml`` (``RoleArn``), fixed
   function names (``<Prefix>-<service>-api`` and ``-invoke``), a regional REST API whose every method
   requires IAM (SigV4) authorisation, and the outputs ``EndpointURL`` and ``InvokeFunctionName``.
 
@@ -255,7 +255,7 @@ def complete_template(template: dict[str, Any], service: str) -> dict[str, Any]:
     t["Description"] = f"bioims {service} service: REST API (IAM authorisation) and Lambda functions"
     env = environment(service)
     params = {"Prefix": "Name prefix of the functions (bioims-<env>)",
-              "RoleArn": f"The {service} role (infra/functions.yaml)"}
+              "RoleArn": f"The {service} role (its services/{service}/template.yaml)"}
     params |= {name: f"{var} of the functions" for var, name in env.items()}
     t["Parameters"] = {name: {"Type": "String", "Description": text} for name, text in params.items()}
     resources = t["Resources"]
@@ -408,10 +408,39 @@ def stale() -> str | None:
     return None
 
 
+def deploy_parameters(service: str, env: str, root_outputs: list[dict[str, str]], overrides: str) -> str:
+    """The ``--parameter-overrides`` of ``services/<service>/template.yaml`` deployed alone in ``env``
+    (``make deploy SERVICE=... ENV=...``): the shared infrastructure's names from the root stack's outputs
+    (deployed with ``NestServices=false``), the table and artifact prefixes and input bucket from the
+    environment's ``samconfig.toml`` overrides, the callees' functions by their fixed names."""
+    given = dict(item.split("=", 1) for item in overrides.split())
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in root_outputs}
+    values = {"Env": env, "Prefix": f"bioims-{env}", "TablePrefix": given.get("TablePrefix", f"bioims-{env}-"),
+              "ArtifactPrefix": given.get("ArtifactPrefix", "bioims"), "InputBucket": given.get("InputBucketName"),
+              "ArtifactBucket": outputs.get("ArtifactBucketName"), "LogRetentionDays": given.get("LogRetentionDays", "30"),
+              **{name: outputs.get(name) for name in ("ProcessPlateStateMachine", "TrainStateMachine", "EmbedStateMachine")},
+              **{function_parameter(s): f"bioims-{env}-{s}-invoke" for s in SERVICES}}
+    import yaml  # the dev venv's (this runs there)
+
+    declared = yaml.safe_load((ROOT / "services" / service / "template.yaml").read_text())["Parameters"]
+    missing = [name for name in declared if values.get(name) is None]
+    if missing:
+        raise SystemExit(f"deploy {service}: no value for {', '.join(missing)} (is the root stack bioims-{env} "
+                         f"deployed, and InputBucketName set in samconfig.toml?)")
+    return " ".join(f"{name}={values[name]}" for name in declared)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("services", nargs="*", default=list(SERVICES))
+    parser.add_argument("--deploy-parameters", nargs=3, metavar=("ENV", "ROOT_OUTPUTS_JSON", "OVERRIDES"),
+                        help="print the parameter overrides of one service deployed alone (make deploy SERVICE=)")
     args = parser.parse_args(argv)
+    if args.deploy_parameters:
+        env, outputs, overrides = args.deploy_parameters
+        (service,) = args.services
+        print(deploy_parameters(service, env, json.loads(Path(outputs).read_text()) or [], overrides))
+        return 0
     if not (TOOLS / "bin" / "chalice").exists():
         print(f"error: {TOOLS}/bin/chalice is missing (make package creates it)", file=sys.stderr)
         return 2

@@ -2,13 +2,14 @@
 
 Building them takes minutes the first time (python3.12 wheels, five zips, an import check each), so the
 build is ``make package``'s (``infra/package.py``), which runs this file with ``BIOIMS_PACKAGE_BUILT=1``
-right after. In a plain ``make test`` these tests run when a package built from the current sources exists
-and are skipped otherwise (never built, or sources changed since: run ``make package``).
+right after; ``make test`` packages first, so they run there too. Run alone, they are skipped when no
+package built from the current sources exists (never built, or sources changed since: run ``make package``).
 
-Checked per service: the zip exists and holds the app, Chalice's runtime and the bioims package; its
-unzipped size is under Lambda's 250 MB; its imports passed (``import app`` and the AWS composition root
-under python3.12 without site-packages, done by ``infra/package.py``); its SAM template runs python3.12
-with the role and the environment the root template passes and an API that requires IAM authorisation.
+Checked per service: the zip exists and holds the app, Chalice's runtime, its requirements and its bioims
+modules; its unzipped size is under Lambda's 250 MB; its imports passed (``import app`` and the AWS
+composition root under python3.12 without site-packages, done by ``infra/package.py``); its SAM template
+runs python3.12 with the role and the environment its service template passes and an API that requires
+IAM authorisation.
 """
 
 from __future__ import annotations
@@ -89,13 +90,11 @@ def test_sam_template_is_ready_to_nest(service):
     assert set(template["Outputs"]) >= {"EndpointURL", "InvokeFunctionName"}
 
 
-def test_root_template_passes_the_parameters_each_service_stack_declares():
+@pytest.mark.parametrize("service", permissions.SERVICES)
+def test_each_service_template_passes_the_parameters_its_functions_declare(service):
     from bioims.store.cloudformation import load_template
 
-    root = load_template(ROOT / "template.yaml")
-    for service in permissions.SERVICES:
-        declared = set(json.loads((BUILD / service / "sam.json").read_text())["Parameters"])
-        nested = next(r for r in root["Resources"].values()
-                      if r["Type"] == "AWS::Serverless::Application"
-                      and r["Properties"]["Location"] == f"build/package/{service}/sam.json")
-        assert set(nested["Properties"]["Parameters"]) == declared, service
+    declared = set(json.loads((BUILD / service / "sam.json").read_text())["Parameters"])
+    api = load_template(ROOT / "services" / service / "template.yaml")["Resources"]["Api"]["Properties"]
+    assert api["Location"] == f"../../build/package/{service}/sam.json"
+    assert set(api["Parameters"]) == declared

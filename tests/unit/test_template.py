@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from bioims import asl, permissions, settings
-from bioims.store.cloudformation import load_template, table_resources
+from bioims.store.cloudformation import SHARED_STACK_TABLES, load_template, table_resources
 from bioims import runtime
 from bioims.store.tables import Database
 
@@ -30,7 +30,8 @@ ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "infra"
 ROOT_TEMPLATE = ROOT / "template.yaml"
 NESTED = sorted(INFRA.glob("*.yaml"))
-TEMPLATES = [ROOT_TEMPLATE, *NESTED]
+SERVICE_TEMPLATES = sorted((ROOT / "services").glob("*/template.yaml"))
+TEMPLATES = [ROOT_TEMPLATE, *NESTED, *SERVICE_TEMPLATES]
 
 sys.path.insert(0, str(INFRA))
 import package  # noqa: E402  (infra/package.py: what the services' nested stacks get)
@@ -64,7 +65,8 @@ ALLOWED_WILDCARD_RESOURCES = (
 # ================================================================= helpers
 @pytest.fixture(scope="module")
 def templates() -> dict[str, dict[str, Any]]:
-    return {p.name: load_template(p) for p in TEMPLATES}
+    """By name: ``data.yaml`` (infra/), ``services/tags/template.yaml``, ``template.yaml`` (the root)."""
+    return {(str(p.relative_to(ROOT)) if p in SERVICE_TEMPLATES else p.name): load_template(p) for p in TEMPLATES}
 
 
 def _sub_string(value: Any) -> str:
@@ -118,9 +120,12 @@ def test_every_template_passes_cfn_lint_without_warnings():
     cfn_lint = Path(sys.executable).with_name("cfn-lint")
     proc = subprocess.run([str(cfn_lint), *map(str, NESTED)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr  # warnings exit 4, errors 2
-    # the root template: its service stacks exist only after `make package` (linted there with them)
-    proc = subprocess.run([str(cfn_lint), str(ROOT_TEMPLATE)], capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    # the root and service templates: the services' functions (build/package/) exist after `make package`
+    for template in (ROOT_TEMPLATE, *SERVICE_TEMPLATES):
+        proc = subprocess.run([str(cfn_lint), str(template)], capture_output=True, text=True)
+        problems = [line for line in proc.stdout.splitlines() if line.strip()
+                    and "Template file not found: " not in line and "/build/package/" not in line]
+        assert proc.returncode == 0 or not problems, f"{template}: " + proc.stdout + proc.stderr
 
 
 def test_state_machines_are_valid_amazon_states_language(templates):
@@ -153,18 +158,52 @@ def test_policies_are_rendered_from_the_permissions():
         assert render.render(text) == text, f"{path.name} is stale: run .venv/bin/python infra/render.py"
 
 
+@pytest.mark.parametrize("service", permissions.SERVICES)
+def test_service_templates_are_rendered_from_the_code(service):
+    path = ROOT / "services" / service / "template.yaml"
+    assert path.read_text() == render.service_template_text(service), \
+        f"{path.relative_to(ROOT)} is stale: run .venv/bin/python infra/render.py"
+
+
+@pytest.mark.parametrize("service", permissions.SERVICES)
+def test_a_service_template_deploys_its_service_alone(templates, service):
+    """Its tables, its role, its functions; every parameter it needs has a default or comes from the root
+    stack, which passes exactly the parameters it declares."""
+    template = templates[f"services/{service}/template.yaml"]
+    resources = template["Resources"]
+    tables = {k for k, v in resources.items() if v["Type"] == "AWS::DynamoDB::Table"}
+    owned = runtime.OWNED_TABLES[service]
+    assert tables == (set(table_resources([runtime._load(owned)])) if owned else set())
+    assert resources["Role"]["Metadata"]["bioims:principal"] == service
+    api = resources["Api"]["Properties"]
+    assert api["Location"] == f"../../build/package/{service}/sam.json"
+    assert set(api["Parameters"]) == {"Prefix", "RoleArn", *package.environment(service).values()}
+    required = {name for name, p in template["Parameters"].items() if "Default" not in p}
+    assert required <= {"ArtifactBucket", "InputBucket", "ProcessPlateStateMachine", "TrainStateMachine",
+                        "EmbedStateMachine"}
+    root = templates["template.yaml"]["Resources"]
+    nested = next(r for r in root.values() if r["Type"] == "AWS::Serverless::Application"
+                  and r["Properties"]["Location"] == f"services/{service}/template.yaml")
+    assert set(nested["Properties"]["Parameters"]) == set(template["Parameters"])
+
+
 # ================================================================= data
-def test_tables_in_the_data_stack_match_the_models(templates):
-    data = templates["data.yaml"]["Resources"]
-    deployed = {k: v for k, v in data.items() if v["Type"] == "AWS::DynamoDB::Table"}
-    assert deployed == table_resources(runtime.table_sets().values())
+def test_tables_in_the_templates_match_the_models(templates):
+    """Every table once: a Lambda service's in its own template, the others in the data stack."""
+    deployed: dict[str, Any] = {}
     for name, template in templates.items():
-        if name != "data.yaml":
-            assert not [k for k, v in template.get("Resources", {}).items() if v["Type"] == "AWS::DynamoDB::Table"]
+        for logical, resource in template.get("Resources", {}).items():
+            if resource["Type"] == "AWS::DynamoDB::Table":
+                assert logical not in deployed, f"{logical} is in two templates"
+                deployed[logical] = resource
+                assert name in ("data.yaml", *(f"services/{s}/template.yaml" for s in permissions.SERVICES)), name
+    assert deployed == table_resources(runtime.table_sets().values())
+    data = {k for k, v in templates["data.yaml"]["Resources"].items() if v["Type"] == "AWS::DynamoDB::Table"}
+    assert data == set(table_resources([runtime.table_sets()[o] for o in SHARED_STACK_TABLES]))
 
 
 def test_tables_are_on_demand_with_point_in_time_recovery(templates):
-    for logical, table in templates["data.yaml"]["Resources"].items():
+    for logical, table in [item for t in templates.values() for item in t.get("Resources", {}).items()]:
         if table["Type"] == "AWS::DynamoDB::Table":
             props = table["Properties"]
             assert props["BillingMode"] == "PAY_PER_REQUEST", logical
@@ -221,7 +260,7 @@ def test_every_role_is_a_principal_or_explained(templates):
 def test_every_principal_has_its_role(templates):
     found = principal_roles(templates)
     assert set(found) == set(permissions.PERMISSIONS) | set(permissions.PLATFORM_EXECUTION)
-    assert {found[s][0] for s in permissions.SERVICES} == {"functions.yaml"}
+    assert all(found[s][0] == f"services/{s}/template.yaml" for s in permissions.SERVICES)
     assert found["jobs"][0] == "batch.yaml" and found["search"][0] == "search.yaml"
     assert found["states"][0] == "statemachines.yaml"
 
@@ -409,3 +448,21 @@ def _chalice_like_template() -> dict[str, Any]:
                     "DefinitionBody": {"swagger": "2.0", "paths": {"/tags": {"get": dict(integration),
                                                                               "post": dict(integration)}}}}}},
             "Outputs": {"EndpointURL": {"Value": {"Fn::Sub": "https://${RestAPI}.execute-api.${AWS::Region}.${AWS::URLSuffix}/api/"}}}}
+
+
+@pytest.mark.parametrize("service", permissions.SERVICES)
+def test_deploying_one_service_alone_sets_every_parameter_of_its_template(service):
+    """``make deploy SERVICE=<name>``: the root stack's outputs and samconfig.toml's overrides fill its template."""
+    outputs = [{"OutputKey": "ArtifactBucketName", "OutputValue": "bioims-dev-artifacts-123"},
+               *({"OutputKey": k, "OutputValue": f"arn:aws:states:us-east-1:123456789012:stateMachine:bioims-dev-{w}"}
+                 for k, w in (("ProcessPlateStateMachine", "process-plate"), ("TrainStateMachine", "train"),
+                              ("EmbedStateMachine", "embed")))]
+    text = package.deploy_parameters(service, "dev", outputs, "Env=dev TablePrefix=bioims-dev- InputBucketName=hcs")
+    given = dict(item.split("=", 1) for item in text.split())
+    declared = load_template(ROOT / "services" / service / "template.yaml")["Parameters"]
+    assert set(given) == set(declared)
+    assert given["Prefix"] == "bioims-dev" and given["ArtifactBucket"] == "bioims-dev-artifacts-123"
+    for callee in runtime.CALLS[service]:
+        assert given[package.function_parameter(callee)] == f"bioims-dev-{callee}-invoke"
+    with pytest.raises(SystemExit, match="no value for ArtifactBucket"):
+        package.deploy_parameters(service, "dev", [], "")

@@ -1,9 +1,11 @@
 """CloudFormation definitions of the tables, derived from the PynamoDB models (the one source of truth).
 
-``infra/data.yaml`` (the data stack of ``template.yaml``) holds the output of :func:`table_resources` for
-every owner's table set (:func:`bioims.runtime.table_sets`; ``python -m bioims.store.cloudformation``
-prints it); a unit test keeps the two identical, so a key or index added to a model cannot be forgotten
-in the deployment.
+Each Lambda service's template (``services/<name>/template.yaml``, written by ``infra/render.py``) holds
+the output of :func:`table_resources` for its own table set; ``infra/data.yaml`` (the data stack of
+``template.yaml``) holds the others' (:data:`SHARED_STACK_TABLES`: the search service's, which runs as a
+container of the root stack, and the local runner's; ``python -m bioims.store.cloudformation`` prints
+that block). Unit tests keep both identical to the models, so a key or index added to a model cannot be
+forgotten in the deployment.
 """
 
 from __future__ import annotations
@@ -61,13 +63,18 @@ def _table(model: Any, prefix_parameter: str) -> dict[str, Any]:
             "Properties": props}
 
 
+SHARED_STACK_TABLES = ("search", "runner")
+"""The owners whose tables ``infra/data.yaml`` holds (the Lambda services' are in their own templates)."""
+
+
 def tables_yaml(indent: int = 2) -> str:
     """The table resources as the YAML block of ``infra/data.yaml`` (under ``Resources:``)."""
     import yaml
 
     from ..runtime import table_sets
 
-    text = yaml.safe_dump(table_resources(table_sets().values()), sort_keys=False, default_flow_style=False)
+    sets = [t for owner, t in table_sets().items() if owner in SHARED_STACK_TABLES]
+    text = yaml.safe_dump(table_resources(sets), sort_keys=False, default_flow_style=False)
     pad = " " * indent
     return "".join(pad + line if line.strip() else line for line in text.splitlines(keepends=True))
 
