@@ -10,7 +10,7 @@ export BIOIMS_HOME ?= $(CURDIR)/.bioims
 # pytest workers: 2 cores -> 2 workers
 WORKERS ?= 2
 
-.PHONY: setup test test-unit test-integration demo bench clean help validate package deploy tools
+.PHONY: setup test test-unit test-integration demo bench clean help validate package deploy tools emulate
 
 help:
 	@echo "make demo    bootstrap, then run the walkthrough (bioims demo)"
@@ -20,6 +20,7 @@ help:
 	@echo "make package   package the five Lambda services for SAM (python3.12) and check their artifacts"
 	@echo "make deploy ENV=dev   package, build and push the images, sam deploy (needs AWS credentials and Docker)"
 	@echo "make deploy SERVICE=tags ENV=dev   one Lambda service alone (its own stack; needs AWS credentials)"
+	@echo "make emulate SERVICE=tags   one packaged service under the Lambda emulator (no Docker)"
 	@echo "make clean   remove the virtualenv, node_modules and local state"
 
 setup: $(VENV)/.installed node_modules/.installed
@@ -92,6 +93,12 @@ $(TOOLS)/py312/.installed: shared/pyproject.toml
 		2>&1 | grep -v "^WARNING: Location" || true
 	$(TOOLS)/py312/bin/chalice --version
 	touch $@
+
+# make emulate SERVICE=tags: one packaged service under the Lambda emulator on 127.0.0.1:910x, with the
+# environment of services/<service>/env.json (README "Develop one service").
+emulate: package $(TOOLS)/lambda-runtime/.installed
+	@test -n "$(SERVICE)" || { echo "make emulate SERVICE=<one of $(SERVICES)>"; exit 1; }
+	$(PY) infra/emulate.py $(SERVICE)
 
 # The Lambda runtime client (awslambdaric), which the Lambda python3.12 runtime provides: the emulator test
 # runs each packaged service under it (tests/integration/test_lambda_emulator.py), never shipped in an artifact.

@@ -2,6 +2,8 @@
 
 - In ``infra/*.yaml`` the statements of a role sit between the lines ``#policy <principal>`` and
   ``#end policy``; this replaces what is between them with ``bioims.permissions.policy_statements``.
+- ``services/<service>/env.json``: the environment of its functions on this machine (``sam local invoke
+  --env-vars``, ``make emulate SERVICE=``; :func:`emulate.env_file`).
 - ``services/<service>/template.yaml``, each Lambda service's own SAM application, is written whole
   (:func:`service_template`): its tables (from its PynamoDB models), its role (its own tables, the
   functions it invokes), its log groups, and its functions and REST API (the nested
@@ -15,6 +17,7 @@ service templates against this render (so a stale render fails the tests, with a
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 from pathlib import Path
@@ -23,6 +26,7 @@ from typing import Any
 
 import yaml
 
+import emulate  # infra/emulate.py: the functions' environment on this machine
 import package  # infra/package.py: what each service's functions are given
 from bioims import runtime
 from bioims.permissions import policy_statements
@@ -152,6 +156,11 @@ def service_template_text(service: str) -> str:
     return header + yaml.safe_dump(service_template(service), sort_keys=False, default_flow_style=False, width=200)
 
 
+def env_file_text(service: str) -> str:
+    """``services/<service>/env.json``: :func:`emulate.env_file` as JSON."""
+    return json.dumps(emulate.env_file(service), indent=2) + "\n"
+
+
 def main() -> int:
     for path in sorted(INFRA.glob("*.yaml")):
         text = path.read_text()
@@ -161,10 +170,11 @@ def main() -> int:
             print(f"rendered {path.relative_to(ROOT)}")
     for service in package.SERVICES:
         path = ROOT / "services" / service / "template.yaml"
-        text = service_template_text(service)
-        if not path.exists() or path.read_text() != text:
-            path.write_text(text)
-            print(f"rendered {path.relative_to(ROOT)}")
+        env = ROOT / "services" / service / "env.json"
+        for path, text in ((path, service_template_text(service)), (env, env_file_text(service))):
+            if not path.exists() or path.read_text() != text:
+                path.write_text(text)
+                print(f"rendered {path.relative_to(ROOT)}")
     return 0
 
 

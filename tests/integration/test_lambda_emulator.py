@@ -29,14 +29,11 @@ import http.client
 import http.server
 import io
 import json
-import os
-import shutil
 import subprocess
 import sys
 import threading
 import time
 import xml.etree.ElementTree as ET
-import zipfile
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -62,19 +59,17 @@ from tests.unit.test_permissions import (ACCOUNT, ARTIFACT_BUCKET, ARTIFACT_PREF
                                          Recorder, granted, manifests)
 
 ROOT = Path(__file__).resolve().parents[2]
-TOOLS = ROOT / ".tools"
 sys.path.insert(0, str(ROOT / "infra"))
+import emulate  # noqa: E402  (infra/emulate.py)
 import package  # noqa: E402  (infra/package.py)
 
 LAMBDA_SERVICES = package.SERVICES
-RIE = next(iter(sorted(TOOLS.glob("lib/python3*/site-packages/samcli/local/rapid/aws-lambda-rie-x86_64"))), None)
-PYTHON312 = TOOLS / "py312" / "bin" / "python"
-RUNTIME_CLIENT = TOOLS / "lambda-runtime"
 LOCAL_PREFIX, LOCAL_BUCKET = "inproc-", "inproc-artifacts"
 
 _missing = package.stale() or next((f"{what} is missing (make test installs it)" for what, path in (
-    ("the Lambda emulator (aws-sam-cli in .tools)", RIE), ("python3.12 (.tools/py312)", PYTHON312),
-    ("awslambdaric (.tools/lambda-runtime)", RUNTIME_CLIENT / "awslambdaric")) if path is None or not path.exists()), None)
+    ("the Lambda emulator (aws-sam-cli in .tools)", emulate.rie()), ("python3.12 (.tools/py312)", emulate.PYTHON312),
+    ("awslambdaric (.tools/lambda-runtime)", emulate.RUNTIME_CLIENT / "awslambdaric"))
+    if path is None or not path.exists()), None)
 pytestmark = [pytest.mark.skipif(_missing is not None, reason=_missing or ""), pytest.mark.xdist_group("emulator")]
 
 
@@ -177,55 +172,6 @@ def clients_for(proxy: Proxy) -> runtime.ClientFactory:
         return made[name]
 
     return client
-
-
-def function_environment(service: str, values: dict[str, str]) -> dict[str, str]:
-    """The Invoke function's environment of the packaged template, its parameters set from ``values``."""
-    template = json.loads((package.BUILD / service / "sam.json").read_text())
-    variables = template["Resources"]["Invoke"]["Properties"]["Environment"]["Variables"]
-    return {var: value if isinstance(value, str) else values[value["Ref"]] for var, value in variables.items()}
-
-
-class Emulator:
-    """One service's function under ``aws-lambda-rie``, from its extracted artifact."""
-
-    def __init__(self, service: str, task: Path, port: int, environment: dict[str, str], log: Path) -> None:
-        self.service, self.port, self.log = service, port, log
-        shutil.rmtree(task, ignore_errors=True)
-        with zipfile.ZipFile(package.BUILD / service / "deployment.zip") as zf:
-            zf.extractall(task)
-        env = {"PATH": os.environ["PATH"], "LANG": "C.UTF-8", "HOME": str(task), "LAMBDA_TASK_ROOT": str(task),
-               "PYTHONPATH": f"{task}:{RUNTIME_CLIENT}", "AWS_LAMBDA_FUNCTION_NAME": f"bioims-{service}-invoke",
-               **environment}
-        self.process = subprocess.Popen(
-            [str(RIE), "--runtime-interface-emulator-address", f"127.0.0.1:{port}",
-             "--runtime-api-address", f"127.0.0.1:{free_port()}", str(PYTHON312), "-S", "-m",
-             "awslambdaric", "app.invoke"], cwd=task, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
-        self.url = f"http://127.0.0.1:{port}"
-
-    def wait(self, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the {self.service} emulator exited: {self.log.read_text()[-2000:]}")
-            try:
-                reachable(self.url, timeout=0.5)
-                return
-            except Exception:  # noqa: BLE001 - not listening yet
-                time.sleep(0.1)
-        raise RuntimeError(f"the {self.service} emulator does not listen on {self.url}")
-
-    def events(self) -> list[dict[str, Any]]:
-        """The structured log lines (:mod:`bioims.logs`) the function wrote."""
-        lines = self.log.read_text(errors="replace").splitlines()
-        return [json.loads(line) for line in lines if line.startswith('{"event"')]
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
 
 
 def lambda_client(url: str) -> Any:
@@ -375,12 +321,12 @@ def emulated(servers: dict[str, str], tmp_path_factory: pytest.TempPathFactory) 
         started = time.perf_counter()
         emulators = {}
         for service in LAMBDA_SERVICES:
-            environment = function_environment(service, values) | {
-                "BIOIMS_DYNAMODB_URL": proxies[service].url, "AWS_ENDPOINT_URL_S3": proxies[service].url,
-                "AWS_ENDPOINT_URL_SFN": proxies[service].url, "AWS_DEFAULT_REGION": REGION,
-                "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
-            emulators[service] = Emulator(service, tmp / "task" / service, ports[service], environment,
-                                          tmp / f"{service}.log")
+            endpoints = {"dynamodb": proxies[service].url, "s3": proxies[service].url}
+            environment = emulate.template_environment(service, values)  # what its template gives it
+            environment |= emulate.local_environment(service, values, endpoints)  # + where the local servers are
+            assert set(environment) == set(emulate.local_environment(service, values, endpoints))
+            emulators[service] = emulate.Emulator(service, tmp / "task" / service, ports[service], environment,
+                                                  tmp / f"{service}.log")
         try:
             for emulator in emulators.values():
                 emulator.wait()
@@ -513,3 +459,19 @@ def test_every_aws_call_of_every_process_is_granted(emulated, runs, principal):
     missing = sorted(grant for grant in made if grant not in granted(principal))
     assert not missing, f"{principal} calls what its role does not grant: {missing}"
     assert principal in permissions.PERMISSIONS
+
+
+@pytest.mark.parametrize("service", LAMBDA_SERVICES)
+def test_the_sam_local_events_run_on_the_emulated_function(emulated, runs, service):
+    """``services/<service>/events/*.json`` (``sam local invoke -e``), in name order, after the walkthrough:
+    each gets its result, or a domain answer about the data it names (NotFound, Conflict), never a
+    rejected event. The events name the dev input bucket, here the test's."""
+    client = lambda_client(emulated["emulators"][service].url)
+    answers = {}
+    for path in sorted((ROOT / "services" / service / "events").glob("*.json")):
+        payload = path.read_text().replace(emulate.LOCAL_VALUES["InputBucket"], INPUT_BUCKET)
+        response = client.invoke(FunctionName="function", Payload=payload)
+        document = json.loads(response["Payload"].read())
+        answers[path.stem] = document.get("errorType", "ok") if response.get("FunctionError") else "ok"
+    assert answers and set(answers.values()) <= {"ok", "NotFound", "Conflict"}, answers
+    assert list(answers.values()).count("ok") >= len(answers) / 2, answers

@@ -88,3 +88,34 @@ def test_a_change_to_one_service_changes_only_its_artifact(tmp_path):
         assert "bioims/services/tags/service.py" in zf.namelist()
         assert not any(n.startswith("bioims/services/image_management/") for n in zf.namelist())
         assert {i.date_time for i in zf.infolist()} == {package.ZIP_DATE}
+
+
+@pytest.mark.parametrize("service", package.SERVICES)
+def test_each_service_has_sam_local_events_valid_under_the_contract(service):
+    """``services/<service>/events/<method>.json``: the ``{"method": ...}`` event of an operation, its
+    arguments valid for that operation's request model (``sam local invoke -e``, ``make emulate``)."""
+    import json
+
+    from bioims.contract import SERVICES
+    from bioims.contract.base import validate
+
+    events = sorted((ROOT / "services" / service / "events").glob("*.json"))
+    assert len(events) >= 2
+    for path in events:
+        event = json.loads(path.read_text())
+        assert event.pop("method") == path.stem
+        validate(SERVICES[service].find(path.stem), event)
+
+
+@pytest.mark.parametrize("service", package.SERVICES)
+def test_env_files_are_rendered_and_name_what_the_template_gives(service):
+    import json
+
+    import emulate  # infra/emulate.py
+    import render  # infra/render.py
+
+    path = ROOT / "services" / service / "env.json"
+    assert path.read_text() == render.env_file_text(service), "stale: run .venv/bin/python infra/render.py"
+    variables = json.loads(path.read_text())["Invoke"]
+    assert {"BIOIMS_RUNTIME", *package.environment(service)} <= set(variables)
+    assert variables["BIOIMS_DYNAMODB_URL"] == emulate.LOCAL_ENDPOINTS["dynamodb"]
