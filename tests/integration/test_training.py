@@ -353,3 +353,36 @@ def test_killing_a_pooled_job_stops_its_workers(screen):
         time.sleep(0.1)
     assert not any(alive(p) for p in children)
     assert {c.training.get_training(i)["status"] for i in ids} <= {"running", "created"}
+
+
+def test_train_right_after_creating_the_spec_preprocesses_first(stack_settings, tmp_path):
+    """docs/deployment.md's path: ``train`` right after ``createEmbedding``, nothing preprocessed yet. The
+    runs are created at once and the ``train`` workflow preprocesses before it trains (as the state
+    machine does); before, ``train`` refused with "no preprocessed fields"."""
+    from bioims.datasets.loaddata import read_loaddata
+    from bioims.datasets.synth import IMAGE_CSV, MOA_CSV, synthesize
+    from bioims.runtime import local
+
+    settings = stack_settings.with_(table_prefix=f"tr{new_id()[:8]}-", artifact_uri=(tmp_path / "artifacts").as_uri(),
+                                    ingest_roots=(tmp_path,))
+    c = local(settings)
+    synthesize(tmp_path / "tiny", "tiny", seed=3)
+    plates = c.images.ingest(read_loaddata(tmp_path / "tiny" / IMAGE_CSV, moa_csv=tmp_path / "tiny" / MOA_CSV)).plate_ids
+    with LocalPool(c, workers=2) as pool:
+        for plate_id in plates:
+            c.runner.run(c, "process-plate", {"plate_id": plate_id}, pool=pool)
+    spec = {**SPEC, "name": "train-at-once"}
+    c.training.create_embedding(spec)
+    with pytest.raises(InvalidInput, match="no preprocessed fields"):  # the direct operation still needs them
+        c.training.create_trainings(spec["name"], epochs=0)
+
+    started = c.training.train(spec["name"], epochs=0, seed=1)
+    (train_id,) = started["train_ids"]
+    deadline = time.monotonic() + 600
+    while (execution := c.runner.describe(started["execution_id"]))["status"] == "RUNNING":
+        assert time.monotonic() < deadline, "the train workflow did not finish"
+        time.sleep(1)
+    assert execution["status"] == "SUCCEEDED", execution
+    assert execution["output"]["preprocessed"]["fields"] == execution["output"]["preprocessed"]["plates"] * 10
+    assert c.training.get_training(train_id)["status"] == "complete"
+    assert sum(f["cells"] or 0 for p in plates for f in c.images.list_spec_fields(spec["name"], p)) > 0

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..contract.enums import ImageStatus
+from ..errors import InvalidInput
 from ..specs import EmbeddingSpec
 
 if TYPE_CHECKING:
@@ -112,18 +113,24 @@ def preprocess(c: Container, pool: Pool, spec: str, plate_ids: list[str] | None 
 
 
 def train(c: Container, pool: Pool, train_ids: list[str], progress: bool = False) -> dict[str, Any]:
-    """Train runs (in parallel on a pool of several workers, the cores shared among them); a run that
-    fails is reported and the others go on. Returns ``{"models": [...], "failed", "failures", "seconds"}``."""
+    """Preprocess the runs' spec (the fields not yet done; as the ``train`` state machine does), then train
+    the runs (in parallel on a pool of several workers, the cores shared among them); a run that fails is
+    reported and the others go on. Returns ``{"preprocessed": {...}, "models": [...], "failed", "failures",
+    "seconds"}`` (``preprocessed``: :func:`preprocess`'s summary)."""
     from .runner import default_workers
 
     started = time.perf_counter()
+    specs = {c.training.get_training(i)["spec_name"] for i in train_ids}
+    if len(specs) != 1:
+        raise InvalidInput(f"the runs of one train workflow share a spec, got {sorted(specs) or 'none'}")
+    preprocessed = preprocess(c, pool, specs.pop())
     workers = max(1, min(getattr(pool, "workers", 1), len(train_ids)))
     threads = max(1, default_workers() // workers)
     done = pool.map("train-model", [{"train_id": i, "threads": threads, "progress": progress and workers == 1}
                                     for i in train_ids], desc="train runs")
     failures = [{k: v for k, v in r.items() if k != "traceback"} for r in done if "failure" in r]
-    return {"models": [r for r in done if "failure" not in r], "failed": len(failures), "failures": failures,
-            "seconds": round(time.perf_counter() - started, 2)}
+    return {"preprocessed": preprocessed, "models": [r for r in done if "failure" not in r], "failed": len(failures),
+            "failures": failures, "seconds": round(time.perf_counter() - started, 2)}
 
 
 def embed_units(train_id: str, plate_ids: list[str], force: bool = False, threads: int = 1) -> list[dict[str, Any]]:

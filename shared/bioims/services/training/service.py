@@ -114,13 +114,24 @@ class TrainingService:
 
         ``epochs``, ``seed``, ``temperature``, ``learning_rate``, ``network`` and ``loss`` override the spec's (on the same
         crops: e.g. the seed's network and pair loss as a comparison); ``epochs=0`` makes runs whose models
-        keep their seeded initial weights (the untrained baseline of an evaluation)."""
+        keep their seeded initial weights (the untrained baseline of an evaluation).
+
+        Raises :class:`InvalidInput` when no field is preprocessed under the spec yet (:meth:`train`
+        creates the runs before its workflow preprocesses)."""
+        return self._create_trainings(spec, holdout, epochs, seed, network, loss, temperature, learning_rate,
+                                      require_preprocessed=True)
+
+    def _create_trainings(self, spec: str, holdout: str, epochs: int | None, seed: int | None, network: str | None,
+                          loss: str | None, temperature: float | None, learning_rate: float | None, *,
+                          require_preprocessed: bool) -> list[dict[str, Any]]:
         s = self._effective_spec(self.spec(spec), network, loss, temperature=temperature, learning_rate=learning_rate)
         if holdout not in HOLDOUT_MODES:
             raise InvalidInput(f"holdout must be one of {', '.join(HOLDOUT_MODES)}, got {holdout!r}")
         settings = _override(s.training, epochs=epochs, seed=seed)
         fields = self._fields(s, preprocessed=False)
-        if not any(f.cells for f in self._fields(s)):
+        if not fields:
+            raise InvalidInput(f"no validated plate has the shape and channels of spec {s.name}")
+        if require_preprocessed and not any(f.cells for f in fields):
             raise InvalidInput(f"no preprocessed fields under spec {s.name}; run `bioims preprocess {s.name}`")
         category = settings.label_category
         compound_moa = {f.compound: f.metadata.get(category) for f in fields if f.compound}
@@ -206,10 +217,12 @@ class TrainingService:
               network: str | None = None, loss: str | None = None, temperature: float | None = None,
               learning_rate: float | None = None) -> dict[str, Any]:
         """Create (or find) the runs of a hold-out mode (see :meth:`create_trainings`) and start the
-        ``train`` workflow over the ones not complete; returns ``{"execution_id", "train_ids"}`` at once."""
+        ``train`` workflow over them, which first preprocesses the spec's fields that are not yet (so a
+        spec can be trained right after it is created); returns ``{"execution_id", "train_ids"}`` at once."""
         if self._runner is None:
             raise InvalidInput("this runtime has no job runner; train with `bioims train` on a machine")
-        runs = self.create_trainings(spec, holdout, epochs, seed, network, loss, temperature, learning_rate)
+        runs = self._create_trainings(spec, holdout, epochs, seed, network, loss, temperature, learning_rate,
+                                      require_preprocessed=False)
         ids = [r["train_id"] for r in runs]
         return {"execution_id": self._runner.start("train", {"train_ids": ids}), "train_ids": ids}
 
