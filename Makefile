@@ -10,11 +10,12 @@ export BIOIMS_HOME ?= $(CURDIR)/.bioims
 # pytest workers: 2 cores -> 2 workers
 WORKERS ?= 2
 
-.PHONY: setup test test-unit test-integration demo bench clean help validate package deploy tools emulate
+.PHONY: lint setup test test-unit test-integration demo bench clean help validate package deploy tools emulate
 
 help:
 	@echo "make demo    bootstrap, then run the walkthrough (bioims demo)"
-	@echo "make test    bootstrap, then run every test"
+	@echo "make test    bootstrap, then run every test (lint, validate, package first)"
+	@echo "make lint    ruff and the doctests"
 	@echo "make bench   bootstrap, then print the benchmarks"
 	@echo "make validate  lint every template (cfn-lint, sam validate --lint), check the state machines (ASL), lint the Dockerfiles"
 	@echo "make package   package the five Lambda services for SAM (python3.12) and check their artifacts"
@@ -40,8 +41,15 @@ node_modules/.installed: package.json package-lock.json
 
 # The integration tests run the packaged Lambda services under the Lambda emulator: `package` builds them
 # (python3.12 wheels once, then seconds per service) and the Lambda runtime client they run under.
-test: setup validate package $(TOOLS)/lambda-runtime/.installed
+test: setup lint validate package $(TOOLS)/lambda-runtime/.installed
 	$(BIN)/pytest -n $(WORKERS) --dist loadgroup tests
+
+# ruff (pyflakes, bugbear, pyupgrade, unused noqa; settings in shared/pyproject.toml) and the doctests of
+# the domain packages, the contract, the store and the logs.
+DOCTESTED := $(addprefix shared/bioims/,imaging datasets profiles training index evaluation contract store logs.py)
+lint: setup
+	$(BIN)/ruff check --config shared/pyproject.toml shared/bioims tests benchmarks infra services
+	$(BIN)/pytest -q -p no:cacheprovider --doctest-modules $(DOCTESTED)
 
 test-unit: setup
 	$(BIN)/pytest -n $(WORKERS) --dist loadgroup tests/unit

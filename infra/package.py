@@ -279,7 +279,7 @@ def complete_template(template: dict[str, Any], service: str) -> dict[str, Any]:
     body = api["Properties"]["DefinitionBody"]
     body.setdefault("securityDefinitions", {})["sigv4"] = {
         "type": "apiKey", "name": "Authorization", "in": "header", "x-amazon-apigateway-authtype": "awsSigv4"}
-    for path, methods in body["paths"].items():
+    for methods in body["paths"].values():
         for method, operation in methods.items():
             if method != "options":
                 operation["security"] = [{"sigv4": []}]

@@ -74,7 +74,6 @@ _PARAMETER_DOCS = {
 
 def service_template(service: str) -> dict[str, Any]:
     """The SAM application of one Lambda service (see the module docstring)."""
-    title = _title(service)
     env = package.environment(service)
     tables = runtime.OWNED_TABLES[service]
     parameters: dict[str, Any] = {
@@ -171,10 +170,10 @@ def main() -> int:
     for service in package.SERVICES:
         path = ROOT / "services" / service / "template.yaml"
         env = ROOT / "services" / service / "env.json"
-        for path, text in ((path, service_template_text(service)), (env, env_file_text(service))):
-            if not path.exists() or path.read_text() != text:
-                path.write_text(text)
-                print(f"rendered {path.relative_to(ROOT)}")
+        for target, text in ((path, service_template_text(service)), (env, env_file_text(service))):
+            if not target.exists() or target.read_text() != text:
+                target.write_text(text)
+                print(f"rendered {target.relative_to(ROOT)}")
     return 0
 
 

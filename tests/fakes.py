@@ -23,8 +23,8 @@ class FakeLambda:
         self.events: list[Any] = []
         self.on_invoke = on_invoke
 
-    def invoke(self, *, FunctionName: str, InvocationType: str, Payload: bytes,  # noqa: N803
-               ClientContext: str | None = None) -> dict[str, Any]:  # noqa: N803
+    def invoke(self, *, FunctionName: str, InvocationType: str, Payload: bytes,
+               ClientContext: str | None = None) -> dict[str, Any]:
         assert InvocationType == "RequestResponse"
         event = json.loads(Payload)
         self.events.append(event)
@@ -32,7 +32,7 @@ class FakeLambda:
             self.on_invoke(FunctionName, event)
         try:
             result = self.functions[FunctionName](event, self._context(FunctionName, ClientContext))
-        except Exception as e:  # noqa: BLE001 - reported like Lambda does
+        except Exception as e:
             error = {"errorMessage": str(e), "errorType": type(e).__name__, "requestId": "r-1", "stackTrace": []}
             return {"StatusCode": 200, "FunctionError": "Unhandled", "ExecutedVersion": "$LATEST",
                     "Payload": io.BytesIO(json.dumps(error).encode())}

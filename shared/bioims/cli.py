@@ -110,7 +110,7 @@ class Main(click.Group):
             raise
         except BioimsError as e:
             click.echo(f"error: {one_line(e)}", err=True)
-        except Exception as e:  # noqa: BLE001 - the contract: one line, exit 1, the traceback kept aside
+        except Exception as e:
             if isinstance(e, OSError) and e.errno == errno.EPIPE:
                 raise  # stdout closed by the reader (`bioims ... | head`): click handles it
             click.echo(f"error: {one_line(e)} ({_keep_traceback(ctx, e)})", err=True)
@@ -165,7 +165,7 @@ def _kv(d: dict[str, Any]) -> None:
 @command(main, human=_kv)
 def up(obj: Ctx) -> dict[str, Any]:
     """Start the local stack (dynalite) and create missing tables (idempotent)."""
-    obj.container  # starts dynalite on demand and creates the tables
+    _ = obj.container  # starts dynalite on demand and creates the tables
     from .local_stack import LocalStack
 
     return LocalStack(obj.settings).status()

@@ -104,11 +104,11 @@ def run_demo(c: Container, *, preset: str = "demo", out: Path | None = None, see
     index = _timed(steps, "index", lambda: ensure_index(c, baseline))
     methods: dict[str, dict[str, Any]] = {}
     for kind in PROFILE_METHODS:
-        name = _timed(steps, f"profiles_{kind}", lambda: ensure_profiles(c, spec, kind, plate_ids))
-        methods[kind] = _timed(steps, f"evaluate_{kind}", lambda: evaluate_profiles(c, name))
+        name = _timed(steps, f"profiles_{kind}", lambda kind=kind: ensure_profiles(c, spec, kind, plate_ids))
+        methods[kind] = _timed(steps, f"evaluate_{kind}", lambda name=name: evaluate_profiles(c, name))
     report_path = c.settings.home / "reports" / f"{spec}-learned.html"
     for method in EVALUATED:
-        methods[method] = _timed(steps, f"evaluate_{method}", lambda: evaluate_runs(
+        methods[method] = _timed(steps, f"evaluate_{method}", lambda method=method: evaluate_runs(
             c, models[method], report_path if method == "learned" else None))
     searches = _timed(steps, "searches", lambda: example_searches(c, baseline))
     return {"steps": steps, "seconds": round(time.perf_counter() - started, 2),

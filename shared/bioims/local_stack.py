@@ -17,7 +17,8 @@ import signal
 import socket
 import subprocess
 import time
-from typing import Any, Iterator
+from typing import Any
+from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 from .errors import BioimsError

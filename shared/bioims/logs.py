@@ -32,7 +32,7 @@ from contextvars import ContextVar
 from typing import IO, Any
 
 _LOGGER = logging.getLogger("bioims.events")
-_CONTEXT: ContextVar[dict[str, Any]] = ContextVar("bioims_log_context", default={})
+_CONTEXT: ContextVar[dict[str, Any] | None] = ContextVar("bioims_log_context", default=None)
 
 
 def configure(stream: IO[str] | None = None) -> None:
@@ -49,7 +49,7 @@ def configure(stream: IO[str] | None = None) -> None:
 @contextmanager
 def request(request_id: str, **fields: Any) -> Iterator[None]:
     """Every event emitted inside carries ``request_id`` and ``fields`` (the service, the caller's id)."""
-    token = _CONTEXT.set({**_CONTEXT.get(), **fields, "request_id": request_id})
+    token = _CONTEXT.set({**(_CONTEXT.get() or {}), **fields, "request_id": request_id})
     try:
         yield
     finally:
@@ -58,14 +58,14 @@ def request(request_id: str, **fields: Any) -> Iterator[None]:
 
 def current() -> dict[str, Any]:
     """The fields of the request being served (``{}`` outside one)."""
-    return dict(_CONTEXT.get())
+    return dict(_CONTEXT.get() or {})
 
 
 def emit(event: str, **fields: Any) -> None:
     """Log one event line: ``{"event": ..., <the request's fields>, <fields>}`` (non-JSON values as text)."""
     if not _LOGGER.handlers:
         configure()
-    context = _CONTEXT.get()
+    context = _CONTEXT.get() or {}
     ordered = {"event": event, **({"service": context["service"]} if "service" in context else {}),
                **{k: v for k, v in context.items() if k != "service"}, **fields}
     _LOGGER.info(json.dumps(ordered, default=str))

@@ -210,7 +210,7 @@ def local(settings: Settings | None = None) -> Container:
     settings = settings or Settings.from_env()
     if settings.dynamodb_url:
         url = fixed = settings.dynamodb_url
-        recover: Callable[[], str] = lambda: reachable(fixed)  # noqa: E731
+        recover: Callable[[], str] = lambda: reachable(fixed)
     else:
         stack = LocalStack(settings)
         url, recover = stack.up(), stack.up

@@ -40,7 +40,8 @@ import os
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
+from collections.abc import Mapping
 
 from .errors import InvalidInput
 from .store.roots import normalise_root
@@ -182,7 +183,7 @@ class Settings:
             raise InvalidInput(f"BIOIMS_SEARCH_URL must be an http:// or https:// URL, not {self.search_url!r}")
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> "Settings":
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
         """Settings from ``environ`` (default ``os.environ``; see the module docstring), ``overrides``
         taking precedence. An empty variable counts as unset.
 
@@ -225,7 +226,7 @@ class Settings:
             raise InvalidInput("BIOIMS_TABLE_PREFIX is required on AWS (the tables the template made)")
         return settings
 
-    def with_(self, **changes: object) -> "Settings":
+    def with_(self, **changes: object) -> Settings:
         """A copy with some fields changed (e.g. the endpoint of a dynalite just started)."""
         return replace(self, **changes)  # type: ignore[arg-type]
 

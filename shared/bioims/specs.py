@@ -122,7 +122,7 @@ class EmbeddingSpec:
         return d
 
     @classmethod
-    def from_dict(cls, data: Any) -> "EmbeddingSpec":
+    def from_dict(cls, data: Any) -> EmbeddingSpec:
         """Validate a spec document; :class:`InvalidInput` names the first problem."""
         if not isinstance(data, dict):
             raise InvalidInput(f"an embedding spec must be a JSON object, got {type(data).__name__}")
@@ -153,7 +153,7 @@ class EmbeddingSpec:
         return spec
 
     @classmethod
-    def from_json(cls, text: str | bytes, source: str = "spec") -> "EmbeddingSpec":
+    def from_json(cls, text: str | bytes, source: str = "spec") -> EmbeddingSpec:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as e:

@@ -2,6 +2,6 @@
 
 The imported test functions pick up this directory's ``tables``/``container`` fixtures (dynalite)."""
 
-from tests.unit.test_artifact_service import *  # noqa: F401,F403
-from tests.unit.test_image_management import *  # noqa: F401,F403
-from tests.unit.test_tags_service import *  # noqa: F401,F403
+from tests.unit.test_artifact_service import *  # noqa: F403
+from tests.unit.test_image_management import *  # noqa: F403
+from tests.unit.test_tags_service import *  # noqa: F403

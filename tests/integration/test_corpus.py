@@ -27,7 +27,6 @@ from click.testing import CliRunner
 from bioims.contract import SERVICES
 from bioims.ids import new_id
 from bioims.names import NAME_PATTERN
-from bioims.store.objects import path_to_uri
 from tests.integration.conftest import running_server
 from tests.unit.test_failures import SECRET
 from tests.unit.test_image_management import make_plate

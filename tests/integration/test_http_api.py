@@ -14,7 +14,6 @@ import pytest
 import requests
 
 from bioims.contract import LAMBDA_SERVICES, MAX_BODY_BYTES
-from bioims.contract import SERVICES
 from bioims.client import ImageManagementClient, connect
 from bioims.runtime import Container
 from tests.unit.test_api import SHAPE, ingest_plate

@@ -60,8 +60,8 @@ from tests.unit.test_permissions import (ACCOUNT, ARTIFACT_BUCKET, ARTIFACT_PREF
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "infra"))
-import emulate  # noqa: E402  (infra/emulate.py)
-import package  # noqa: E402  (infra/package.py)
+import emulate
+import package
 
 LAMBDA_SERVICES = package.SERVICES
 LOCAL_PREFIX, LOCAL_BUCKET = "inproc-", "inproc-artifacts"
@@ -270,7 +270,7 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]
         try:
             reachable(url)
             break
-        except Exception:  # noqa: BLE001 - not up yet
+        except Exception:
             if time.monotonic() > deadline or moto.poll() is not None:
                 raise RuntimeError(f"moto server did not start: {(home / 'moto.log').read_text()[-2000:]}") from None
             time.sleep(0.2)
@@ -290,7 +290,7 @@ def emulated(servers: dict[str, str], tmp_path_factory: pytest.TempPathFactory) 
             env.setenv(k, v)
         env.delenv("AWS_SESSION_TOKEN", raising=False)
         env.setenv("AWS_ENDPOINT_URL_S3", servers["moto"])  # the test's own S3 calls (manifests, setup)
-        moto_client = lambda name: boto3.client(name, region_name=REGION, endpoint_url=servers["moto"])  # noqa: E731
+        moto_client = lambda name: boto3.client(name, region_name=REGION, endpoint_url=servers["moto"])
         for bucket in (ARTIFACT_BUCKET, INPUT_BUCKET, LOCAL_BUCKET):
             moto_client("s3").create_bucket(Bucket=bucket)
         machines = {workflow: moto_client("stepfunctions").create_state_machine(

@@ -65,7 +65,7 @@ def test_processes_creating_the_tables_at_once_all_succeed(stack_settings):
     def start() -> None:
         try:
             local(settings)
-        except BaseException as e:  # noqa: BLE001 - collected and asserted below
+        except BaseException as e:
             errors.append(e)
 
     threads = [threading.Thread(target=start) for _ in range(4)]

@@ -223,7 +223,7 @@ def test_http_api_errors_openapi_and_reload_under_load(indexed, server):
                 hits = [h["id"] for h in session.search(train_id, image_id=image_id, k=5)["hits"]]
                 if hits != expected[image_id]:
                     failures.append(f"{image_id}: {hits}")
-            except Exception as e:  # noqa: BLE001 - collected and asserted below
+            except Exception as e:
                 failures.append(repr(e))
             counts[worker] += 1
 

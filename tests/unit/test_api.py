@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import importlib.util
-import io
 import json
 import threading
 from collections import defaultdict
@@ -24,7 +23,8 @@ from starlette.testclient import TestClient
 
 from bioims.api.chalice_app import create_app, invoke_handler, lazy_container
 from bioims.api.http import local_app
-from bioims.contract import LAMBDA_SERVICES, MAX_BODY_BYTES, SERVICES, service, validate
+from bioims.contract import LAMBDA_SERVICES, MAX_BODY_BYTES, SERVICES, validate
+from bioims.contract import service as contract_service
 from bioims.contract import dispatch as dispatch_op
 from bioims.services.artifact import ArtifactService
 from bioims.services.embedding import EmbeddingService
@@ -66,7 +66,7 @@ CHANNELS = ("DAPI", "Tubulin")
 
 def dispatch(target: Any, service_name: str, method: str, args: Any) -> Any:
     """Call an operation by its service and method name, as the Lambda handler does."""
-    return dispatch_op(target, service(service_name).find(method), args)
+    return dispatch_op(target, contract_service(service_name).find(method), args)
 
 SHAPE = (16, 20)  # (height, width)
 
@@ -250,16 +250,16 @@ def test_dispatch_rejects_bad_calls(services: Container, method: str, args: Any,
 
 
 def test_dispatch_converts_query_strings_for_int_and_bool(services: Container) -> None:
-    op = service("image-management").find("listCompatiblePlates")
+    op = contract_service("image-management").find("listCompatiblePlates")
     assert validate(op, {"width": "20", "height": 16, "depth": "1", "channels": "2"}) \
         == {"width": 20, "height": 16, "depth": 1, "channels": 2}
     with pytest.raises(InvalidInput, match="width: Input should be a valid integer, unable to parse string"):
         validate(op, {"width": "wide", "height": 1, "depth": 1, "channels": 1})
-    inspect = service("image-management").find("inspectImage")
+    inspect = contract_service("image-management").find("inspectImage")
     assert validate(inspect, {"imageId": "i", "force": "true"})["force"] is True
     with pytest.raises(InvalidInput, match="force: Input should be a valid boolean"):
         validate(inspect, {"imageId": "i", "force": "maybe"})
-    size = service("artifact").find("createArtifact")  # int | None
+    size = contract_service("artifact").find("createArtifact")  # int | None
     assert validate(size, {"contextId": "c", "uri": "s3://b/k", "size": "12"})["size"] == 12
 
 

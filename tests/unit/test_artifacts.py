@@ -13,10 +13,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "infra"))
-import modules  # noqa: E402  (infra/modules.py)
-import package  # noqa: E402  (infra/package.py)
+import modules
+import package
 
-from bioims import runtime  # noqa: E402
+from bioims import runtime
 
 PACKAGES = {name: path.partition(":")[0] for name, path in runtime.SERVICE_CLASSES.items()}
 

@@ -5,9 +5,7 @@ domain errors as calling the service itself. HTTP against a real server: tests/i
 from __future__ import annotations
 
 import inspect
-import io
-import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +34,7 @@ from tests.unit.test_api import plate, plate_record, services  # noqa: F401 - fi
 Call = tuple[str, str, dict[str, Any]]
 
 
-def lambda_clients(services: Container) -> tuple[dict[str, ServiceClient], FakeLambda]:
+def lambda_clients(services: Container) -> tuple[dict[str, ServiceClient], FakeLambda]:  # noqa: F811 - pytest fixtures (imported above)
     """Clients over Lambda invocations of each service app's ``invoke`` function."""
     fake = FakeLambda({f"bioims-{name}-dev-invoke": create_app(name, lambda: services).handler_map["invoke"]
                        for name in LAMBDA_SERVICES})
@@ -44,7 +42,7 @@ def lambda_clients(services: Container) -> tuple[dict[str, ServiceClient], FakeL
             for name in LAMBDA_SERVICES}, fake
 
 
-def read_calls(plate: dict[str, Any]) -> list[Call]:
+def read_calls(plate: dict[str, Any]) -> list[Call]:  # noqa: F811 - pytest fixtures (imported above)
     """Reads over every service whose results depend only on the stored state."""
     plate_id, image_id = plate["plate_id"], plate["images"]["B02"]
     return [
@@ -77,7 +75,7 @@ def read_calls(plate: dict[str, Any]) -> list[Call]:
     ]
 
 
-def assert_same_as_services(clients: Mapping[str, ServiceClient], services: Container, plate: dict[str, Any],
+def assert_same_as_services(clients: Mapping[str, ServiceClient], services: Container, plate: dict[str, Any],  # noqa: F811 - pytest fixtures (imported above)
                             name: str) -> None:
     """Reads, writes and errors through ``clients`` equal those of the services themselves; ``name``
     keeps this run's writes apart from other runs on the same state."""

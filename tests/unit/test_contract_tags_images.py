@@ -78,7 +78,7 @@ def started(container, monkeypatch) -> list[str]:
 def test_image_management_responses_match_the_contract(container, plates, started):
     images = container.images
     container.artifacts.set_parameter("thumbnail-widths", [32])
-    im = lambda method, **args: call(images, "image-management", method, **args)  # noqa: E731
+    im = lambda method, **args: call(images, "image-management", method, **args)
 
     good = im("populateSourcePlate", manifest=manifest_of(plates[0]))
     assert good["images"] == 10 and good["invalid_images"] == 0
@@ -164,7 +164,7 @@ def test_image_management_responses_match_the_contract(container, plates, starte
 
 def test_tags_responses_match_the_contract(container):
     tags = container.tags
-    tg = lambda method, **args: call(tags, "tags", method, **args)  # noqa: E731
+    tg = lambda method, **args: call(tags, "tags", method, **args)
 
     created = tg("createTag", value="compound:ALLN")
     assert tg("getTagById", tag_id=str(created["tag_id"])) == created == tg("getTagByValue", value="compound:ALLN")

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "infra"))
-from modules import PACKAGE, imports, module_name  # noqa: E402  (infra/modules.py)
+from modules import PACKAGE, imports, module_name
 
 SERVICES = sorted(p.name for p in (PACKAGE / "services").iterdir() if (p / "__init__.py").exists())
 DOMAIN = ("imaging", "datasets", "profiles", "training", "index", "evaluation")

@@ -26,9 +26,9 @@ ROOT = Path(__file__).resolve().parents[2]
 BUILD = ROOT / "build" / "package"
 REPORT = BUILD / "report.json"
 sys.path.insert(0, str(ROOT / "infra"))
-import package  # noqa: E402  (infra/package.py)
+import package
 
-from bioims import permissions  # noqa: E402
+from bioims import permissions
 
 BUILT = os.environ.get("BIOIMS_PACKAGE_BUILT") == "1"
 _reason = package.stale()

@@ -112,9 +112,9 @@ def test_search_index_ids_are_names(container, tmp_path: Path):
     escape = os.path.relpath(tmp_path / "trap", Path(container.settings.artifact_uri[len("file://"):]) / "indexes")
     search = container.search
     for bad in (escape, "..%2F..%2F..%2Ftrap", "../../../usr/share", "x\x00y", "x" * 5000):
-        for call in (lambda: search.delete_index(bad), lambda: search.list_indexes(train_id=bad),
-                     lambda: search.load_index(bad), lambda: search.reload_index(bad),
-                     lambda: search.delete_index(bad, "field")):
+        for call in (lambda bad=bad: search.delete_index(bad), lambda bad=bad: search.list_indexes(train_id=bad),
+                     lambda bad=bad: search.load_index(bad), lambda bad=bad: search.reload_index(bad),
+                     lambda bad=bad: search.delete_index(bad, "field")):
             with pytest.raises(InvalidInput, match="is not a valid name"):
                 call()
     assert (trap / "precious.txt").read_text() == "keep me" and (trap / "current.json").exists()
@@ -125,7 +125,7 @@ def test_search_index_ids_are_names(container, tmp_path: Path):
 
 def test_profile_set_names_are_names(container):
     for bad in ("../../x", "..", "a/b", "x" * 200):
-        for call in (lambda: container.profiles.info(bad), lambda: container.profiles.read(bad, "well")):
+        for call in (lambda bad=bad: container.profiles.info(bad), lambda bad=bad: container.profiles.read(bad, "well")):
             with pytest.raises(InvalidInput, match="profile set name .* is not a valid name"):
                 call()
     assert container.profiles.list() == []

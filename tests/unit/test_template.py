@@ -34,8 +34,8 @@ SERVICE_TEMPLATES = sorted((ROOT / "services").glob("*/template.yaml"))
 TEMPLATES = [ROOT_TEMPLATE, *NESTED, *SERVICE_TEMPLATES]
 
 sys.path.insert(0, str(INFRA))
-import package  # noqa: E402  (infra/package.py: what the services' nested stacks get)
-import render  # noqa: E402  (infra/render.py)
+import package
+import render
 
 CONTRACT_VARIABLES = {
     "BIOIMS_RUNTIME", "BIOIMS_TABLE_PREFIX", "BIOIMS_ARTIFACT_URI", "BIOIMS_INPUT_BUCKET",
@@ -76,9 +76,9 @@ def _sub_string(value: Any) -> str:
     if isinstance(value, dict) and set(value) == {"Fn::Sub"} and isinstance(value["Fn::Sub"], str):
         return value["Fn::Sub"]
     if isinstance(value, dict) and set(value) == {"Ref"}:
-        return "${%s}" % value["Ref"]
+        return f"${{{value['Ref']}}}"
     if isinstance(value, dict) and set(value) == {"Fn::GetAtt"}:
-        return "${%s}" % ".".join(value["Fn::GetAtt"])
+        return "${" + ".".join(value["Fn::GetAtt"]) + "}"
     raise AssertionError(f"resource {value!r}: write it as a string, !Sub, !Ref or !GetAtt")
 
 

@@ -196,6 +196,6 @@ def _answer(blueprint: Blueprint, service_name: str, op: Operation, get_containe
         return json_response(op.http_body(result), op.status)
     except BioimsError as e:
         return error_response(e)
-    except Exception:  # noqa: BLE001 - logged here; the caller gets a 500 without internals
+    except Exception:
         blueprint.log.exception("%s %s (%s) failed", op.http_method, op.path, op.method)
         return error_response(BioimsError("internal error (see the service log)"))

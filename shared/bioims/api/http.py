@@ -74,7 +74,7 @@ def error_response(exc: Exception, headers: dict[str, str] | None = None) -> JSO
     return JSONResponse({"error": error.to_dict()}, status_code=error.status, headers=headers)
 
 
-async def _handle(request: Request, exc: Exception) -> Response:  # noqa: ARG001 - Starlette's signature
+async def _handle(request: Request, exc: Exception) -> Response:
     return error_response(exc)
 
 
@@ -163,7 +163,7 @@ def search_app(search: SearchService, *, load: bool = True, watch: float = WATCH
     def load_and_follow() -> None:
         try:
             _log.info("search: %d indexes loaded", len(search.load_all()))
-        except Exception as e:  # noqa: BLE001 - readiness reports it; queries load indexes on demand
+        except Exception as e:
             state["load_error"] = f"{type(e).__name__}: {e}"
             _log.exception("search: loading the stored indexes failed")
         finally:
@@ -174,7 +174,7 @@ def search_app(search: SearchService, *, load: bool = True, watch: float = WATCH
                 for swapped in search.refresh():
                     _log.info("search: %s %s %s version %s swapped in", swapped["train_id"], swapped["level"],
                               swapped["metric"], swapped["version"])
-            except Exception:  # noqa: BLE001 - logged; the next round tries again, queries go on
+            except Exception:
                 _log.exception("search: following the stored indexes failed")
 
     if load:
@@ -248,7 +248,7 @@ class ChaliceGateway:
                 data = data.encode("utf-8")
             response = Response(data, status_code=int(answer["statusCode"]), headers={
                 k: v for k, v in (answer.get("headers") or {}).items() if k.lower() != "content-length"})
-        except Exception as e:  # noqa: BLE001 - one error shape for everything (error_response logs the unexpected)
+        except Exception as e:
             response = error_response(e)
         await response(scope, receive, send)
 

@@ -29,7 +29,7 @@ def type_name(annotation: Any) -> str:
     origin = typing.get_origin(annotation)
     if origin is typing.Annotated:
         return type_name(typing.get_args(annotation)[0])
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType")):
+    if origin in (typing.Union, __import__("types").UnionType):
         return " | ".join(type_name(a) for a in typing.get_args(annotation))
     if origin is not None:
         args = ", ".join(type_name(a) for a in typing.get_args(annotation))

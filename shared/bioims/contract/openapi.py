@@ -81,7 +81,7 @@ def _schema(annotation: Any, schemas: dict[str, Any], mode: str) -> dict[str, An
 class _Generator(GenerateJsonSchema):
     """pydantic's generator, without the ``title`` of every property (noise in the documents)."""
 
-    def field_title_should_be_set(self, schema: Any) -> bool:  # noqa: ARG002 - pydantic's hook
+    def field_title_should_be_set(self, schema: Any) -> bool:
         return False
 
 

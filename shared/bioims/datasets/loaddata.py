@@ -223,7 +223,7 @@ def read_moa_table(path: str | Path) -> dict[str, list[tuple[float, str]]]:
     if missing:
         raise InvalidInput(f"{what} is missing required column(s): {', '.join(missing)}")
     columns = {key: by_name[key] for key in ("compound", "concentration", "moa")}
-    for key, column in columns.items():
+    for column in columns.values():
         empty = table[column] == ""
         if empty.any():
             raise InvalidInput(f"{what}: line {line_numbers(table, empty)[0]}: empty {column}")

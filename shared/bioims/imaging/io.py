@@ -339,7 +339,7 @@ def _decode(fh: BinaryIO) -> np.ndarray:
         raise _Unreadable(f"image too large to decode safely ({exc})") from exc
     # Decoders fail on damaged input with anything from struct.error to zlib.error or SyntaxError:
     # every failure while decoding bytes that passed the magic check means a damaged file.
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise _Unreadable(f"truncated or corrupt image ({_describe(exc)})") from exc
 
 

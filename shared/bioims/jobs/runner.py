@@ -34,7 +34,7 @@ def run_unit(container: Container, step: str, params: dict[str, Any]) -> dict[st
         return STEPS[step](container, **params)
     except BioimsError as e:
         return {**params, "failure": e.message}
-    except Exception as e:  # noqa: BLE001 - one bad unit must not stop the batch; the reason is kept
+    except Exception as e:
         return {**params, "failure": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc(limit=5)}
 
 

@@ -60,7 +60,7 @@ class ProfileProcessing:
     metric: Literal["pearson", "cosine", "euclidean"] = "pearson"
 
 
-def process_profiles(wells: pd.DataFrame, options: ProfileProcessing = ProfileProcessing()) -> pd.DataFrame:
+def process_profiles(wells: pd.DataFrame, options: ProfileProcessing | None = None) -> pd.DataFrame:
     """Treatment-level profiles (DMSO dropped) from well-level ones, ready for
     :func:`bioims.evaluation.knn.nsc`.
 
@@ -70,7 +70,8 @@ def process_profiles(wells: pd.DataFrame, options: ProfileProcessing = ProfilePr
         One row per well (see :func:`~bioims.profiles.io.load_feature_table`): at least
         ``Metadata_Compound``, ``Metadata_Concentration`` and the ``normalize_by`` column, DMSO wells
         included; ``Metadata_MoA`` and ``Metadata_Batch`` are carried along.
-    options : ProfileProcessing
+    options : ProfileProcessing, optional
+        Default: ``ProfileProcessing()``.
 
     Returns
     -------
@@ -79,6 +80,7 @@ def process_profiles(wells: pd.DataFrame, options: ProfileProcessing = ProfilePr
         (joined with ``";"`` where it varies within a treatment, e.g. plates, wells, batches), the
         selected features.
     """
+    options = options or ProfileProcessing()
     if options.metric not in values(Similarity):
         raise InvalidInput(f"metric must be pearson, cosine or euclidean, not {options.metric!r}")
     require_columns(wells, list(TREATMENT))

@@ -11,7 +11,8 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
+from collections.abc import Iterator
 from urllib.parse import quote, unquote, urlparse
 
 from ..errors import InvalidInput, NotFound

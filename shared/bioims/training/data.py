@@ -70,7 +70,7 @@ def load_crops(objects: ObjectStore, uri: str, shape: tuple[int, ...]) -> np.nda
         crops = np.load(io.BytesIO(objects.get_bytes(uri)), allow_pickle=False)
     except BioimsError:
         raise
-    except Exception as e:  # noqa: BLE001 - a truncated or foreign file: say which and why
+    except Exception as e:
         raise InvalidInput(f"crops {uri} are unreadable: {type(e).__name__}: {e}") from None
     if crops.dtype != np.uint16 or crops.shape[1:] != shape:
         raise InvalidInput(f"crops {uri} are {crops.dtype} {tuple(crops.shape[1:])}, the spec wants uint16 "

@@ -67,7 +67,7 @@ class Preset:
     nucleus_radius: float
     cells_per_field: float
 
-    def with_options(self, **options: Any) -> "Preset":
+    def with_options(self, **options: Any) -> Preset:
         """A copy with some fields changed (``sites=4``, ``batches=12``, ...), validated."""
         unknown = set(options) - set(self.__dataclass_fields__)
         if unknown:

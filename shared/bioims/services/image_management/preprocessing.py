@@ -151,7 +151,7 @@ class PreprocessingService:
                     raise InvalidInput(f"image {row.image_id} channel {channel} has shape {image.shape}, "
                                        f"the spec wants {shape}")
                 accumulator.add(image)
-            except Exception as e:  # noqa: BLE001 - recorded below; the plate's other fields go on
+            except Exception as e:
                 unreadable[row.image_id] = reason = one_line(e)
                 if plate.message_id:
                     self._artifacts.add_message(plate.message_id, f"flat-field {s.name}/{channel}: skipped "

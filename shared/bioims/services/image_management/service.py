@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter as Tally
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -429,7 +429,7 @@ class ImageManagementService:
         try:
             uris = self._roots.field_uris(row.channel_uris, row.channels, f"image {image_id}")
             info = inspect_field(uris, self._objects)
-        except Exception as e:  # noqa: BLE001 - every failure is recorded on the row, none leaves it registered
+        except Exception as e:
             reason = one_line(e) if isinstance(e, InvalidInput) else f"inspection failed: {one_line(e)}"
             actions = [self._t.images.status.set(ImageStatus.INVALID), self._t.images.error.set(reason)]
             result = {"image_id": image_id, "status": ImageStatus.INVALID, "error": reason}

@@ -588,7 +588,7 @@ class SearchService:
             for page, records in batch:
                 try:
                     self._write_page(page, records)
-                except Exception:  # noqa: BLE001 - readable from memory; the page is written again with its next record
+                except Exception:
                     pass
             with self._records:
                 self._writing = 0

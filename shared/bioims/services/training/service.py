@@ -129,10 +129,10 @@ class TrainingService:
             raise InvalidInput(f"holdout must be one of {', '.join(HOLDOUT_MODES)}, got {holdout!r}")
         settings = _override(s.training, epochs=epochs, seed=seed)
         fields = self._fields(s, preprocessed=False)
-        if not fields:
-            raise InvalidInput(f"no validated plate has the shape and channels of spec {s.name}")
         if require_preprocessed and not any(f.cells for f in fields):
             raise InvalidInput(f"no preprocessed fields under spec {s.name}; run `bioims preprocess {s.name}`")
+        if not fields:
+            raise InvalidInput(f"no validated plate has the shape and channels of spec {s.name}")
         category = settings.label_category
         compound_moa = {f.compound: f.metadata.get(category) for f in fields if f.compound}
         plan = holdout_plan(holdout, compound_moa, folds=settings.folds, seed=settings.seed)
