@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from .client.clients import CLIENTS
@@ -127,6 +127,9 @@ class Container:
     runner: RunnerPort | None
     roots: IngestRoots = field(default_factory=IngestRoots)
     """Where input images and manifests may be read from."""
+    rebuild: Callable[[Settings], Container] | None = None
+    """The composition root that made this container (:func:`local`), which a local pool's worker
+    processes call to build their own; None where there are no worker processes."""
 
     @property
     def preprocessing(self) -> PreprocessingService:
@@ -220,7 +223,7 @@ def local(settings: Settings | None = None) -> Container:
     container = build(settings, database, ObjectStore(_s3_client(settings)), runner,
                       roots=IngestRoots(settings.input_roots, home=settings.home))
     database.create()
-    return container
+    return replace(container, rebuild=local)
 
 
 def aws(settings: Settings | None = None, runner: RunnerPort | None = None, *, service: str,

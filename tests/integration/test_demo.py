@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from bioims.cli import _demo_human
+from bioims.cli.stack import _demo_human
 from bioims.demo import METHOD_ORDER, run_demo
 
 

@@ -351,7 +351,7 @@ def test_domain_and_usage_errors_keep_their_form(cli):
 
 
 def test_job_summaries_name_counts_and_the_first_failure():
-    from bioims.cli import _embed_failures, _preprocess_failures, _process_failures, _train_failures
+    from bioims.cli.base import _embed_failures, _preprocess_failures, _process_failures, _train_failures
 
     pre = {"fields": 38, "failed": 3, "flatfields": 12, "failed_flatfields": 1, "failed_fields": 2,
            "failures": [{"spec": "s", "plate_id": "P1", "channel": "DAPI", "failure": "no readable DAPI images"},

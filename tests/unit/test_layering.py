@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "infra"))
-from modules import PACKAGE, imports, module_name
+from modules import PACKAGE, files, imports, module_name
 
 SERVICES = sorted(p.name for p in (PACKAGE / "services").iterdir() if (p / "__init__.py").exists())
 DOMAIN = ("imaging", "datasets", "profiles", "training", "index", "evaluation")
@@ -65,3 +65,11 @@ def test_domain_code_never_imports_aws_or_the_services(package):
 def test_ports_and_the_table_base_import_no_service():
     for module in ("bioims.services.ports", "bioims.store.tables"):
         assert not {i for i in MODULES[module] if owner(i)}, module
+
+
+def test_the_job_runner_does_not_import_the_composition_root():
+    """runtime -> jobs.runner -> jobs.steps must not lead back to runtime: the runner gets the composition
+    root passed in (``Container.rebuild``); only the ``python -m bioims.jobs`` entry point builds one."""
+    for name, path in files().items():
+        if name.startswith("bioims.jobs") and name != "bioims.jobs.__main__":
+            assert "bioims.runtime" not in imports(path, name, type_checking=False), name

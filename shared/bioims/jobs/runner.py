@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import traceback
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -41,12 +42,10 @@ def run_unit(container: Container, step: str, params: dict[str, Any]) -> dict[st
 _WORKER: Container | None = None  # one container per pool worker process, built by _init_worker
 
 
-def _init_worker(settings: Settings) -> None:
+def _init_worker(build: Callable[[Settings], Container], settings: Settings) -> None:
     global _WORKER
-    from ..runtime import local
-
     _die_with_parent()
-    _WORKER = local(settings)
+    _WORKER = build(settings)
 
 
 def _die_with_parent() -> None:
@@ -75,7 +74,8 @@ class LocalPool:
     Parameters
     ----------
     container : Container
-        Used inline; worker processes build their own from ``container.settings``.
+        Used inline; worker processes build their own with ``container.rebuild(container.settings)`` (the
+        composition root that made it, passed in: this module does not import the runtime).
     workers : int
         Processes (1 = run in this process).
     progress : bool
@@ -107,8 +107,12 @@ class LocalPool:
             settings = self.container.settings
             if not settings.dynamodb_url and self.container.database.host:
                 settings = settings.with_(dynamodb_url=self.container.database.host)
+            build = self.container.rebuild
+            if build is None:
+                raise InvalidInput("this runtime cannot start worker processes (its container has no rebuild); "
+                                   "use workers=1")
             self._executor = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                                 initializer=_init_worker, initargs=(settings,))
+                                                 initializer=_init_worker, initargs=(build, settings))
         return self._executor
 
     def map(self, step: str, params: list[dict[str, Any]], *, desc: str) -> list[dict[str, Any]]:
