@@ -9,6 +9,10 @@ PIP    := $(PY) -m pip
 export BIOIMS_HOME ?= $(CURDIR)/.bioims
 # pytest workers: 2 cores -> 2 workers
 WORKERS ?= 2
+# Deployment tools live in their own venvs under .tools/ (the SAM CLI's pins clash with ours):
+#   .tools/        aws-sam-cli and hadolint (a pip wheel of the hadolint binary)
+#   .tools/py312/  python3.12 with chalice and the runtime dependencies: `chalice package` imports the apps
+TOOLS      := .tools
 
 .PHONY: lint setup test test-unit test-integration demo bench clean help validate package deploy tools emulate
 
@@ -68,10 +72,6 @@ clean:
 	rm -rf $(VENV) node_modules .bioims .tools build
 
 # ------------------------------------------------------------------------------------ AWS (docs/deployment.md)
-# Deployment tools live in their own venvs under .tools/ (the SAM CLI's pins clash with ours):
-#   .tools/        aws-sam-cli and hadolint (a pip wheel of the hadolint binary)
-#   .tools/py312/  python3.12 with chalice and the runtime dependencies: `chalice package` imports the apps
-TOOLS      := .tools
 SAM        := $(TOOLS)/bin/sam
 HADOLINT   := $(TOOLS)/bin/hadolint
 PY312      ?= $(shell PYENV_VERSION=3.12.1 pyenv which python 2>/dev/null || command -v python3.12)
