@@ -97,7 +97,7 @@ $(TOOLS)/py312/.installed: shared/pyproject.toml
 	@test -n "$(PY312)" || { echo "python3.12 not found (pyenv: PYENV_VERSION=3.12.1; or set PY312=...)"; exit 1; }
 	test -x $(TOOLS)/py312/bin/python || $(PY312) -m venv $(TOOLS)/py312
 	$(TOOLS)/py312/bin/python -m pip install $(PIP_QUIET) "pip<26.3" "chalice==1.34.0" \
-		$$($(PY) -c "import tomllib; print(' '.join(d for d in tomllib.load(open('shared/pyproject.toml', 'rb'))['project']['dependencies'] if not d.startswith('chalice')))") \
+		$$($(PY) infra/package.py --runtime-pins | tr ' ' '\n' | grep -v '^chalice') \
 		2>&1 | grep -v "^WARNING: Location" || true
 	$(TOOLS)/py312/bin/chalice --version
 	touch $@

@@ -134,14 +134,21 @@ def missing_requirements(service: str, package: Path = modules.PACKAGE) -> set[s
 
 
 # ------------------------------------------------------------------------------------------ dependencies
-# ------------------------------------------------------------------------------------------ dependencies
+def runtime_pins() -> dict[str, str]:
+    """Distribution -> pin of what the services run: ``bioims[server]`` of ``shared/pyproject.toml`` (the
+    base install, the ``client`` extra and the ``server`` extra)."""
+    project = tomllib.loads((ROOT / "shared" / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+    pins = [*project["dependencies"], *extras["client"], *extras["server"]]
+    return {_distribution(r): r for r in pins if not r.startswith("bioims")}
+
+
 def requirements(service: str) -> list[str]:
     """The pinned distributions of ``services/<service>/requirements.txt`` (comments and blanks dropped);
     each pin must be the one of ``shared/pyproject.toml`` (the versions tested together)."""
     path = ROOT / "services" / service / "requirements.txt"
     reqs = sorted(line.split("#")[0].strip() for line in path.read_text().splitlines() if line.split("#")[0].strip())
-    project = tomllib.loads((ROOT / "shared" / "pyproject.toml").read_text())["project"]
-    pins = {_distribution(r): r for r in project["dependencies"]}
+    pins = runtime_pins()
     for req in reqs:
         if pins.get(_distribution(req)) != req:
             raise PackagingError(f"{path.relative_to(ROOT)}: {req!r} is not a runtime dependency pinned in "
@@ -433,9 +440,13 @@ def deploy_parameters(service: str, env: str, root_outputs: list[dict[str, str]]
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("services", nargs="*", default=list(SERVICES))
+    parser.add_argument("--runtime-pins", action="store_true", help="print the services' runtime pins and exit")
     parser.add_argument("--deploy-parameters", nargs=3, metavar=("ENV", "ROOT_OUTPUTS_JSON", "OVERRIDES"),
                         help="print the parameter overrides of one service deployed alone (make deploy SERVICE=)")
     args = parser.parse_args(argv)
+    if args.runtime_pins:
+        print(" ".join(sorted(runtime_pins().values())))
+        return 0
     if args.deploy_parameters:
         env, outputs, overrides = args.deploy_parameters
         (service,) = args.services

@@ -22,17 +22,25 @@ from ..settings import Settings
 
 
 class Ctx:
-    """Per-invocation state: settings (read once) and the lazily built local container."""
+    """Per-invocation state: settings (read once), and the services the commands call: the lazily built
+    local container, or the clients of a deployed stack (``--stack``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, stack: str | None = None, profile: str | None = None, region: str | None = None) -> None:
         self.settings = Settings.from_env()
         self.progress = False
+        self.stack = stack
+        self.profile = profile
+        self.region = region
+        self.command = "bioims"
         self._local: Any = None
         self._container: Any = None
 
     @property
     def local(self) -> Any:
         """The local container (dynalite started on demand)."""
+        if self.stack:
+            raise LocalOnly(f"{self.command} runs on this machine only, not against a deployed stack "
+                            f"(drop --stack / BIOIMS_STACK={self.stack})")
         if self._local is None:
             from ..runtime import local
 
@@ -41,12 +49,62 @@ class Ctx:
 
     @property
     def container(self) -> Any:
-        """The local container, its services' operations validated by the contract (as over the API)."""
+        """The services: the local container, its operations validated by the contract (as over the API);
+        with ``--stack``, the stack's clients (SigV4-signed HTTP), which have the same operations."""
         if self._container is None:
-            from ..client import validated
+            if self.stack:
+                from ..client import Stack, aws_session
 
-            self._container = validated(self.local)
+                session = aws_session(self.profile, self.region)
+                self._container = _StackView(Stack.discover(self.stack, session).connect(session), self)
+            else:
+                from ..client import validated
+
+                self._container = validated(self.local)
         return self._container
+
+
+class LocalOnly(BioimsError):
+    """A command (or the part of one) that needs this machine's stack was run with ``--stack``."""
+
+
+class _StackView:
+    """A deployed stack's clients under the container's names; what only the local container has (the
+    workflow runner, ingest from local files, profiles, training jobs) fails in one line, naming the command."""
+
+    def __init__(self, remote: Any, obj: Ctx) -> None:
+        self._remote = remote
+        self._obj = obj
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        if name not in self._remote.ATTRIBUTES:
+            raise self._local_only(name)
+        return _ServiceView(self._remote.service(self._remote.ATTRIBUTES[name]), self, name)
+
+    def service(self, name: str) -> Any:
+        """The client of service ``name`` (``tags``, ``image-management``, ...)."""
+        return self._remote.service(name)
+
+    def _local_only(self, what: str) -> LocalOnly:
+        return LocalOnly(f"{self._obj.command} runs on this machine only (it needs the local {what}), not against "
+                         f"the deployed stack {self._obj.stack} (drop --stack / BIOIMS_STACK)")
+
+
+class _ServiceView:
+    def __init__(self, client: Any, stack: _StackView, name: str) -> None:
+        self._client = client
+        self._stack = stack
+        self._name = name
+
+    def __getattr__(self, method: str) -> Any:
+        if method.startswith("_"):
+            raise AttributeError(method)
+        try:
+            return getattr(self._client, method)
+        except AttributeError:
+            raise self._stack._local_only(f"{self._name}.{method}") from None
 
 
 def _emit(result: Any, as_json: bool, human: Callable[[Any], None] | None) -> None:
@@ -61,12 +119,13 @@ class JobFailed(BioimsError):
 
 
 def command(group: click.Group, name: str | None = None, human: Callable[[Any], None] | None = None,
-            failures: Callable[[Any], str | None] | None = None,
+            failures: Callable[[Any], str | None] | None = None, remote: bool = True,
             **kwargs: Any) -> Callable[[Callable[..., Any]], click.Command]:
     """Register a command that returns a JSON-ready result: adds ``--json``/``--quiet`` and prints the
     result (JSON or via ``human``). ``failures`` summarises in one line what a job's result reports as
     failed (None: nothing); the result is printed all the same, then the summary goes to stderr and the
-    exit code is 1 (:class:`JobFailed`). Errors become one line on stderr and exit 1 (:class:`Main`)."""
+    exit code is 1 (:class:`JobFailed`). Errors become one line on stderr and exit 1 (:class:`Main`).
+    ``remote=False``: the command is about this machine (its stack, files, the demo) and refuses ``--stack``."""
 
     def decorator(fn: Callable[..., Any]) -> click.Command:
         @click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
@@ -75,6 +134,10 @@ def command(group: click.Group, name: str | None = None, human: Callable[[Any], 
         @functools.wraps(fn)
         def wrapper(obj: Ctx, as_json: bool, quiet: bool, **params: Any) -> None:
             obj.progress = not quiet and sys.stderr.isatty()
+            obj.command = click.get_current_context().command_path
+            if obj.stack and not remote:
+                raise LocalOnly(f"{obj.command} is about this machine's stack, not a deployed one "
+                                f"(drop --stack / BIOIMS_STACK={obj.stack})")
             result = fn(obj, **params)
             _emit(result, as_json, human)
             summary = failures(result) if failures is not None else None
@@ -101,6 +164,9 @@ class Main(click.Group):
             raise
         except BioimsError as e:
             click.echo(f"error: {one_line(e)}", err=True)
+        except ModuleNotFoundError as e:  # a client-only install (bioims[client]) running a local command
+            click.echo(f"error: {ctx.invoked_subcommand or 'this command'} needs the server install "
+                       f"(pip install 'bioims[server]'): no module {e.name!r}", err=True)
         except Exception as e:
             if isinstance(e, OSError) and e.errno == errno.EPIPE:
                 raise  # stdout closed by the reader (`bioims ... | head`): click handles it
@@ -129,10 +195,15 @@ def _keep_traceback(ctx: click.Context, error: Exception) -> str:
 @click.group(cls=Main, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="bioims")
 @click.option("--debug", is_flag=True, help="On an unexpected error, print its traceback on stderr.")
+@click.option("--stack", envvar="BIOIMS_STACK", metavar="NAME",
+              help="Work against this deployed CloudFormation stack (its services found from its outputs, requests "
+                   "SigV4-signed) instead of this machine's stack. Env: BIOIMS_STACK.")
+@click.option("--profile", envvar="AWS_PROFILE", metavar="NAME", help="AWS profile for --stack (env: AWS_PROFILE).")
+@click.option("--region", metavar="REGION", help="AWS region of --stack (default: the profile's).")
 @click.pass_context
-def main(ctx: click.Context, debug: bool) -> None:
+def main(ctx: click.Context, debug: bool, stack: str | None, profile: str | None, region: str | None) -> None:
     """bioims: image embeddings and phenotype similarity search for high-content screening."""
-    ctx.obj = Ctx()
+    ctx.obj = Ctx(stack=stack, profile=profile, region=region)
 
 
 def _table(rows: list[dict[str, Any]], columns: list[str]) -> None:

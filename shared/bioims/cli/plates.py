@@ -27,7 +27,7 @@ def _synth_human(r: dict[str, Any]) -> None:
     click.echo(f"next: bioims ingest loaddata {r['out']}/synth_image.csv --moa {r['out']}/synth_moa.csv")
 
 
-@command(dataset, "synth", human=_synth_human)
+@command(dataset, "synth", human=_synth_human, remote=False)
 @click.argument("out", type=click.Path(path_type=Path))
 @click.option("--preset", type=click.Choice(["tiny", "demo", "full"]), default="demo", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)

@@ -39,7 +39,7 @@ def index_build(obj: Ctx, train_id: str, level: str, kind: str, metric: str) -> 
 @click.argument("train_id", required=False)
 def index_list(obj: Ctx, train_id: str | None) -> list[dict[str, Any]]:
     """Stored indexes (of one train run, or all)."""
-    return obj.container.search.list_indexes(train_id)
+    return obj.container.search.indexes(stored=True, train_id=train_id)
 
 
 @command(index, "delete", human=_kv)
@@ -92,8 +92,15 @@ def search(obj: Ctx, train_id: str, image_id: str | None, item: str | None, vect
             request["vector"] = np.load(vector, allow_pickle=False).astype(float).ravel().tolist()
         except (ValueError, OSError) as e:
             raise InvalidInput(f"cannot read {vector} as a .npy array: {e}") from None
+    if url:  # every call of this command through that server (nothing local is started)
+        from ..client import Remote
+
+        services: Any = Remote.at(url)
+    else:
+        services = obj.container
     if files:
-        channels = obj.container.training.spec(obj.container.training.get_training(train_id)["spec_name"]).input.channels
+        spec_name = services.training.get_training(train_id)["spec_name"]
+        channels = services.training.get_embedding_info(spec_name)["input"]["channels"]
         named = [f.split("=", 1) if "=" in f else [None, f] for f in files]
         if len(named) != len(channels):
             raise InvalidInput(f"give one --file per channel ({', '.join(channels)}), got {len(named)}")
@@ -101,11 +108,7 @@ def search(obj: Ctx, train_id: str, image_id: str | None, item: str | None, vect
                              for i, (ch, path) in enumerate(named)}
         if flatfield_plate:
             request["flatfield_plate"] = flatfield_plate
-    if url:
-        from ..client import SearchClient
-
-        return SearchClient(f"{url.rstrip('/')}/search").search(**request)
-    return obj.container.search.search(**request)
+    return services.search.search(**request)
 
 
 @command(main, "search-result", human=lambda r: click.echo(json.dumps(r, indent=2, default=str)))

@@ -14,7 +14,7 @@ from .base import Ctx, _kv, _score, _table, command, main
 # ------------------------------------------------------------------------------------------ local stack
 
 
-@command(main, human=_kv)
+@command(main, human=_kv, remote=False)
 def up(obj: Ctx) -> dict[str, Any]:
     """Start the local stack (dynalite) and create missing tables (idempotent)."""
     _ = obj.container  # starts dynalite on demand and creates the tables
@@ -23,7 +23,7 @@ def up(obj: Ctx) -> dict[str, Any]:
     return LocalStack(obj.settings).status()
 
 
-@command(main, human=_kv)
+@command(main, human=_kv, remote=False)
 def down(obj: Ctx) -> dict[str, Any]:
     """Stop the local stack (its data is kept)."""
     from ..local_stack import LocalStack
@@ -33,7 +33,7 @@ def down(obj: Ctx) -> dict[str, Any]:
     return stack.status() | {"stopped": was_running}
 
 
-@command(main, human=_kv)
+@command(main, human=_kv, remote=False)
 def status(obj: Ctx) -> dict[str, Any]:
     """Describe the local stack."""
     from ..local_stack import LocalStack
@@ -81,7 +81,7 @@ def _demo_human(r: dict[str, Any]) -> None:
                f"your own plates: `bioims ingest loaddata ...` onwards (README.md, tutorial)")
 
 
-@command(main, human=_demo_human)
+@command(main, human=_demo_human, remote=False)
 @click.option("--preset", type=click.Choice(["tiny", "demo", "full"]), default="demo", show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Where the synthetic dataset goes (default: $BIOIMS_HOME/datasets/<preset>).")
@@ -111,6 +111,10 @@ def demo(obj: Ctx, preset: str, out: Path | None, seed: int, workers: int | None
 @click.pass_obj
 def serve(obj: Ctx, host: str, port: int, ingest_roots: tuple[Path, ...]) -> None:
     """Every service's HTTP API on one address (foreground; Ctrl-C stops)."""
+    if obj.stack:
+        click.echo(f"error: bioims serve serves this machine's stack, not a deployed one "
+                   f"(drop --stack / BIOIMS_STACK={obj.stack})", err=True)
+        sys.exit(1)
     from ..api.server import serve as run_server
 
     if ingest_roots:
@@ -150,6 +154,8 @@ def call(obj: Ctx, service: str, method: str, arguments: str, url: str | None,
         client = connect(service, url=f"{url.rstrip('/')}/{service}")
     elif function_name:
         client = connect(service, function_name=function_name)
+    elif obj.stack:
+        client = obj.container.service(service)
     else:
         client = connect(service, container=obj.container)
     return dispatch(client, contract(service).find(method), args)

@@ -124,11 +124,12 @@ def connect(service: str, url: str | None = None, function_name: str | None = No
     Parameters
     ----------
     service : str
-        ``"artifact"``, ``"tags"`` or ``"image-management"``.
+        One of :data:`CLIENTS` (``"tags"``, ``"image-management"``, ...).
     url : str, optional
         The service's API: ``http://127.0.0.1:8700/<service>`` under ``bioims serve``.
     function_name : str, optional
-        The service's ``invoke`` Lambda function; ``lambda_client`` defaults to ``boto3.client("lambda")``.
+        The service's ``invoke`` Lambda function (or the ``http://`` endpoint of a Lambda emulator);
+        ``lambda_client`` defaults to botocore's Lambda client of the AWS chain's credentials and region.
     container : Container, optional
         Call the services of this container directly.
 
@@ -146,11 +147,8 @@ def connect(service: str, url: str | None = None, function_name: str | None = No
     if url is not None:
         transport = HttpTransport(url, session=session, timeout=timeout)
     elif function_name is not None:
-        if lambda_client is None:
-            import boto3
-
-            lambda_client = boto3.client("lambda")
-        transport = LambdaTransport(function_name, lambda_client)
+        transport = LambdaTransport(function_name, lambda_client) if lambda_client is not None \
+            else LambdaTransport.to(function_name, service)
     else:
         assert container is not None
         transport = InProcessTransport(container)

@@ -202,17 +202,18 @@ class Unreachable:
 
 
 def lambda_endpoint_client(endpoint: str) -> Any:
-    """A boto3 Lambda client of one endpoint (a Lambda emulator), one attempt per call."""
-    import boto3
+    """A botocore Lambda client of one endpoint (a Lambda emulator), one attempt per call."""
+    import botocore.session
 
-    return boto3.client("lambda", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="local",
-                        aws_secret_access_key="local", config=_one_attempt())
+    return botocore.session.get_session().create_client(
+        "lambda", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="local",
+        aws_secret_access_key="local", config=_one_attempt())
 
 
 def _default_clients(name: str) -> Any:
-    import boto3
+    import botocore.session
 
-    return boto3.client(name, config=_one_attempt())
+    return botocore.session.get_session().create_client(name, config=_one_attempt())
 
 
 def _one_attempt() -> Any:
