@@ -52,7 +52,7 @@ test: setup lint validate package $(TOOLS)/lambda-runtime/.installed
 # the domain packages, the contract, the store and the logs.
 DOCTESTED := $(addprefix shared/bioims/,imaging datasets profiles training index evaluation contract store logs.py)
 lint: setup
-	$(BIN)/ruff check --config shared/pyproject.toml shared/bioims tests benchmarks infra services
+	$(BIN)/ruff check --config shared/pyproject.toml shared/bioims tests benchmarks infra services examples
 	$(BIN)/pytest -q -p no:cacheprovider --doctest-modules $(DOCTESTED)
 
 test-unit: setup

@@ -307,3 +307,19 @@ def test_search_server_workers_share_the_port_and_follow_reloads(indexed, tmp_pa
         proc.terminate()
         assert proc.wait(timeout=20) == 0
         log.close()
+
+
+def test_the_search_example_prints_hits_with_compound_and_moa(indexed, server, tmp_path):
+    from tests.integration.test_examples import run_example
+
+    c, train_id = indexed
+    image_id = fields(c, train_id)["Metadata_ImageId"].iloc[3]
+    expected = c.search.search(train_id, image_id=image_id, k=4, require_moa=True)["hits"]
+    out = run_example("search_by_image.py", "--url", server, train_id, image_id, "-k", "4",
+                      tmp_path=tmp_path).stdout.splitlines()
+    assert out[0].split() == ["rank", "distance", "plate", "well", "compound", "moa"]
+    rows = [line.split(None, 5) for line in out[1:-1]]
+    assert [(int(r[0]), r[2], r[3], r[4], r[5]) for r in rows] == [
+        (h["rank"], h["plate"], h["well"], h["compound"], h["moa"]) for h in expected]
+    assert np.allclose([float(r[1]) for r in rows], [h["distance"] for h in expected], atol=1e-4)
+    assert out[-1].startswith("search ") and out[-1].endswith(" ms") and " 4 hits " in out[-1]

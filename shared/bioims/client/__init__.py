@@ -17,7 +17,7 @@ Clients have the methods (names, parameters, results, errors) of the services in
 
 from .clients import (CLIENTS, ArtifactClient, EmbeddingClient, ImageManagementClient, SearchClient, ServiceClient,
                       TagsClient, TrainingClient, Validated, connect, validated)
-from .aws import Remote, SigV4, Stack, aws_session
+from .aws import Remote, SigV4, Stack, aws_session, deployment
 from .transports import HttpTransport, InProcessTransport, LambdaTransport, Transport
 
 __all__ = [
@@ -39,5 +39,6 @@ __all__ = [
     "Validated",
     "aws_session",
     "connect",
+    "deployment",
     "validated",
 ]

@@ -211,3 +211,19 @@ class Remote:
 
     def __repr__(self) -> str:
         return f"Remote({self.where!r}, services={sorted(self.clients)})"
+
+
+def deployment(url: str | None = None, stack: str | None = None, profile: str | None = None,
+               region: str | None = None, via: Literal["http", "lambda"] = "http") -> Remote:
+    """Every service of one deployment: a `bioims serve` at ``url``, or the CloudFormation ``stack`` (found
+    with ``profile``'s credentials in ``region``, reached over ``via``). Exactly one of ``url`` and ``stack``
+    (``stack`` defaults to ``$BIOIMS_STACK``). The one line the example scripts start with."""
+    import os
+
+    stack = stack or (None if url else os.environ.get("BIOIMS_STACK"))
+    if (url is None) == (stack is None):
+        raise BioimsError("give exactly one of url (a `bioims serve`) and stack (a deployed stack, or BIOIMS_STACK)")
+    if url is not None:
+        return Remote.at(url)
+    session = aws_session(profile, region)
+    return Stack.discover(stack, session).connect(session, via=via)
