@@ -108,10 +108,12 @@ def test_cli_on_a_stack_gives_what_the_local_cli_gives(deployed, container) -> N
 def test_commands_about_this_machine_refuse_a_stack_in_one_line(deployed) -> None:
     name, _, env = deployed
     for args in (["up"], ["status"], ["demo", "--preset", "tiny"], ["serve"], ["profiles", "list"],
-                 ["dataset", "synth", "out"]):
+                 ["dataset", "synth", "out"], ["train", "spec-x"], ["ingest", "manifest", "plate.json"],
+                 ["plate", "process", "--all"], ["embed", "t-1"], ["evaluate", "t-1"]):
         proc = _cli(env, "--stack", name, *args, expect=1)
         assert proc.stderr.count("\n") == 1, (args, proc.stderr)
         assert "not against" in proc.stderr or "not a deployed" in proc.stderr, (args, proc.stderr)
+        assert f"bioims {args[0]}" in proc.stderr, (args, proc.stderr)
     local = _cli(env, "plate", "list", expect=1)  # no --stack: the local stack, which a client install lacks
     assert local.stderr.startswith("error: plate needs the server install (pip install 'bioims[server]'): no module")
     unknown = _cli(env, "--stack", "bioims-no-such-stack", "plate", "list", expect=1)

@@ -60,7 +60,7 @@ def _preprocess_human(r: dict[str, Any]) -> None:
     _echo_failures(r)
 
 
-@command(main, human=_preprocess_human, failures=lambda r: _preprocess_failures(r))
+@command(main, human=_preprocess_human, failures=lambda r: _preprocess_failures(r), remote=False)
 @click.argument("spec_name", metavar="SPEC")
 @click.option("--plate", "plates", multiple=True, help="Only these plates (id or source id; repeatable).")
 @click.option("--workers", type=int, default=None, help="Processes (default: the CPU count).")
@@ -84,7 +84,7 @@ def _train_human(r: dict[str, Any]) -> None:
     click.echo(f"{len(r['models'])} models, {r['failed']} failed, {r['seconds']} s")
 
 
-@command(main, human=_train_human, failures=lambda r: _train_failures(r))
+@command(main, human=_train_human, failures=lambda r: _train_failures(r), remote=False)
 @click.argument("spec_name", metavar="SPEC")
 @click.option("--holdout", type=click.Choice(values(Holdout)), default="none", show_default=True,
               help="none: one model on every compound; compound: one model per left-out compound; folds: K "
@@ -151,7 +151,7 @@ def profiles() -> None:
     """Feature-profile sets (e.g. CellProfiler per-well tables) kept as named embeddings."""
 
 
-@command(profiles, "import", human=_kv)
+@command(profiles, "import", human=_kv, remote=False)
 @click.argument("csv", type=click.Path(path_type=Path))
 @click.option("--metadata", "metadata_csv", required=True, type=click.Path(path_type=Path),
               help="Plate map or image CSV: plate, well -> compound, concentration (BBBC021 image CSV works).")
@@ -177,7 +177,7 @@ def profiles_import(obj: Ctx, csv: Path, metadata_csv: Path, moa_csv: Path | Non
     return obj.container.profiles.import_table(name, csv, metadata_csv, moa_csv, options)
 
 
-@command(profiles, "compute", human=_kv)
+@command(profiles, "compute", human=_kv, remote=False)
 @click.argument("kind", type=click.Choice(["handcrafted", "naive"]))
 @click.option("--spec", "spec_name", required=True, help="Embedding spec whose preprocessed fields are used.")
 @click.option("--name", required=True, help="Name of the profile set.")
@@ -195,7 +195,7 @@ def profiles_compute(obj: Ctx, kind: str, spec_name: str, name: str, plates: tup
 @command(profiles, "list", human=lambda rows: _table(
     [{"name": r["name"], "wells": r["rows"]["well"], "treatments": r["rows"]["treatment"],
       "features": r["features"], "metric": r["processing"]["metric"]} for r in rows],
-    ["name", "wells", "treatments", "features", "metric"]))
+    ["name", "wells", "treatments", "features", "metric"]), remote=False)
 def profiles_list(obj: Ctx) -> list[dict[str, Any]]:
     """Every profile set."""
     return obj.container.profiles.list()
@@ -209,7 +209,7 @@ def _evaluate_human(r: dict[str, Any]) -> None:
         click.echo(f"report: {r['report']}")
 
 
-@command(main, human=_evaluate_human)
+@command(main, human=_evaluate_human, remote=False)
 @click.argument("train_ids", metavar="[TRAIN_ID]...", nargs=-1)
 @click.option("--profiles", "profile_set", help="A named profile set to evaluate (instead of train runs).")
 @click.option("--metric", type=click.Choice(values(Similarity)), default=None,
@@ -248,7 +248,7 @@ def _embed_human(r: dict[str, Any]) -> None:
     _echo_failures(r)
 
 
-@command(main, human=_embed_human, failures=lambda r: _embed_failures(r))
+@command(main, human=_embed_human, failures=lambda r: _embed_failures(r), remote=False)
 @click.argument("train_id")
 @click.option("--plate", "plates", multiple=True, help="Only these plates (id or source id; repeatable).")
 @click.option("--workers", type=int, default=None, help="Processes (default: the CPU count).")
@@ -259,7 +259,7 @@ def embed(obj: Ctx, train_id: str, plates: tuple[str, ...], workers: int | None,
     return _run_over_plates(obj, "embed", {"train_id": train_id, "force": force}, plates, workers)
 
 
-@command(main, "export", human=_kv)
+@command(main, "export", human=_kv, remote=False)
 @click.argument("train_id")
 @click.option("--parquet", "out", required=True, type=click.Path(path_type=Path), help="Output Parquet file.")
 @click.option("--level", type=click.Choice([v for v in values(Level) if v != Level.CELL]), default="well",

@@ -84,7 +84,7 @@ def _ingest_human(r: dict[str, Any]) -> None:
         click.echo(f"skipped {len(r['skipped_plates'])} plates already registered")
 
 
-@command(ingest, "loaddata", human=_ingest_human)
+@command(ingest, "loaddata", human=_ingest_human, remote=False)
 @click.argument("csv", type=click.Path(path_type=Path))
 @click.option("--moa", "moa_csv", type=click.Path(path_type=Path), help="compound,concentration,moa CSV")
 @click.option("--root", help="Folder (or s3:// prefix) that PathName columns are relative to.")
@@ -97,7 +97,7 @@ def ingest_loaddata(obj: Ctx, csv: Path, moa_csv: Path | None, root: str | None,
                    [root or csv.absolute().parent])
 
 
-@command(ingest, "manifest", human=_ingest_human)
+@command(ingest, "manifest", human=_ingest_human, remote=False)
 @click.argument("manifests", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--root", type=click.Path(path_type=Path), help="Folder that relative keys are relative to.")
 def ingest_manifest(obj: Ctx, manifests: tuple[Path, ...], root: Path | None) -> dict[str, Any]:
@@ -114,7 +114,7 @@ def ingest_manifest(obj: Ctx, manifests: tuple[Path, ...], root: Path | None) ->
     return _ingest(obj, records, [root] if root else list(dict.fromkeys(p.absolute().parent for p in manifests)))
 
 
-@command(ingest, "folder", human=_ingest_human)
+@command(ingest, "folder", human=_ingest_human, remote=False)
 @click.argument("directory", type=click.Path(path_type=Path))
 @click.option("--pattern", required=True,
               help="Regex on each file's relative path with groups (?P<plate>) (?P<well>) (?P<channel>) [(?P<site>)].")
@@ -172,7 +172,7 @@ def _process_human(r: dict[str, Any]) -> None:
                    + ("validated" if v["valid"] else "not valid: " + "; ".join(v["problems"])))
 
 
-@command(plate, "process", human=_process_human, failures=lambda r: _process_failures(r))
+@command(plate, "process", human=_process_human, failures=lambda r: _process_failures(r), remote=False)
 @click.argument("plate_ids", nargs=-1)
 @click.option("--all", "all_plates", is_flag=True, help="Every registered plate.")
 @click.option("--workers", type=int, default=None, help="Processes (default: the CPU count).")
