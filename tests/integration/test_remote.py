@@ -115,7 +115,8 @@ def test_commands_about_this_machine_refuse_a_stack_in_one_line(deployed) -> Non
         assert "not against" in proc.stderr or "not a deployed" in proc.stderr, (args, proc.stderr)
         assert f"bioims {args[0]}" in proc.stderr, (args, proc.stderr)
     local = _cli(env, "plate", "list", expect=1)  # no --stack: the local stack, which a client install lacks
-    assert local.stderr.startswith("error: plate needs the server install (pip install 'bioims[server]'): no module")
+    assert local.stderr.startswith("error: ") and local.stderr.count("\n") == 1
+    assert "bioims plate list needs the server install (pip install 'bioims[server]'): no module" in local.stderr
     unknown = _cli(env, "--stack", "bioims-no-such-stack", "plate", "list", expect=1)
     assert unknown.stderr == "error: no CloudFormation stack 'bioims-no-such-stack' in eu-west-1\n"
 

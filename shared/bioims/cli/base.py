@@ -165,7 +165,8 @@ class Main(click.Group):
         except BioimsError as e:
             click.echo(f"error: {one_line(e)}", err=True)
         except ModuleNotFoundError as e:  # a client-only install (bioims[client]) running a local command
-            click.echo(f"error: {ctx.invoked_subcommand or 'this command'} needs the server install "
+            what = ctx.obj.command if isinstance(ctx.obj, Ctx) else "this command"
+            click.echo(f"error: {what} needs the server install "
                        f"(pip install 'bioims[server]'): no module {e.name!r}", err=True)
         except Exception as e:
             if isinstance(e, OSError) and e.errno == errno.EPIPE:
