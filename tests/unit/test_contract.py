@@ -63,6 +63,20 @@ def test_names_given_camel_or_snake_case_and_seed_aliases():
     assert validate(op, {"contextId": "c", "trainId": "t"}) == {"context_id": "c", "train_id": "t"}
 
 
+@pytest.mark.parametrize("service_name, event, expected", [
+    # events as the seed's clients send them (their argument names), and what the operation receives
+    ("artifact", {"method": "getParameter", "key": "k"}, {"parameter": "k"}),
+    ("artifact", {"method": "setDefaultTrainId", "value": "t-1"}, {"train_id": "t-1"}),
+    ("tags", {"method": "getTagByValue", "tagValue": "compound:taxol"}, {"value": "compound:taxol"}),
+    ("image-management", {"method": "describeExecution", "executionArn": "e-1"}, {"execution_id": "e-1"}),
+    ("image-management", {"method": "updateImageTags", "imageId": "i-1", "tagList": ["moa:Actin disruptors"]},
+     {"image_id": "i-1", "tags": ["moa:Actin disruptors"]}),
+])
+def test_seed_events_validate_with_the_seed_argument_names(service_name, event, expected):
+    op = service(service_name).find(event["method"])
+    assert validate(op, {k: v for k, v in event.items() if k != "method"}) == expected
+
+
 @pytest.mark.parametrize("args, message", [
     ({"context_id": "c", "extra": 1}, "extra: unknown argument"),
     ({}, "context_id: Field required"),

@@ -218,7 +218,7 @@ class ProcessPlate(Request):
 class DescribeExecution(Request):
     """A workflow execution: its status, parameters and output."""
 
-    execution_id: Id
+    execution_id: Id = Field(validation_alias=alias("execution_id", "execution_arn"))
 
 
 class ValidatePlate(Request):
@@ -363,7 +363,7 @@ class UpdateImageTags(Request):
     """Replace the tags of a field; returns them."""
 
     image_id: Id
-    tags: TagList
+    tags: TagList = Field(validation_alias=alias("tags", "tag_list"))
 
 
 class InspectImage(Request):

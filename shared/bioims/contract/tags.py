@@ -6,7 +6,7 @@ from typing import Annotated
 
 from pydantic import Field
 
-from .base import MAX_ITEMS, Count, Id, Model, Operation, Request, Service, TagValue, Text
+from .base import MAX_ITEMS, Count, Id, Model, Operation, Request, Service, TagValue, Text, alias
 
 MAX_TAGS_PER_IMAGE = 1000
 """Tags of one image in one request."""
@@ -63,7 +63,7 @@ class EnsureTags(Request):
 class GetTagByValue(Request):
     """A tag by its value (404 if none)."""
 
-    value: TagValue
+    value: TagValue = Field(validation_alias=alias("value", "tag_value"))
 
 
 class GetTagById(Request):
