@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
+from bioims.cli.base import SERVER_MODULES
 from bioims.client import CLIENTS
 from tests.integration.conftest import running_server
 
 # What `pip install "bioims[client]"` does not install: importing any of them fails in the client process.
-SERVER_ONLY = ("numpy", "pandas", "pynamodb", "boto3", "tifffile", "scipy", "PIL", "chalice", "tqdm", "torch",
-               "faiss", "onnxruntime", "pyarrow", "starlette", "uvicorn")
+SERVER_ONLY = tuple(sorted(SERVER_MODULES))
 
 BLOCKER = textwrap.dedent(f"""
     import importlib.abc, sys

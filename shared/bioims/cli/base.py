@@ -149,6 +149,13 @@ def command(group: click.Group, name: str | None = None, human: Callable[[Any], 
     return decorator
 
 
+SERVER_MODULES = frozenset({
+    "boto3", "chalice", "numpy", "pandas", "PIL", "pynamodb", "scipy", "tifffile", "tqdm",  # bioims[server]
+    "faiss", "onnxruntime", "pyarrow", "starlette", "uvicorn", "uvloop", "httptools",  # bioims[search]
+    "matplotlib", "onnx", "sklearn", "torch"})  # bioims[ml]
+"""Top-level modules that ``bioims[client]`` does not install."""
+
+
 class Main(click.Group):
     """The ``bioims`` group: every failure below it ends as one line on stderr and exit 1.
 
@@ -164,13 +171,14 @@ class Main(click.Group):
             raise
         except BioimsError as e:
             click.echo(f"error: {one_line(e)}", err=True)
-        except ModuleNotFoundError as e:  # a client-only install (bioims[client]) running a local command
-            what = ctx.obj.command if isinstance(ctx.obj, Ctx) else "this command"
-            click.echo(f"error: {what} needs the server install "
-                       f"(pip install 'bioims[server]'): no module {e.name!r}", err=True)
         except Exception as e:
             if isinstance(e, OSError) and e.errno == errno.EPIPE:
                 raise  # stdout closed by the reader (`bioims ... | head`): click handles it
+            if isinstance(e, ModuleNotFoundError) and (e.name or "").split(".")[0] in SERVER_MODULES:
+                what = ctx.obj.command if isinstance(ctx.obj, Ctx) else "this command"
+                click.echo(f"error: {what} needs the server install (pip install 'bioims[server]'): "
+                           f"no module {e.name!r}", err=True)  # a client-only install running a local command
+                sys.exit(1)
             click.echo(f"error: {one_line(e)} ({_keep_traceback(ctx, e)})", err=True)
         sys.exit(1)
 
