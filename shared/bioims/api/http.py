@@ -221,11 +221,13 @@ class ChaliceGateway:
         self._per_thread = threading.local()
         self.prefix = f"/{service_name}"
 
-    def _gateway(self) -> Any:
+    def _handle(self, method: str, target: str, headers: dict[str, str], body: bytes) -> Any:
+        """Answer one request with this worker thread's gateway (run in the worker thread: looking the
+        gateway up on the event loop would hand every thread the loop's one app)."""
         gateway = getattr(self._per_thread, "gateway", None)
         if gateway is None:
             gateway = self._per_thread.gateway = self._create()
-        return gateway
+        return gateway.handle_request(method, target, headers, body)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         from chalice.local import LocalGatewayException
@@ -238,7 +240,7 @@ class ChaliceGateway:
             body = await read_body(request, MAX_BODY_BYTES)
             headers = {k.lower(): v for k, v in request.headers.items()}
             try:
-                answer = await run_in_threadpool(self._gateway().handle_request, request.method, target, headers, body)
+                answer = await run_in_threadpool(self._handle, request.method, target, headers, body)
             except LocalGatewayException:  # without authorizers, only "Missing Authentication Token": no route
                 raise NotFound(f"no route {request.method} {self.prefix}{path}") from None
             data = answer.get("body") or b""
