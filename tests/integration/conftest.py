@@ -41,9 +41,10 @@ def tables(container):
     return container.tables
 
 
-def preprocessed_screen(stack_settings: Settings, tmp, spec: dict):
+def preprocessed_screen(stack_settings: Settings, tmp, spec: dict | None):
     """A container over the tiny synthetic screen (seed 3) ingested, processed and preprocessed under
-    ``spec``, with tables and artifacts of its own (module-scoped fixtures build it once)."""
+    ``spec`` (none: no spec registered, nothing preprocessed), with tables and artifacts of its own
+    (module-scoped fixtures build it once)."""
     from bioims.datasets.loaddata import read_loaddata
     from bioims.datasets.synth import IMAGE_CSV, MOA_CSV, synthesize
     from bioims.jobs.runner import LocalPool
@@ -55,11 +56,13 @@ def preprocessed_screen(stack_settings: Settings, tmp, spec: dict):
     synthesize(tmp / "tiny", "tiny", seed=3)
     summary = c.images.ingest(read_loaddata(tmp / "tiny" / IMAGE_CSV, moa_csv=tmp / "tiny" / MOA_CSV))
     c.artifacts.set_parameter("thumbnail-widths", [32])
-    c.training.create_embedding(spec)
+    if spec is not None:
+        c.training.create_embedding(spec)
     with LocalPool(c, workers=2) as pool:
         for plate_id in summary.plate_ids:
             c.runner.run(c, "process-plate", {"plate_id": plate_id}, pool=pool)
-        c.runner.run(c, "preprocess", {"spec": spec["name"]}, pool=pool)
+        if spec is not None:
+            c.runner.run(c, "preprocess", {"spec": spec["name"]}, pool=pool)
     return c
 
 

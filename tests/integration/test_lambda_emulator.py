@@ -41,6 +41,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import boto3
+import numpy as np
 import pytest
 from botocore.config import Config
 
@@ -52,6 +53,7 @@ from bioims.jobs.runner import run_unit
 from bioims.jobs.stepfunctions import StepFunctionsRunner
 from bioims.jobs.steps import embed_units
 from bioims.local_stack import LocalStack, free_port, reachable
+from bioims.profiles.io import read_profiles
 from bioims.settings import Settings, function_variable
 from bioims.store.objects import ObjectStore
 from bioims.store.tables import Database
@@ -459,6 +461,36 @@ def test_every_aws_call_of_every_process_is_granted(emulated, runs, principal):
     missing = sorted(grant for grant in made if grant not in granted(principal))
     assert not missing, f"{principal} calls what its role does not grant: {missing}"
     assert principal in permissions.PERMISSIONS
+
+
+def test_an_example_script_reaches_the_emulated_functions_by_lambda_invoke(emulated, runs, tmp_path):
+    """examples/export_embeddings.py --stack --via lambda, in a client-only process: the stack is found in
+    CloudFormation (the moto server), whose outputs name each service's function (here its emulator), and
+    every call is a Lambda invocation of the emulated functions. It exports what the walkthrough embedded."""
+    from bioims.client.aws import OUTPUT_PREFIXES
+    from tests.integration.test_examples import run_example
+
+    setup, moto = emulated["setup"], emulated["servers"]["moto"]
+    train_id, = (r["train_id"] for r in setup.training.get_embedding_trainings(SPEC["name"]) if r["status"] == "complete")
+    boto3.client("cloudformation", region_name=REGION, endpoint_url=moto).create_stack(
+        StackName="bioims-emulated", TemplateBody=json.dumps({
+            "Resources": {"Marker": {"Type": "AWS::SNS::Topic"}},
+            "Outputs": {f"{OUTPUT_PREFIXES[s]}Function": {"Value": e.url} for s, e in emulated["emulators"].items()}}))
+    before = {s: len(e.events()) for s, e in emulated["emulators"].items()}
+    out = run_example("export_embeddings.py", "--stack", "bioims-emulated", "--via", "lambda", train_id,
+                      str(tmp_path / "fields.parquet"), tmp_path=tmp_path, allow=("pyarrow", "numpy", "pandas"),
+                      env={"AWS_ENDPOINT_URL_CLOUDFORMATION": moto}).stdout
+    exported = read_profiles(tmp_path / "fields.parquet").sort_values("Metadata_ImageId", ignore_index=True)
+    stored = setup.embedding.profiles(train_id, "field").sort_values("Metadata_ImageId", ignore_index=True)
+    dims = [n for n in stored.columns if n.startswith("emb_")]
+    assert list(exported["Metadata_ImageId"]) == list(stored["Metadata_ImageId"]) and len(stored) > 0
+    assert np.allclose(exported[dims].to_numpy(), stored[dims].to_numpy(), atol=1e-6)
+    assert f"{len(stored)} fields x {len(dims)} dims" in out
+    invoked = {s: [e["method"] for e in emulator.events()[before[s]:] if e["event"] == "invoke"]
+               for s, emulator in emulated["emulators"].items()}
+    assert set(invoked["embedding"]) == {"listPlateEmbeddings", "getImageEmbedding"}
+    assert invoked["embedding"].count("getImageEmbedding") >= len(stored)
+    assert set(invoked["image-management"]) == {"getImagesByPlateId"}
 
 
 @pytest.mark.parametrize("service", LAMBDA_SERVICES)

@@ -18,20 +18,21 @@ from bioims.cli.base import SERVER_MODULES
 from bioims.client import CLIENTS
 from tests.integration.conftest import running_server
 
-# What `pip install "bioims[client]"` does not install: importing any of them fails in the client process.
-SERVER_ONLY = tuple(sorted(SERVER_MODULES))
+def blocker(allow: tuple[str, ...] = ()) -> str:
+    """A ``sitecustomize.py`` making every module that `pip install "bioims[client]"` does not install
+    (but those in ``allow``, which a script documents it also needs) fail to import."""
+    blocked = tuple(sorted(SERVER_MODULES - set(allow)))
+    return textwrap.dedent(f"""
+        import importlib.abc, sys
 
-BLOCKER = textwrap.dedent(f"""
-    import importlib.abc, sys
+        class ServerOnly(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in {blocked!r}:
+                    raise ModuleNotFoundError(f"{{name}} is not part of bioims[client]", name=name)
+                return None
 
-    class ServerOnly(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in {SERVER_ONLY!r}:
-                raise ModuleNotFoundError(f"{{name}} is not part of bioims[client]", name=name)
-            return None
-
-    sys.meta_path.insert(0, ServerOnly())
-""")
+        sys.meta_path.insert(0, ServerOnly())
+    """)
 
 
 def _free_port() -> int:
@@ -69,7 +70,7 @@ def deployed(container, cloudformation, tmp_path: Path):
             "Outputs": {k: {"Value": v} for k, v in outputs.items()}}))
         site = tmp_path / "client-site"
         site.mkdir()
-        (site / "sitecustomize.py").write_text(BLOCKER)
+        (site / "sitecustomize.py").write_text(blocker())
         env = {k: v for k, v in os.environ.items() if not k.startswith(("BIOIMS_", "AWS_"))} | {
             "PYTHONPATH": f"{site}{os.pathsep}{Path(__file__).parents[2]}", "BIOIMS_HOME": str(tmp_path / "home"),
             "AWS_ENDPOINT_URL_CLOUDFORMATION": cloudformation, "AWS_DEFAULT_REGION": "eu-west-1",

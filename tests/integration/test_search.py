@@ -16,6 +16,7 @@ import requests
 from bioims.client import SearchClient
 from bioims.errors import InvalidInput, NotFound
 from bioims.imaging.io import read_image
+from bioims.profiles.io import read_profiles
 from bioims.services.search import SearchService
 from tests.integration.conftest import preprocessed_screen, running_server
 
@@ -323,3 +324,56 @@ def test_the_search_example_prints_hits_with_compound_and_moa(indexed, server, t
         (h["rank"], h["plate"], h["well"], h["compound"], h["moa"]) for h in expected]
     assert np.allclose([float(r[1]) for r in rows], [h["distance"] for h in expected], atol=1e-4)
     assert out[-1].startswith("search ") and out[-1].endswith(" ms") and " 4 hits " in out[-1]
+
+
+def test_the_upload_example_finds_the_uploaded_field_first(indexed, server, tmp_path):
+    from tests.integration.test_examples import run_example
+
+    c, train_id = indexed
+    image_id = fields(c, train_id)["Metadata_ImageId"].iloc[3]
+    row = c.images.get_image_info(image_id)
+    channels = [f"{ch}={uri[len('file://'):]}" for ch, uri in row["channel_uris"].items()]
+    out = run_example("upload_and_search.py", "--url", server, train_id, *channels, "-k", "3",
+                      "--flatfield-plate", row["plate_id"], tmp_path=tmp_path).stdout.splitlines()
+    hits = [line.split() for line in out[1:-1]]
+    assert len(hits) == 3 and hits[0][2] == image_id and float(hits[0][1]) < 1e-3
+    assert " 3 hits " in out[-1]
+
+
+def test_the_export_example_writes_every_embedded_field_to_parquet(indexed, server, tmp_path):
+    from tests.integration.test_examples import run_example
+
+    c, train_id = indexed
+    out = run_example("export_embeddings.py", "--url", server, train_id, str(tmp_path / "fields.parquet"),
+                      tmp_path=tmp_path, allow=("pyarrow", "numpy", "pandas")).stdout
+    exported = read_profiles(tmp_path / "fields.parquet").sort_values("Metadata_ImageId", ignore_index=True)
+    stored = fields(c, train_id).sort_values("Metadata_ImageId", ignore_index=True)
+    dims = [n for n in stored.columns if n.startswith("emb_")]
+    assert list(exported["Metadata_ImageId"]) == list(stored["Metadata_ImageId"])
+    for name in ("Metadata_Plate", "Metadata_Well", "Metadata_Compound", "Metadata_MoA"):
+        assert exported[name].fillna("").tolist() == stored[name].fillna("").tolist(), name
+    assert [n for n in exported.columns if n.startswith("emb_")] == dims
+    assert np.allclose(exported[dims].to_numpy(), stored[dims].to_numpy(), atol=1e-6)
+    assert f"{len(stored)} fields x {len(dims)} dims from 4 plates" in out
+
+
+def test_the_evaluation_example_reports_the_nsc_accuracy_of_the_search(indexed, server, tmp_path):
+    """The example's accuracy, through the search service, equals 1-NN among other compounds' fields
+    with an MOA computed here from the stored embeddings."""
+    from tests.integration.test_examples import run_example
+
+    c, train_id = indexed
+    table = fields(c, train_id)
+    table = table[table["Metadata_MoA"].notna()].reset_index(drop=True)
+    vectors = table[[n for n in table.columns if n.startswith("emb_")]].to_numpy(np.float64)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    distance = 1 - vectors @ vectors.T
+    compound, moa = table["Metadata_Compound"].to_numpy(), table["Metadata_MoA"].to_numpy()
+    distance[compound[:, None] == compound[None, :]] = np.inf
+    nearest = np.argmin(distance, axis=1)
+    right = int((moa[nearest] == moa).sum())
+    out = run_example("evaluate_moa.py", "--url", server, train_id, tmp_path=tmp_path).stdout.splitlines()
+    assert out[-1].startswith(f"NSC 1-NN accuracy (fields of run {train_id}): {right}/{len(table)} = ")
+    per_moa = {line.rsplit(None, 2)[0]: line.rsplit(None, 2)[1] for line in out[:-1]}
+    assert per_moa == {m: f"{int((moa[nearest] == moa)[moa == m].sum())}/{int((moa == m).sum())}"
+                       for m in sorted(set(moa))}

@@ -19,7 +19,7 @@ import requests
 
 from ..errors import BioimsError, NotFound
 from .clients import CLIENTS, ServiceClient
-from .transports import HttpTransport, LambdaTransport, _one_attempt
+from .transports import HttpTransport, LambdaTransport, one_attempt
 
 if TYPE_CHECKING:
     import botocore.session
@@ -113,7 +113,7 @@ class Stack:
         """Read the root stack ``name`` and, for each service not nested in it (``NestServices=false``), the
         service's own stack ``<name>-<service>``; raises NotFound when ``name`` does not exist."""
         session = session or aws_session()
-        cloudformation = session.create_client("cloudformation", config=_one_attempt())
+        cloudformation = session.create_client("cloudformation", config=one_attempt())
         root = _describe(cloudformation, name)
         if root is None:
             raise NotFound(f"no CloudFormation stack {name!r} in {session.get_config_variable('region')}")
@@ -122,7 +122,7 @@ class Stack:
         functions: dict[str, str] = {}
         for service, prefix in OUTPUT_PREFIXES.items():
             url, function = outputs.get(f"{prefix}ApiUrl"), outputs.get(f"{prefix}Function")
-            if url is None:  # deployed alone (make deploy SERVICE=...)
+            if url is None and function is None:  # deployed alone (make deploy SERVICE=...)
                 own = _describe(cloudformation, f"{name}-{service}")
                 if own is None:
                     continue
@@ -142,8 +142,8 @@ class Stack:
         services' functions (``via="lambda"``; search is HTTP either way)."""
         session = session or aws_session(region=self.region)
         if via == "lambda":
-            lam = session.create_client("lambda", region_name=self.region, config=_one_attempt())
-            transports = {s: LambdaTransport(f, lam, s) for s, f in self.functions.items()}
+            lam = session.create_client("lambda", region_name=self.region, config=one_attempt())
+            transports = {s: LambdaTransport.to(f, s, lambda name: lam) for s, f in self.functions.items()}
             if "search" in self.urls:
                 transports["search"] = self._http(session, "search", timeout)
         else:

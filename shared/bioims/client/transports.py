@@ -207,16 +207,17 @@ def lambda_endpoint_client(endpoint: str) -> Any:
 
     return botocore.session.get_session().create_client(
         "lambda", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="local",
-        aws_secret_access_key="local", config=_one_attempt())
+        aws_secret_access_key="local", config=one_attempt())
 
 
 def _default_clients(name: str) -> Any:
     import botocore.session
 
-    return botocore.session.get_session().create_client(name, config=_one_attempt())
+    return botocore.session.get_session().create_client(name, config=one_attempt())
 
 
-def _one_attempt() -> Any:
+def one_attempt() -> Any:
+    """botocore client settings: one attempt per call, up to 15 minutes (Lambda's longest run) to answer."""
     from botocore.config import Config
 
     return Config(retries={"mode": "standard", "total_max_attempts": 1}, read_timeout=900, connect_timeout=5)
