@@ -3,8 +3,8 @@
     python examples/export_embeddings.py --url http://127.0.0.1:8700 TRAIN_ID fields.parquet
     python examples/export_embeddings.py --stack bioims-dev --via lambda TRAIN_ID fields.parquet
 
-One row per embedded field: Metadata_* columns (as pycytominer and CellProfiler name them) and emb_0 ...
-emb_{n-1} (float32), ready for pandas, polars or pycytominer. Needs `pip install "bioims[client]" pyarrow`.
+One row per embedded field: Metadata_* columns (as pycytominer and CellProfiler name them) and emb_000,
+emb_001, ... (float32), ready for pandas, polars or pycytominer. Needs `pip install "bioims[client]" pyarrow`.
 """
 
 import argparse
@@ -40,7 +40,7 @@ for plate in bioims.embedding.list_plate_embeddings(args.train_id):  # the plate
 if not rows:
     parser.exit(1, f"run {args.train_id} has no embedded fields\n")
 columns = {name: [row[name] for row in rows] for name in rows[0]}
-columns |= {f"emb_{d}": pa.array([v[d] for v in vectors], pa.float32()) for d in range(len(vectors[0]))}
+columns |= {f"emb_{d:03d}": pa.array([v[d] for v in vectors], pa.float32()) for d in range(len(vectors[0]))}
 pq.write_table(pa.table(columns), args.output)
 print(f"{args.output}: {len(rows)} fields x {len(vectors[0])} dims from "
       f"{len({r['Metadata_Plate'] for r in rows})} plates of run {args.train_id}")

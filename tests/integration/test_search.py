@@ -366,7 +366,7 @@ def test_the_evaluation_example_reports_the_nsc_accuracy_of_the_search(indexed, 
     table = fields(c, train_id)
     table = table[table["Metadata_MoA"].notna()].reset_index(drop=True)
     vectors = table[[n for n in table.columns if n.startswith("emb_")]].to_numpy(np.float64)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    vectors = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
     distance = 1 - vectors @ vectors.T
     compound, moa = table["Metadata_Compound"].to_numpy(), table["Metadata_MoA"].to_numpy()
     distance[compound[:, None] == compound[None, :]] = np.inf
