@@ -176,7 +176,7 @@ def build(settings: Settings, database: Database, objects: ObjectStore, runner: 
               if path is not None and name not in remote}
     service = {name: _load(path) for name, path in SERVICE_CLASSES.items() if name not in remote}
     keys = Keys(settings.artifact_uri)
-    artifacts = remote.get("artifact") or service["artifact"](tables["artifact"])
+    artifacts = remote.get("artifact") or service["artifact"](tables["artifact"], keys.root)
     tags = remote.get("tags") or service["tags"](tables["tags"])
     training_port = remote.get("training") or _Later("the training service")
     images = remote.get("image-management") or service["image-management"](

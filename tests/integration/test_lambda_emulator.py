@@ -490,7 +490,7 @@ def test_an_example_script_reaches_the_emulated_functions_by_lambda_invoke(emula
                for s, emulator in emulated["emulators"].items()}
     assert set(invoked["embedding"]) == {"listPlateEmbeddings", "getImageEmbedding"}
     assert invoked["embedding"].count("getImageEmbedding") >= len(stored)
-    assert set(invoked["image-management"]) == {"getImagesByPlateId"}
+    assert "getImagesByPlateId" in invoked["image-management"]  # the rest: the embedding function's own calls
 
 
 @pytest.mark.parametrize("service", LAMBDA_SERVICES)

@@ -80,3 +80,18 @@ def test_message_logs(artifact_svc):
     assert artifact_svc.delete_message(mid) == {"deleted": 3}
     with pytest.raises(NotFound):
         artifact_svc.get_message(mid)
+
+
+def test_a_key_is_resolved_under_the_store_root_and_never_leaves_it(database, tmp_path):
+    tables = ArtifactTables(database)
+    tables.create()
+    root = tmp_path.as_uri()
+    svc = ArtifactService(tables, root)
+    out = svc.create_artifact("p", key="plate/p/thumb.png", annotations=["thumbnail"])
+    assert out["uri"] == f"{root}/plate/p/thumb.png" and out["annotations"] == ["thumbnail"]
+    for key in ("../outside.png", "a/../../b"):
+        with pytest.raises(InvalidInput, match="would leave the root"):
+            svc.create_artifact("p", key=key)
+    with pytest.raises(InvalidInput, match="no store root"):
+        ArtifactService(tables).create_artifact("p", key="k")
+    assert [a["uri"] for a in svc.get_artifacts("p")] == [f"{root}/plate/p/thumb.png"]

@@ -71,6 +71,14 @@ def test_names_given_camel_or_snake_case_and_seed_aliases():
     ("image-management", {"method": "describeExecution", "executionArn": "e-1"}, {"execution_id": "e-1"}),
     ("image-management", {"method": "updateImageTags", "imageId": "i-1", "tagList": ["moa:Actin disruptors"]},
      {"image_id": "i-1", "tags": ["moa:Actin disruptors"]}),
+    ("artifact", {"method": "createArtifact", "artifact": {
+        "contextId": "p-1", "trainId": "origin", "artifact": "s3key#artifact/plate/p-1/thumb.png",
+        "description": "plate thumbnail"}},
+     {"context_id": "p-1", "train_id": "origin", "key": "artifact/plate/p-1/thumb.png",
+      "annotations": ["plate thumbnail"]}),
+    ("artifact", {"method": "createArtifact", "artifact": {
+        "contextId": "c", "trainId": "t", "artifact": "s3://b/k", "annotation": "a"}},
+     {"context_id": "c", "train_id": "t", "uri": "s3://b/k", "annotations": ["a"]}),
 ])
 def test_seed_events_validate_with_the_seed_argument_names(service_name, event, expected):
     op = service(service_name).find(event["method"])
@@ -90,6 +98,18 @@ def test_invalid_arguments_name_the_field(args, message):
         validate(service("artifact").find("getArtifacts"), args)
     assert message in str(e.value)
     assert len(str(e.value)) < 500
+
+
+@pytest.mark.parametrize("args, message", [
+    ({"artifact": {"contextId": "c", "artifact": "s3key#k"}, "contextId": "d"}, "'contextId' is given both"),
+    ({"artifact": {"contextId": "c", "artifact": 5}}, "artifact must be a string"),
+    ({"contextId": "c"}, "give the object as uri or as key"),
+    ({"contextId": "c", "uri": "s3://b/k", "key": "k"}, "give the object as uri or as key"),
+])
+def test_the_seed_artifact_event_is_refused_when_ambiguous(args, message):
+    with pytest.raises(InvalidInput, match="invalid arguments for createArtifact") as e:
+        validate(service("artifact").find("createArtifact"), args)
+    assert message in str(e.value)
 
 
 def test_a_string_is_never_a_list_and_nesting_is_bounded():

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field, JsonValue, field_validator
+from pydantic import Field, StringConstraints, JsonValue, field_validator, model_validator
 
-from .base import Count, Id, Message, Model, Name, Operation, Request, Service, Text, Uri, alias
+from .base import MAX_URI, Count, Id, Message, Model, Name, Operation, Request, Service, Text, Uri, alias, unwrap
 
 ORIGIN = "origin"
 """The train id of objects that belong to no train run (thumbnails, source images)."""
@@ -56,15 +56,51 @@ ArtifactTrainId = Id
 results) or ``origin`` (none)."""
 
 
+SEED_KEY = "s3key#"
+"""How the seed names a stored object in an artifact: ``s3key#<key in the artifact bucket>``."""
+ObjectKey = Annotated[str, StringConstraints(min_length=1, max_length=MAX_URI, pattern=r"^[\x20-\x7e]+$")]
+"""A key under the artifact store's root (printable ASCII; the service refuses one that would leave it)."""
+
+
 class CreateArtifact(Request):
-    """Record a stored object (idempotent: the same context, train id and URI is one artifact)."""
+    """Record a stored object (idempotent: the same context, train id and URI is one artifact).
+
+    The object is its ``uri``, or its ``key`` under the artifact store. The seed's event
+    ``{"artifact": {"contextId", "trainId", "artifact": "s3key#KEY", "description", "annotation"}}`` is
+    accepted as it is: the key becomes ``key``, the description and annotation the first annotations."""
 
     context_id: Id
-    uri: Uri
+    uri: Uri | None = None
     train_id: ArtifactTrainId = ORIGIN
     type: Name | None = None
     size: Count | None = None
     annotations: list[Text] | None = Field(None, max_length=1000)
+    key: ObjectKey | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _seed_event(cls, data: Any) -> Any:
+        data = unwrap(data, "artifact")
+        if not isinstance(data, dict) or "artifact" not in data:
+            return data
+        data = dict(data)
+        stored = data.pop("artifact")
+        if not isinstance(stored, str):
+            raise ValueError("artifact must be a string ('s3key#KEY' or a URI)")
+        if stored.startswith(SEED_KEY):
+            data["key"] = stored.removeprefix(SEED_KEY)
+        else:
+            data["uri"] = stored
+        notes = [data.pop(k) for k in ("description", "annotation") if data.get(k)]
+        if notes:
+            data["annotations"] = [*notes, *(data.get("annotations") or [])]
+        return data
+
+    @model_validator(mode="after")
+    def _one_object(self) -> CreateArtifact:
+        if (self.uri is None) == (self.key is None):
+            raise ValueError("give the object as uri or as key (one of them)")
+        return self
 
 
 class GetArtifacts(Request):

@@ -85,6 +85,20 @@ def alias(name: str, *seed_names: str) -> Any:
     return AliasChoices(*dict.fromkeys(n for each in (name, *seed_names) for n in (each, to_camel(each))))
 
 
+def unwrap(data: Any, envelope: str) -> Any:
+    """The seed's nested event shape made flat: ``{"artifact": {"contextId": ...}}`` -> ``{"contextId": ...}``
+    (for a ``mode="before"`` model validator). Keys outside the envelope stay; one given both inside and
+    outside is refused."""
+    if not isinstance(data, Mapping) or not isinstance(data.get(envelope), Mapping):
+        return data
+    inner = data[envelope]
+    rest = {k: v for k, v in data.items() if k != envelope}
+    clash = sorted(set(rest) & set(inner))
+    if clash:
+        raise ValueError(f"{clash[0]!r} is given both inside and outside {envelope!r}")
+    return {**inner, **rest}
+
+
 class Request(BaseModel):
     """Base of every request model: unknown arguments are refused, snake_case or camelCase names accepted,
     floats must be finite, enums become their strings."""

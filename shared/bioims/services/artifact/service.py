@@ -11,6 +11,7 @@ from pynamodb.exceptions import PutError
 
 from ...errors import InvalidInput, NotFound
 from ...ids import iso, new_id, utcnow
+from ...store.objects import join
 from ...store.tables import ORIGIN, condition_failed, to_dict
 from .tables import ArtifactTables
 
@@ -31,26 +32,37 @@ class ArtifactService:
     ----------
     tables : Tables
         The bound table models (only ``artifacts``, ``parameters`` and ``messages`` are used).
+    root : str, optional
+        The artifact store's root URI, under which a ``key`` given to :meth:`create_artifact` is resolved.
     """
 
-    def __init__(self, tables: ArtifactTables) -> None:
+    def __init__(self, tables: ArtifactTables, root: str | None = None) -> None:
         self._t = tables
+        self._root = root
 
     # ================================================================= artifacts
     def create_artifact(
         self,
         context_id: str,
-        uri: str,
+        uri: str | None = None,
         train_id: str = ORIGIN,
         type: str | None = None,
         size: int | None = None,
         annotations: list[str] | None = None,
+        key: str | None = None,
     ) -> dict[str, Any]:
         """Record a stored object (idempotent: the same context, train id and URI is one artifact).
 
-        ``context_id`` is what the object belongs to (a plate id, image id, train id, ...).
+        ``context_id`` is what the object belongs to (a plate id, image id, train id, ...). The object is
+        ``uri``, or ``key`` under the artifact store's root (the seed's ``s3key#KEY``; one that would leave
+        the root is refused).
         """
         _require(context_id, "context_id")
+        if key is not None:
+            if uri is not None or self._root is None:
+                raise InvalidInput("give the object as uri or as key (one of them)" if uri is not None
+                                   else "this artifact service has no store root to resolve a key under")
+            uri = join(self._root, _require(key, "key"))
         _require(uri, "uri")
         _require(train_id, "train_id")
         if "://" not in uri:
