@@ -79,6 +79,25 @@ def test_names_given_camel_or_snake_case_and_seed_aliases():
     ("artifact", {"method": "createArtifact", "artifact": {
         "contextId": "c", "trainId": "t", "artifact": "s3://b/k", "annotation": "a"}},
      {"context_id": "c", "train_id": "t", "uri": "s3://b/k", "annotations": ["a"]}),
+    ("image-management", {"method": "populateSourcePlate", "inputBucket": "bbbc021", "inputKey": "plates/p1.json"},
+     {"manifest": "s3://bbbc021/plates/p1.json"}),
+    ("image-management", {"method": "uploadSourcePlate", "inputBucket": "b", "inputKey": "/m.json"},
+     {"manifest": "s3://b/m.json"}),
+    ("image-management", {"method": "createImageTrainResult", "imageId": "i-1", "trainId": "t-1",
+                          "embeddingVector": [0.5, -1.0], "roiEmbeddingKey": "artifact/train/t-1/i-1.npy"},
+     {"image_id": "i-1", "train_id": "t-1", "embedding": [0.5, -1.0],
+      "results": {"roi_embedding_key": "artifact/train/t-1/i-1.npy"}}),
+    ("training", {"method": "createEmbedding", "embedding": {
+        "embeddingName": "bbbc021-1", "imageMethodArn": "arn:aws:lambda:us-east-1:1:function:image",
+        "imagePostMethodArn": "arn:aws:lambda:us-east-1:1:function:post", "inputHeight": 1024,
+        "inputWidth": 1280, "inputDepth": 1, "inputChannels": ["DAPI", "Tubulin", "Actin"], "roiHeight": 128,
+        "roiWidth": 128, "roiDepth": 1, "embeddingVectorLength": 256, "comments": "BBBC021",
+        "trainingHyperparameters": {"epochs": 15, "learning_rate": 0.001}, "trainingInstanceType": "ml.p3.2xlarge"}},
+     {"spec": {"name": "bbbc021-1", "input": {"width": 1280, "height": 1024, "depth": 1,
+                                              "channels": ["DAPI", "Tubulin", "Actin"]},
+               "segmentation_channel": "DAPI", "roi_size": 128, "min_nucleus_voxels": 200, "embedding_length": 256,
+               "network": "seed", "loss": "seed",
+               "training": {"epochs": 15, "learning_rate": 0.001, "compute": "gpu"}}}),
 ])
 def test_seed_events_validate_with_the_seed_argument_names(service_name, event, expected):
     op = service(service_name).find(event["method"])
@@ -109,6 +128,25 @@ def test_invalid_arguments_name_the_field(args, message):
 def test_the_seed_artifact_event_is_refused_when_ambiguous(args, message):
     with pytest.raises(InvalidInput, match="invalid arguments for createArtifact") as e:
         validate(service("artifact").find("createArtifact"), args)
+    assert message in str(e.value)
+
+
+@pytest.mark.parametrize("method, args, message", [
+    ("populateSourcePlate", {"inputBucket": "b"}, "inputBucket and inputKey must both be non-empty strings"),
+    ("populateSourcePlate", {"inputBucket": "b", "inputKey": "k", "manifest": "s3://b/k"}, "not both"),
+    ("createEmbedding", {"embedding": {"embeddingName": "e", "inputChannels": 3}}, "inputChannels must list"),
+    ("createEmbedding", {"embedding": {"embeddingName": "e", "inputChannels": ["a"], "roiWidth": 64,
+                                       "roiHeight": 32}}, "roiWidth and roiHeight must be equal"),
+    ("createEmbedding", {"embedding": {"embeddingName": "e", "modelTrainingScriptBucket": "b",
+                                       "modelTrainingScriptKey": "train.py"}}, "custom training scripts"),
+    ("createEmbedding", {"embedding": {"embeddingName": "e", "inputChannels": ["a"], "trainingHyperparameters":
+                                       {"momentum": 0.9}}}, "unknown training hyperparameter 'momentum'"),
+])
+def test_a_seed_event_that_bioims_cannot_honour_is_refused_with_the_reason(method, args, message):
+    op = next(op for name in ("image-management", "training") for op in service(name).operations
+              if op.method == method)
+    with pytest.raises(InvalidInput, match=f"invalid arguments for {method}") as e:
+        validate(op, args)
     assert message in str(e.value)
 
 

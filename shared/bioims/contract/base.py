@@ -99,6 +99,22 @@ def unwrap(data: Any, envelope: str) -> Any:
     return {**inner, **rest}
 
 
+def s3_location(data: Any, bucket: str, key: str, field: str) -> Any:
+    """The seed's object location made a URI: ``{"inputBucket": "b", "inputKey": "k"}`` ->
+    ``{field: "s3://b/k"}`` (for a ``mode="before"`` model validator). Both halves are needed, and the
+    field must not also be given."""
+    if not isinstance(data, Mapping) or (bucket not in data and key not in data):
+        return data
+    data = dict(data)
+    b, k = data.pop(bucket, None), data.pop(key, None)
+    if not isinstance(b, str) or not isinstance(k, str) or not b or not k:
+        raise ValueError(f"{bucket} and {key} must both be non-empty strings")
+    if field in data or to_camel(field) in data:
+        raise ValueError(f"give {field} or {bucket}/{key}, not both")
+    data[field] = f"s3://{b}/{k.lstrip('/')}"
+    return data
+
+
 class Request(BaseModel):
     """Base of every request model: unknown arguments are refused, snake_case or camelCase names accepted,
     floats must be finite, enums become their strings."""

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import Discriminator, Field, JsonValue, StrictFloat, StringConstraints, Tag as Case
+from pydantic import Discriminator, Field, JsonValue, StrictFloat, StringConstraints, Tag as Case, model_validator
 
-from .base import MAX_BODY_BYTES, Count, Id, Model, Name, Operation, Pixels, Request, Service, SpecName, Uri, alias
+from .base import MAX_BODY_BYTES, Count, Id, Model, Name, Operation, Pixels, Request, Service, SpecName, Uri, alias, s3_location
 from .enums import ExecutionStatus, ImageStatus, PlateStatus, ResultStatus
 from .tags import Tag, TagList
 
@@ -186,17 +186,25 @@ class Preprocessed(Model):
 
 
 # ------------------------------------------------------------------------------------------------ requests
-class PopulateSourcePlate(Request):
+class _SeedManifest(Request):
+    """The manifest is a document, a URI or its text; the seed's ``{"inputBucket", "inputKey"}`` names it
+    as an S3 object (``s3://inputBucket/inputKey``)."""
+
+    manifest: Manifest
+
+    @model_validator(mode="before")
+    @classmethod
+    def _seed_location(cls, data: Any) -> Any:
+        return s3_location(data, "inputBucket", "inputKey", "manifest")
+
+
+class PopulateSourcePlate(_SeedManifest):
     """Register one plate from the seed's sourcePlateInfo document (409 if it is already registered)."""
 
-    manifest: Manifest
 
-
-class UploadSourcePlate(Request):
+class UploadSourcePlate(_SeedManifest):
     """Register one plate from a sourcePlateInfo document, then start its processing (inspect, validate,
     thumbnails)."""
-
-    manifest: Manifest
 
 
 class ListPlates(Request):
@@ -298,9 +306,23 @@ class CreateImageTrainResult(Request):
 
     image_id: Id
     train_id: Name
-    embedding: list[StrictFloat] | None = Field(None, max_length=MAX_DIMENSIONS)
+    embedding: list[StrictFloat] | None = Field(None, max_length=MAX_DIMENSIONS,
+                                                validation_alias=alias("embedding", "embedding_vector"))
     cell_count: Count | None = None
     results: dict[str, JsonValue] | None = Field(None, max_length=1000)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _seed_roi_key(cls, data: Any) -> Any:
+        """The seed's ``roiEmbeddingKey`` (its per-cell embeddings' object) is kept in ``results``."""
+        if not isinstance(data, dict) or "roiEmbeddingKey" not in data:
+            return data
+        data = dict(data)
+        results = data.get("results")
+        if results is not None and not isinstance(results, dict):
+            return data
+        data["results"] = {**(results or {}), "roi_embedding_key": data.pop("roiEmbeddingKey")}
+        return data
 
 
 MAX_RESULTS = 500

@@ -10,9 +10,9 @@ only the keys a client gave.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .artifact import LogMessage
 from .base import MAX_TEXT, Id, Model, Name, Operation, Pixels, Request, Service, SpecName, alias
@@ -308,13 +308,78 @@ class TrainStarted(Model):
 
 
 # ------------------------------------------------------------------------------------------------ requests
+SEED_HYPERPARAMETERS = {"epochs": "epochs", "batch_size": "batch_size", "batch-size": "batch_size",
+                        "learning_rate": "learning_rate", "learning-rate": "learning_rate", "lr": "learning_rate",
+                        "weight_decay": "weight_decay", "seed": "seed", "temperature": "temperature"}
+"""The seed's ``trainingHyperparameters`` that bioims understands, and the training setting each sets."""
+SEED_IGNORED = ("imageMethodArn", "imagePostMethodArn", "plateMethodArn", "wellMethodArn", "comments")
+"""Keys of the seed's embedding that name its per-image Lambda functions or carry a comment: bioims's
+preprocessing is built in, so they are accepted and not used."""
+
+
+def seed_embedding(doc: Any) -> Any:
+    """The seed's ``embedding`` document as a bioims spec (the seed's network and pair loss).
+
+    ``inputChannels`` must name the channels (a count cannot be matched to plates); a square ROI
+    (``roiWidth == roiHeight``) becomes ``roi_size``; the nucleus channel is ``segmentationChannel`` or
+    the first channel; an ``ml.p*``/``ml.g*`` instance type asks for a GPU. A custom training script
+    (``modelTrainingScriptBucket``/``Key``) is refused: bioims trains its built-in networks."""
+    if not isinstance(doc, dict):
+        raise ValueError("embedding must be an object")
+    doc = {k: v for k, v in doc.items() if k not in SEED_IGNORED}
+    if "modelTrainingScriptBucket" in doc or "modelTrainingScriptKey" in doc:
+        raise ValueError("custom training scripts are not supported: bioims trains its built-in networks "
+                         "(choose network and loss)")
+    channels = doc.pop("inputChannels", None)
+    if not isinstance(channels, list):
+        raise ValueError("inputChannels must list the channel names (e.g. [\"DAPI\", \"Tubulin\", \"Actin\"]): "
+                         "a count cannot be matched to the plates' channels")
+    width, height = doc.pop("roiWidth", None), doc.pop("roiHeight", None)
+    if width != height:
+        raise ValueError(f"roiWidth and roiHeight must be equal (square crops), got {width} and {height}")
+    depth = doc.get("inputDepth", 1)
+    if doc.pop("roiDepth", depth) not in (1, depth):
+        raise ValueError("roiDepth must be 1 or inputDepth (crops take every z-plane)")
+    training: dict[str, Any] = {}
+    for key, value in (doc.pop("trainingHyperparameters", None) or {}).items():
+        if key not in SEED_HYPERPARAMETERS:
+            raise ValueError(f"unknown training hyperparameter {key!r} (known: {', '.join(SEED_HYPERPARAMETERS)})")
+        training[SEED_HYPERPARAMETERS[key]] = value
+    instance = doc.pop("trainingInstanceType", None)
+    if isinstance(instance, str):
+        training["compute"] = "gpu" if instance.startswith(("ml.p", "ml.g")) else "cpu"
+    spec = {"name": doc.pop("embeddingName", None),
+            "input": {"width": doc.pop("inputWidth", None), "height": doc.pop("inputHeight", None),
+                      "depth": doc.pop("inputDepth", 1), "channels": channels},
+            "segmentation_channel": doc.pop("segmentationChannel", channels[0] if channels else None),
+            "roi_size": width, "min_nucleus_voxels": doc.pop("minNucleusVoxels", 200),
+            "embedding_length": doc.pop("embeddingVectorLength", None),
+            "network": "seed", "loss": "seed", **({"training": training} if training else {})}
+    if doc:
+        raise ValueError(f"unknown key {sorted(doc)[0]!r} in the seed's embedding")
+    return spec
+
+
 class CreateEmbedding(Request):
     """Validate and register an embedding spec (409 if its name is taken); returns it with every default.
 
     Required keys: name, input (width, height, depth, channels), segmentation_channel, roi_size,
-    min_nucleus_voxels, embedding_length; every other setting is optional, unknown keys are refused."""
+    min_nucleus_voxels, embedding_length; every other setting is optional, unknown keys are refused.
+    The seed's ``{"embedding": {"embeddingName", "inputWidth", ...}}`` is accepted (see
+    :func:`seed_embedding`)."""
 
     spec: EmbeddingSpec
+
+    @model_validator(mode="before")
+    @classmethod
+    def _seed_event(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or "embedding" not in data:
+            return data
+        if "spec" in data:
+            raise ValueError("give spec or the seed's embedding, not both")
+        data = dict(data)
+        data["spec"] = seed_embedding(data.pop("embedding"))
+        return data
 
 
 class GetEmbeddingInfo(Request):
