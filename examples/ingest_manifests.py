@@ -32,7 +32,7 @@ for manifest in args.manifests:
         continue
     print(f"{manifest}: plate {plate['plate_id']}, {plate['images']} images ({plate['invalid_images']} missing)")
     # inspect every image, validate the plate, make thumbnails: a workflow (Step Functions on AWS)
-    executions[plate["plate_id"]] = bioims.images.process_plate(plate["plate_id"])
+    executions[plate["plate_id"]] = bioims.images.inspect_plate(plate["plate_id"])
 
 while executions:  # poll each workflow until it ends
     for plate_id, execution_id in list(executions.items()):

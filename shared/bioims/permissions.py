@@ -116,7 +116,7 @@ _TAGS_SERVICE: Grants = {
     "dynamodb:Query": ["image-tags", "image-tags/index/by_tag", "image-tags/index/by_plate", "labels",
                        "tags/index/by_id", "tags/index/by_type"],
     "dynamodb:Scan": ["tags", "label-categories"],
-    "dynamodb:DeleteItem": ["label-categories"],  # delete_category
+    "dynamodb:DeleteItem": ["label-categories", "labels"],  # delete_category; update_label (a rename)
 }
 
 # ImageManagementService and its preprocessing (shared/bioims/services/image_management/)
@@ -135,7 +135,7 @@ _IMAGE_MANAGEMENT_API: Grants = _union(
         "dynamodb:BatchWriteItem": ["images", "wells"],  # ingest, create_image_train_results
         "dynamodb:Query": ["wells", "images/index/by_plate_well", "plates/index/by_shape"],
         "dynamodb:Scan": ["plates"],  # list_plates
-        # process_plate, upload_source_plate -> process-plate; start_preprocess -> train (see above)
+        # inspect_plate, upload_source_plate -> process-plate; start_preprocess, process_plate -> train (see above)
         "states:StartExecution": ["process-plate", "train"],
         "states:DescribeExecution": ["process-plate", "train", "embed"],  # describe_execution
     },

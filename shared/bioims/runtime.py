@@ -93,7 +93,7 @@ STEP_SERVICE: dict[str, str] = {
 """The service a Batch job step runs as on AWS (its tables; the others by Lambda invocation)."""
 
 AWS_NEEDS: dict[str, tuple[str, ...]] = {
-    "image-management": ("sfn_process_plate_arn", "sfn_train_arn"),  # process_plate; start_preprocess (train)
+    "image-management": ("sfn_process_plate_arn", "sfn_train_arn"),  # inspect_plate; start_preprocess (train)
     "training": ("sfn_train_arn",),
     "embedding": ("sfn_embed_arn",),
     "artifact": (),

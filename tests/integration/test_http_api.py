@@ -83,11 +83,11 @@ def test_concurrent_requests_do_not_mix(server: str) -> None:
 
 def test_process_plate_runs_the_workflow(server: str, container: Container, tmp_path: Path,
                                          rng: np.random.Generator) -> None:
-    """POST .../process starts the local runner's detached execution; GET /executions/{id} follows it."""
+    """POST .../inspect starts the local runner's detached execution; GET /executions/{id} follows it."""
     plate = ingest_plate(container, tmp_path / "plates", rng)
     images = connect("image-management", url=f"{server}/image-management")
     assert isinstance(images, ImageManagementClient)
-    response = requests.post(f"{server}/image-management/plates/{plate['plate_id']}/process", timeout=5)
+    response = requests.post(f"{server}/image-management/plates/{plate['plate_id']}/inspect", timeout=5)
     assert response.status_code == 202
     execution_id = response.json()["execution_id"]
     deadline = time.monotonic() + 120

@@ -40,7 +40,7 @@ def test_missing_dynalite_is_a_clear_error(tmp_path):
 def test_process_plate_runs_detached_and_is_described(container, tmp_path, rng):
     images = container.images
     plate_id = images.ingest([make_plate(tmp_path, rng)]).plate_ids[0]
-    execution_id = images.process_plate(plate_id)
+    execution_id = images.inspect_plate(plate_id)
     deadline = time.monotonic() + 120
     while (described := images.describe_execution(execution_id))["status"] == "RUNNING":
         assert time.monotonic() < deadline, "process-plate did not finish"

@@ -44,9 +44,9 @@ SEED_OPERATIONS = {
         "createArtifact", "getArtifacts", "deleteArtifacts", "addAnnotation"},
     "tags": {
         "createCategory", "updateCategoryDescription", "deleteCategory", "listCategories", "createLabel",
-        "updateLabel", "listLabels", "getIndex", "createTag", "getTagByValue", "getTagById", "getAllTags"},
+        "updateLabelDescription", "updateLabel", "listLabels", "getIndex", "createTag", "getTagByValue", "getTagById", "getAllTags"},
     "image-management": {
-        "populateSourcePlate", "uploadSourcePlate", "processPlate", "describeExecution", "getImageInfo",
+        "populateSourcePlate", "uploadSourcePlate", "inspectPlate", "processPlate", "describeExecution", "getImageInfo",
         "getImagesByPlateId", "getImagesByPlateIdAndTrainId", "getImageIdsByPlateId", "getWellsByPlateId",
         "getImagesByPlateAndWellId", "getPlateImageStatus", "createPlateMessageId", "getPlateMessageId",
         "validatePlate", "listCompatiblePlates", "createImageTrainResult", "getImageTags", "updateImageTags"},
@@ -444,13 +444,21 @@ def test_populate_upload_and_process_routes(api: Callable[[str], Api], services:
 
     status, uploaded = call("POST", "/uploads", {"manifest": json.dumps(manifest("Week2_2"))})
     assert status == 202 and set(uploaded) == {"plate_id", "images", "invalid_images", "execution_id"}
-    status, started = call("POST", f"/plates/{populated['plate_id']}/process")
+    status, started = call("POST", f"/plates/{populated['plate_id']}/inspect")
     assert status == 202 and set(started) == {"execution_id"}
     status, execution = call("GET", f"/executions/{started['execution_id']}")
     assert status == 200 and execution["params"] == {"plate_id": populated["plate_id"]}
     assert execution["workflow"] == "process-plate"
     assert call("GET", "/executions/nope")[0] == 404
-    assert call("POST", "/plates/nope/process")[0] == 404
+    assert call("POST", "/plates/nope/inspect")[0] == 404
+    # the seed's processPlate: one plate's preprocessing under a spec (the seed's embeddingName)
+    status, started = call("POST", f"/plates/{populated['plate_id']}/process", {"embeddingName": "tiny"})
+    assert status == 202
+    status, execution = call("GET", f"/executions/{started['execution_id']}")
+    assert execution["workflow"] == "preprocess"
+    assert execution["params"] == {"spec": "tiny", "plate_ids": [populated["plate_id"]]}
+    assert call("POST", "/plates/nope/process", {"spec": "tiny"})[0] == 404
+    assert call("POST", f"/plates/{populated['plate_id']}/process")[0] == 400
 
 
 # ================================================================= request errors

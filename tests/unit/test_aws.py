@@ -220,7 +220,7 @@ def test_lambda_functions_work_from_the_environment(environment: dict[str, str],
     assert s3.get_object(Bucket=ARTIFACTS, Key=uri.removeprefix(f"s3://{ARTIFACTS}/"))["Body"].read()[:4] == b"\x89PNG"
 
     # workflows start on Step Functions and are described like local executions
-    execution_id = invoke_images({"method": "processPlate", "plateId": plate_id}, None)
+    execution_id = invoke_images({"method": "inspectPlate", "plateId": plate_id}, None)
     assert execution_id.startswith(f"arn:aws:states:{REGION}:{ACCOUNT}:execution:bioims-test-process-plate:")
     described = invoke_images({"method": "describeExecution", "executionId": execution_id}, None)
     assert described["workflow"] == "process-plate" and described["status"] == "RUNNING"

@@ -87,6 +87,10 @@ def test_names_given_camel_or_snake_case_and_seed_aliases():
                           "embeddingVector": [0.5, -1.0], "roiEmbeddingKey": "artifact/train/t-1/i-1.npy"},
      {"image_id": "i-1", "train_id": "t-1", "embedding": [0.5, -1.0],
       "results": {"roi_embedding_key": "artifact/train/t-1/i-1.npy"}}),
+    ("tags", {"method": "updateLabel", "category": "moa", "oldlabel": "DMSO", "newlabel": "vehicle"},
+     {"category": "moa", "old_label": "DMSO", "new_label": "vehicle"}),
+    ("image-management", {"method": "processPlate", "plateId": "p-1", "embeddingName": "bbbc021-1"},
+     {"plate_id": "p-1", "spec": "bbbc021-1"}),
     ("training", {"method": "createEmbedding", "embedding": {
         "embeddingName": "bbbc021-1", "imageMethodArn": "arn:aws:lambda:us-east-1:1:function:image",
         "imagePostMethodArn": "arn:aws:lambda:us-east-1:1:function:post", "inputHeight": 1024,

@@ -91,7 +91,7 @@ def test_image_management_responses_match_the_contract(container, plates, starte
     processed = container.runner.run(container, "process-plate", {"plate_id": plate_id})
     described = im("describeExecution", execution_id=processed["execution_id"])
     assert described["status"] == "SUCCEEDED" and described["output"]["valid_images"] == 10
-    assert im("processPlate", plate_id=plate_id) == started[-1]
+    assert im("inspectPlate", plate_id=plate_id) == started[-1]
 
     assert [p["plate_id"] for p in im("listPlates")] == sorted([plate_id, bad_plate],
                                                                key=lambda p: images.get_plate(p)["source_id"])
@@ -189,8 +189,8 @@ def test_tags_responses_match_the_contract(container):
     assert tg("ensureLabels", category="moa", labels=["Eg5 inhibitors", "DMSO"]) == \
         {"DMSO": 0, "Actin disruptors": 1, "Eg5 inhibitors": 2}
     assert tg("getIndex", category="moa", label="Eg5 inhibitors") == 2
-    assert tg("updateLabel", category="moa", label="DMSO", description="control")["description"] == "control"
-    assert "description" not in tg("updateLabel", category="moa", label="DMSO", description=None)
+    assert tg("updateLabelDescription", category="moa", label="DMSO", description="control")["description"] == "control"
+    assert "description" not in tg("updateLabelDescription", category="moa", label="DMSO", description=None)
     assert [label["index"] for label in tg("listLabels", category="moa")] == [0, 1, 2]
     assert tg("updateCategoryDescription", category="moa", description="MOA")["description"] == "MOA"
     assert [c["category"] for c in tg("listCategories")] == ["compound", "moa"]
@@ -299,7 +299,7 @@ def test_names_that_are_path_segments_are_accepted():
     ("tags", "tagImages", {"assignments": {"IMG": [5]}}, "assignments.IMG.0"),
     ("tags", "tagImages", {"assignments": ["IMG", "qc:blurry"]}, "assignments"),
     ("tags", "createTag", {"value": ""}, "value"),
-    ("tags", "updateLabel", {"category": "moa", "label": "DMSO"}, "description"),
+    ("tags", "updateLabelDescription", {"category": "moa", "label": "DMSO"}, "description"),
 ])
 def test_wrong_types_and_bounds_name_the_field(service_name, method, args, field):
     _refused(service_name, method, args, field)

@@ -280,8 +280,9 @@ def walkthrough(walk: Walk, setup: runtime.Container, folder: Path) -> None:
     call("tags", "update_category_description", category="week", description="batch")
     call("tags", "create_label", category="week", label="Week1")
     call("tags", "list_labels", category="week")
-    call("tags", "update_label", category="week", label="Week1", description="first")
-    call("tags", "get_index", category="week", label="Week1")
+    call("tags", "update_label_description", category="week", label="Week1", description="first")
+    call("tags", "update_label", category="week", old_label="Week1", new_label="Week01")
+    call("tags", "get_index", category="week", label="Week01")
     call("tags", "ensure_labels", category="week", labels=["Week1", "Week2"])
     call("tags", "delete_category", category="week")
 
@@ -299,7 +300,7 @@ def walkthrough(walk: Walk, setup: runtime.Container, folder: Path) -> None:
     plate_ids = [call("image-management", "populate_source_plate", manifest=d)["plate_id"] for d in documents[:-1]]
     uploaded = call("image-management", "upload_source_plate", manifest=manifest_uri)
     plate_ids.append(uploaded["plate_id"])
-    execution = call("image-management", "process_plate", plate_id=plate_ids[0])
+    execution = call("image-management", "inspect_plate", plate_id=plate_ids[0])
     call("image-management", "describe_execution", execution_id=execution)
     # the process-plate state machine: planning through the function, units as Batch jobs
     for plate_id in plate_ids:
@@ -337,6 +338,7 @@ def walkthrough(walk: Walk, setup: runtime.Container, folder: Path) -> None:
     call("training", "get_compatible_plates", name=spec)
     preprocessing = call("image-management", "start_preprocess", spec=spec, plate_ids=plate_ids)
     call("image-management", "describe_execution", execution_id=preprocessing)
+    call("image-management", "process_plate", plate_id=plate_ids[0], spec=spec)  # the seed's, for one plate
     for p in plate_ids:  # the preprocess half of the train state machine
         for channel in SPEC["input"]["channels"]:
             walk.job("flatfield", {"spec": spec, "plate_id": p, "channel": channel})

@@ -63,11 +63,28 @@ def test_labels_have_stable_indices(tags_svc):
     assert tags_svc.ensure_labels("moa", ["Eg5 inhibitors", "DMSO"]) == {"DMSO": 0, "Actin disruptors": 1, "Eg5 inhibitors": 2}
     assert tags_svc.get_index("moa", "Eg5 inhibitors") == 2
     assert [l["label"] for l in tags_svc.list_labels("moa")] == ["DMSO", "Actin disruptors", "Eg5 inhibitors"]
-    tags_svc.update_label("moa", "DMSO", "control")
+    tags_svc.update_label_description("moa", "DMSO", "control")
     assert tags_svc.list_labels("moa")[0]["description"] == "control"
     assert tags_svc.get_index("moa", "DMSO") == 0
     tags_svc.update_category_description("moa", "MOA")
     assert tags_svc.list_categories() == [{"category": "moa", "description": "MOA", "created_at": tags_svc.list_categories()[0]["created_at"]}]
+
+
+def test_a_label_is_renamed_keeping_its_index_and_a_rename_resumes(tags_svc):
+    tags_svc.create_category("moa")
+    tags_svc.create_label("moa", "DMSO", "control")
+    tags_svc.create_label("moa", "Actin disruptors")
+    renamed = tags_svc.update_label("moa", "DMSO", "vehicle")
+    assert (renamed["label"], renamed["index"], renamed["description"]) == ("vehicle", 0, "control")
+    assert [l["label"] for l in tags_svc.list_labels("moa")] == ["vehicle", "Actin disruptors"]
+    with pytest.raises(NotFound):
+        tags_svc.update_label("moa", "DMSO", "x")
+    with pytest.raises(Conflict, match="'Actin disruptors' already exists"):
+        tags_svc.update_label("moa", "vehicle", "Actin disruptors")
+    # a rename killed after writing the new row: both rows hold index 1; running it again finishes it
+    tags_svc._t.labels("moa", "actin", index=1).save()
+    assert tags_svc.update_label("moa", "Actin disruptors", "actin")["index"] == 1
+    assert [(l["label"], l["index"]) for l in tags_svc.list_labels("moa")] == [("vehicle", 0), ("actin", 1)]
 
 
 def test_label_errors_and_delete(tags_svc):

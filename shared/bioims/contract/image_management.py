@@ -217,10 +217,18 @@ class GetPlate(Request):
     plate: Id = Field(validation_alias=alias("plate", "plate_id"))
 
 
-class ProcessPlate(Request):
+class InspectPlate(Request):
     """Start the process-plate workflow (inspect, validate, thumbnails); returns the execution id."""
 
     plate_id: Id
+
+
+class ProcessPlate(Request):
+    """Start the preprocess workflow (flat-fields, then every field's crops) for one plate under a spec, as
+    the seed's processPlate does; returns the execution id (see startPreprocess for many plates)."""
+
+    plate_id: Id
+    spec: SpecName = Field(validation_alias=alias("spec", "embedding_name"))
 
 
 class DescribeExecution(Request):
@@ -439,6 +447,8 @@ SERVICE = Service("image-management", "bioims image-management service",
     _Op("uploadSourcePlate", "upload_source_plate", "POST /uploads", UploadSourcePlate, Uploaded, status=202),
     _Op("listPlates", "list_plates", "GET /plates", ListPlates, list[Plate]),
     _Op("getPlate", "get_plate", "GET /plates/{plate_id}", GetPlate, Plate),
+    _Op("inspectPlate", "inspect_plate", "POST /plates/{plate_id}/inspect", InspectPlate, str, status=202,
+        result_key="execution_id"),
     _Op("processPlate", "process_plate", "POST /plates/{plate_id}/process", ProcessPlate, str, status=202,
         result_key="execution_id"),
     _Op("describeExecution", "describe_execution", "GET /executions/{execution_id}", DescribeExecution, Execution),

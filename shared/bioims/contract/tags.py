@@ -163,12 +163,21 @@ class EnsureLabels(Request):
     labels: list[TagValue] = Field(max_length=MAX_ITEMS)
 
 
-class UpdateLabel(Request):
+class UpdateLabelDescription(Request):
     """Change a label's description (None removes it; its index never changes)."""
 
     category: Category
     label: TagValue
     description: Text | None
+
+
+class UpdateLabel(Request):
+    """Rename a label, keeping its index and description (404 if it does not exist, 409 if the new name
+    does), as the seed's updateLabel ``{category, oldlabel, newlabel}``."""
+
+    category: Category
+    old_label: TagValue = Field(validation_alias=alias("old_label", "oldlabel", "label"))
+    new_label: TagValue = Field(validation_alias=alias("new_label", "newlabel"))
 
 
 class ListLabels(Request):
@@ -210,7 +219,9 @@ SERVICE = Service("tags", "bioims tags service",
     _Op("createLabel", "create_label", "POST /categories/{category}/labels", CreateLabel, int, status=201,
         result_key="index"),
     _Op("listLabels", "list_labels", "GET /categories/{category}/labels", ListLabels, list[Label]),
-    _Op("updateLabel", "update_label", "PUT /categories/{category}/labels/{label}", UpdateLabel, Label),
+    _Op("updateLabelDescription", "update_label_description", "PUT /categories/{category}/labels/{label}",
+        UpdateLabelDescription, Label),
+    _Op("updateLabel", "update_label", "POST /categories/{category}/labels/{label}/rename", UpdateLabel, Label),
     _Op("getIndex", "get_index", "GET /categories/{category}/labels/{label}/index", GetIndex, int,
         result_key="index"),
     _Op("ensureLabels", "ensure_labels", "POST /categories/{category}/ensure-labels", EnsureLabels, dict[str, int]),

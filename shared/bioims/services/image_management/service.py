@@ -237,7 +237,7 @@ class ImageManagementService:
     def upload_source_plate(self, manifest: dict[str, Any] | str) -> dict[str, Any]:
         """Register a plate, then start its processing (inspect -> validate -> thumbnails)."""
         result = self.populate_source_plate(manifest)
-        return result | {"execution_id": self.process_plate(result["plate_id"])}
+        return result | {"execution_id": self.inspect_plate(result["plate_id"])}
 
     # ================================================================= plates, wells, images
     def list_plates(self) -> list[dict[str, Any]]:
@@ -385,7 +385,7 @@ class ImageManagementService:
         return self._tags.set_image_tags(image_id, tags)
 
     # ================================================================= processing (jobs)
-    def process_plate(self, plate_id: str) -> str:
+    def inspect_plate(self, plate_id: str) -> str:
         """Start the process-plate workflow (inspect -> validate -> thumbnails); returns the execution id."""
         plate = self._plate(plate_id)
         if self._runner is None:
@@ -399,6 +399,10 @@ class ImageManagementService:
             raise InvalidInput("this runtime cannot start workflows")
         plates = None if plate_ids is None else [self._plate(p).plate_id for p in plate_ids]
         return self._runner.start(PREPROCESS, {"spec": spec, "plate_ids": plates})
+
+    def process_plate(self, plate_id: str, spec: str) -> str:
+        """The seed's processPlate: the preprocess workflow for one plate under a spec; the execution id."""
+        return self.start_preprocess(spec, [plate_id])
 
     def compute_flatfield(self, spec: str, plate_id: str, channel: str, force: bool = False) -> dict[str, Any]:
         """One plate x channel flat-field under a spec (a job unit of the preprocess workflow)."""

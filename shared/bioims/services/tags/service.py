@@ -241,12 +241,30 @@ class TagsService:
             existing[label] = int(self._insert_label(cat, _check_name(label, "label"), None).index)
         return existing
 
-    def update_label(self, category: str, label: str, description: str | None) -> dict[str, Any]:
+    def update_label_description(self, category: str, label: str, description: str | None) -> dict[str, Any]:
         """Change a label's description (its index never changes)."""
         row = self._label(category, label)
         row.update(actions=[self._t.labels.description.set(description)] if description
                    else [self._t.labels.description.remove()])
         return to_dict(row)
+
+    def update_label(self, category: str, old_label: str, new_label: str) -> dict[str, Any]:
+        """Rename a label, keeping its index and description (the seed's updateLabel).
+
+        :class:`NotFound` if ``old_label`` does not exist, :class:`Conflict` if ``new_label`` does. A rename
+        interrupted between writing the new row and deleting the old one is finished by running it again."""
+        _check_name(new_label, "label")
+        old = self._label(category, old_label)
+        new = self._t.labels(old.category, new_label, index=int(old.index), description=old.description)
+        try:
+            new.save(condition=self._t.labels.label.does_not_exist())
+        except PutError as e:
+            if not condition_failed(e):
+                raise
+            if int(self._t.labels.get(old.category, new_label).index) != int(old.index):
+                raise Conflict(f"label {new_label!r} already exists in category {category!r}") from None
+        old.delete()
+        return to_dict(self._t.labels.get(old.category, new_label))
 
     def list_labels(self, category: str) -> list[dict[str, Any]]:
         """Labels of a category sorted by index."""
