@@ -71,8 +71,8 @@ PARAMETERS: dict[str, str] = {
     "BIOIMS_SFN_TRAIN_ARN": "TrainStateMachine",
     "BIOIMS_SFN_EMBED_ARN": "EmbedStateMachine",
 }
-READS_INPUT = {"image-management"}
-"""The services that read input images and manifests (from the input bucket)."""
+READS_INPUT = {"image-management", "training"}
+"""The services that read the input bucket: images and manifests; custom training filters."""
 FUNCTION_NAMES = {"APIHandler": "api", "Invoke": "invoke"}
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 """The date of every zip entry (the zip's bytes depend only on what it holds)."""

@@ -150,9 +150,10 @@ _TRAINING_API: Grants = _union(
         "dynamodb:Scan": ["embedding-specs"],
         "dynamodb:DeleteItem": ["embedding-specs", "train-runs"],
         "dynamodb:Query": ["train-runs/index/by_spec"],
-        # create_trainings writes the filter, get_training_filter reads it, delete_training lists and
-        # deletes the run's objects
-        "s3:PutObject": ["artifacts"], "s3:GetObject": ["artifacts"], "s3:ListBucket": ["artifacts"],
+        "dynamodb:UpdateItem": ["train-runs"],  # update_training
+        # create_trainings writes the filter (reading a custom one from the store or the input bucket),
+        # get_training_filter reads it, delete_training lists and deletes the run's objects
+        "s3:PutObject": ["artifacts"], "s3:GetObject": ["artifacts", "input"], "s3:ListBucket": ["artifacts"],
         "s3:DeleteObject": ["artifacts"],
         "states:StartExecution": ["train"],  # train
     },

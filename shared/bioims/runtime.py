@@ -182,7 +182,7 @@ def build(settings: Settings, database: Database, objects: ObjectStore, runner: 
     images = remote.get("image-management") or service["image-management"](
         tables["image-management"], objects, keys, tags, artifacts, training_port, runner, roots=roots)
     training = remote.get("training") or service["training"](tables["training"], objects, keys, artifacts, images,
-                                                             runner)
+                                                             runner, roots=roots)
     if isinstance(training_port, _Later):
         training_port.set(training)
     embedding = remote.get("embedding") or service["embedding"](objects, keys, artifacts, images, training, runner)

@@ -17,7 +17,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from bioims.errors import InvalidInput, NotFound
+from bioims.errors import Conflict, InvalidInput, NotFound
 from bioims.ids import new_id
 from bioims.jobs.runner import LocalPool
 from bioims.store.objects import uri_to_path
@@ -91,6 +91,52 @@ def test_fold_runs_filters_and_verified_models(screen):
     assert again["skipped"] and again["onnx_uri"] == run["model_uris"]["onnx"]
     assert [r["train_id"] for r in c.training.get_embedding_trainings(SPEC["name"])] == [r["train_id"] for r in runs] \
         or {r["train_id"] for r in c.training.get_embedding_trainings(SPEC["name"])} >= {r["train_id"] for r in runs}
+
+
+def test_a_custom_filter_named_run_and_seed_log(screen, tmp_path):
+    """The seed's per-compound filter files: ids given as a list or as a file in the store, filtered
+    besides the hold-out's, part of the run's identity; the seed's trainId and messageId; updateTraining."""
+    c = screen
+    fields = c.training._fields(c.training.spec(SPEC["name"]), preprocessed=False)
+    dmso = sorted(f.image_id for f in fields if f.metadata.get("moa") == "DMSO")[:3]
+    plain = c.training.create_trainings(SPEC["name"], "none", epochs=1, seed=3)[0]
+    listed = c.training.create_trainings(SPEC["name"], "none", epochs=1, seed=3, filter=dmso)[0]
+    assert listed["train_id"] != plain["train_id"] and listed["filter_count"] == 3
+    assert c.training.get_training_filter(listed["train_id"]) == dmso
+    uri = f"{c.keys.root}/filters/dmso.txt"  # one id per line, as the seed's filter files
+    c.objects.put_bytes(uri, ("\n".join(dmso) + "\n").encode())
+    assert c.training.create_trainings(SPEC["name"], "none", epochs=1, seed=3, filter_uri=uri)[0] == listed
+    outside = tmp_path / "filter.json"
+    outside.write_text(json.dumps(dmso))
+    with pytest.raises(InvalidInput, match="training filter .* is outside"):
+        c.training.create_trainings(SPEC["name"], "none", filter_uri=outside.as_uri())
+    folds = c.training.create_trainings(SPEC["name"], "folds", filter=dmso[:1])
+    for run in folds:
+        assert set(c.training.get_training_filter(run["train_id"])) >= set(dmso[:1])
+        assert run["filter_count"] == len({f.image_id for f in fields if f.compound in run["holdout"]} | {dmso[0]})
+
+    log = c.artifacts.create_message("seed client: training requested")
+    named = c.training.create_trainings(SPEC["name"], "none", epochs=1, train_id="bbbc021-run-1", message_id=log)[0]
+    assert named["train_id"] == "bbbc021-run-1" and named["message_id"] == log
+    assert [m["message"] for m in c.artifacts.list_messages(log)][0] == "seed client: training requested"
+    assert c.training.create_trainings(SPEC["name"], "none", epochs=1, train_id="bbbc021-run-1") == [named]
+    with pytest.raises(Conflict, match="exists with another spec"):
+        c.training.create_trainings(SPEC["name"], "none", epochs=2, train_id="bbbc021-run-1")
+    with pytest.raises(InvalidInput, match="a train id names one run; holdout folds makes 2"):
+        c.training.create_trainings(SPEC["name"], "folds", train_id="bbbc021-run-2")
+
+    updated = c.training.update_training("bbbc021-run-1", "filter", dmso)
+    assert updated["filter_count"] == 3 and c.training.get_training_filter("bbbc021-run-1") == dmso
+    assert c.training.update_training("bbbc021-run-1", "messageId", log)["message_id"] == log
+    with pytest.raises(InvalidInput, match="runs train as AWS Batch jobs"):
+        c.training.update_training("bbbc021-run-1", "sagemakerJobName", "job")
+    with pytest.raises(InvalidInput, match="filter_uri = s3://BUCKET/KEY"):
+        c.training.update_training("bbbc021-run-1", "filterKey", "k")
+    with pytest.raises(NotFound, match="no message log"):
+        c.training.update_training("bbbc021-run-1", "message_id", "nope")
+    c.training.run_training("bbbc021-run-1")
+    with pytest.raises(Conflict, match="only a created run can be changed"):
+        c.training.update_training("bbbc021-run-1", "filter", [])
 
 
 def test_holdout_modes_and_bad_requests(screen):

@@ -352,6 +352,11 @@ def walkthrough(walk: Walk, setup: runtime.Container, folder: Path) -> None:
     call("training", "get_embedding_trainings", name=spec)
     call("training", "get_training", train_id=train_id)
     call("training", "get_training_filter", train_id=train_id)
+    filter_uri = f"s3://{INPUT_BUCKET}/filters/{spec}.txt"  # the seed's filterBucket/filterKey: an input object
+    setup.objects.put_bytes(filter_uri, f"{image_id}\n".encode())
+    filtered = call("training", "create_trainings", spec=spec, epochs=0, seed=6, filter_uri=filter_uri)[0]
+    call("training", "update_training", train_id=filtered["train_id"], attribute="filter", value=[])
+    call("training", "delete_training", train_id=filtered["train_id"])
     call("training", "train", spec=spec, holdout="none", epochs=0, seed=5)
     walk.job("train-model", {"train_id": train_id, "threads": 1})
     call("training", "get_training_job_info", train_id=train_id)

@@ -371,7 +371,7 @@ def test_functions_get_only_what_their_service_uses(service):
         assert variables <= CONTRACT_VARIABLES, sorted(variables - CONTRACT_VARIABLES)
         assert {v for v in variables if v.startswith(settings.FUNCTION_PREFIX)} == functions
         assert {"BIOIMS_RUNTIME", "BIOIMS_TABLE_PREFIX", "BIOIMS_ARTIFACT_URI"} <= variables
-        assert ("BIOIMS_INPUT_BUCKET" in variables) == (service == "image-management")
+        assert ("BIOIMS_INPUT_BUCKET" in variables) == (service in ("image-management", "training"))  # images; training filters
         starts = {settings.ENV_NAMES[need] for need in runtime.AWS_NEEDS[service]}
         assert {v for v in variables if v.startswith("BIOIMS_SFN_")} == starts
 

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
 
 from .artifact import LogMessage
-from .base import MAX_TEXT, Id, Model, Name, Operation, Pixels, Request, Service, SpecName, alias
+from .base import (MAX_ITEMS, MAX_TEXT, Id, Model, Name, Operation, Pixels, Request, Service, SpecName, Uri, alias,
+                   s3_location, unwrap)
 from .enums import Compute, Holdout, Loss, Network, PlateStatus, TrainStatus
 
 MAX_CHANNELS = 64
@@ -418,6 +419,18 @@ class CreateTrainings(Request):
     loss: Loss | None = None
     temperature: Temperature | None = None
     learning_rate: LearningRate | None = None
+    filter: list[Id] | None = Field(None, max_length=MAX_ITEMS,
+                                    description="image ids never trained on, besides the held-out compounds'")
+    filter_uri: Uri | None = Field(None, description="a file of such ids (one per line or a JSON list) in the "
+                                                     "artifact store or an ingest root")
+    train_id: Name | None = Field(None, description="the run's id (the seed's trainId; a plan of one run only)")
+    message_id: Id | None = Field(None, description="an existing log the run writes to (the seed's messageId)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _seed_event(cls, data: Any) -> Any:
+        """The seed's ``{"training": {...}}`` envelope and ``filterBucket``/``filterKey``."""
+        return s3_location(unwrap(data, "training"), "filterBucket", "filterKey", "filter_uri")
 
 
 class GetEmbeddingTrainings(Request):
@@ -450,10 +463,32 @@ class DeleteTraining(Request):
     train_id: Name
 
 
+class UpdateTraining(Request):
+    """Change a created run's ``message_id``, ``filter`` or ``filter_uri`` (409 once it has started)."""
+
+    train_id: Name
+    attribute: Name
+    value: JsonValue
+
+
 class Train(CreateTrainings):
     """Create (or find) the runs of a hold-out mode and start the ``train`` workflow over those not complete.
 
-    Returns ``{"execution_id", "train_ids"}`` at once; the arguments are those of createTraining."""
+    Returns ``{"execution_id", "train_ids"}`` at once; the arguments are those of createTraining. The
+    seed's ``executeProcessPlate`` and ``useSpot`` (booleans, or their strings) are accepted: the workflow
+    always preprocesses what is not yet, and the queue (spot or on-demand) follows the spec's compute."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _seed_switches(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not {"executeProcessPlate", "useSpot"} & set(data):
+            return data
+        data = dict(data)
+        for name in ("executeProcessPlate", "useSpot"):
+            value = data.pop(name, True)
+            if value not in (True, False, "true", "false", "True", "False"):
+                raise ValueError(f"{name} must be a boolean, got {value!r}")
+        return data
 
 
 _Op = Operation
@@ -475,6 +510,7 @@ SERVICE = Service("training", "bioims training service",
         list[str]),
     _Op("getTrainingJobInfo", "get_training_job_info", "GET /trainings/{train_id}/job", GetTrainingJobInfo,
         JobInfo),
+    _Op("updateTraining", "update_training", "PUT /trainings/{train_id}", UpdateTraining, TrainRun),
     _Op("deleteTraining", "delete_training", "DELETE /trainings/{train_id}", DeleteTraining, DeletedTraining),
     _Op("train", "train", "POST /train", Train, TrainStarted, status=202),
 ))

@@ -11,6 +11,7 @@ and settings, so asking for the same runs again finds the existing ones (and a k
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import replace
 from typing import Any
@@ -24,12 +25,17 @@ from ...ids import iso, stable_id, utcnow
 from ...profiles.pipeline import CONTROL
 from ...specs import EmbeddingSpec, TrainingSettings
 from ...store.keys import Keys
+from ...store.roots import IngestRoots
 from ...store.objects import ObjectStore
 from ...store.tables import condition_failed, to_dict
 from ...training.folds import HOLDOUT_MODES, holdout_plan
 from ..ports import ArtifactsPort, ImagesPort, RunnerPort, SpecField, spec_fields
 from .tables import TrainingTables
 
+SEED_ATTRIBUTES = {"messageId": "message_id", "filterUri": "filter_uri"}
+"""updateTraining's attributes under the seed's (camelCase) names."""
+MAX_FILTER_BYTES = 64 * 2**20
+"""Largest custom training filter file (about two million image ids)."""
 SAMPLE_CROPS = 256
 """Real crops the ONNX export is verified on."""
 
@@ -52,7 +58,8 @@ class TrainingService:
     """
 
     def __init__(self, tables: TrainingTables, objects: ObjectStore, keys: Keys, artifacts: ArtifactsPort,
-                 images: ImagesPort, runner: RunnerPort | None = None) -> None:
+                 images: ImagesPort, runner: RunnerPort | None = None, *, roots: IngestRoots | None = None) -> None:
+        self._roots = roots or IngestRoots()
         self._t = tables
         self._images = images
         self._objects = objects
@@ -108,7 +115,9 @@ class TrainingService:
     # ------------------------------------------------------------------ train runs
     def create_trainings(self, spec: str, holdout: str = "none", epochs: int | None = None,
                          seed: int | None = None, network: str | None = None, loss: str | None = None,
-                         temperature: float | None = None, learning_rate: float | None = None) -> list[dict[str, Any]]:
+                         temperature: float | None = None, learning_rate: float | None = None,
+                         filter: list[str] | None = None, filter_uri: str | None = None,
+                         train_id: str | None = None, message_id: str | None = None) -> list[dict[str, Any]]:
         """The train runs of one hold-out mode (``none`` | ``compound`` | ``folds``, see
         :mod:`bioims.training.folds`), created with their filters, or found if they exist.
 
@@ -116,18 +125,29 @@ class TrainingService:
         crops: e.g. the seed's network and pair loss as a comparison); ``epochs=0`` makes runs whose models
         keep their seeded initial weights (the untrained baseline of an evaluation).
 
+        ``filter`` (image ids) and ``filter_uri`` (a file of them: one per line or a JSON list, in the
+        artifact store or an ingest root; the seed's ``filterBucket``/``filterKey``) are fields the runs
+        never train on besides their held-out compounds' (the seed's per-compound filter files); they are
+        part of the runs' identity. ``train_id`` names the run (the seed's ``trainId``: only for a plan of
+        one run; :class:`Conflict` if that id is a different run) and ``message_id`` is an existing log
+        to write the run's activity to (the seed's ``messageId``).
+
         Raises :class:`InvalidInput` when no field is preprocessed under the spec yet (:meth:`train`
         creates the runs before its workflow preprocesses)."""
-        return self._create_trainings(spec, holdout, epochs, seed, network, loss, temperature, learning_rate,
-                                      require_preprocessed=True)
+        return self._create_trainings(
+            spec, holdout, dict(epochs=epochs, seed=seed, network=network, loss=loss, temperature=temperature,
+                                learning_rate=learning_rate), self._custom_filter(filter, filter_uri),
+            train_id, message_id, require_preprocessed=True)
 
-    def _create_trainings(self, spec: str, holdout: str, epochs: int | None, seed: int | None, network: str | None,
-                          loss: str | None, temperature: float | None, learning_rate: float | None, *,
+    def _create_trainings(self, spec: str, holdout: str, overrides: dict[str, Any], custom: list[str],
+                          train_id: str | None, message_id: str | None, *,
                           require_preprocessed: bool) -> list[dict[str, Any]]:
-        s = self._effective_spec(self.spec(spec), network, loss, temperature=temperature, learning_rate=learning_rate)
+        o = overrides
+        s = self._effective_spec(self.spec(spec), o["network"], o["loss"], temperature=o["temperature"],
+                                 learning_rate=o["learning_rate"])
         if holdout not in HOLDOUT_MODES:
             raise InvalidInput(f"holdout must be one of {', '.join(HOLDOUT_MODES)}, got {holdout!r}")
-        settings = _override(s.training, epochs=epochs, seed=seed)
+        settings = _override(s.training, epochs=o["epochs"], seed=o["seed"])
         fields = self._fields(s, preprocessed=False)
         if require_preprocessed and not any(f.cells for f in fields):
             raise InvalidInput(f"no preprocessed fields under spec {s.name}; run `bioims preprocess {s.name}`")
@@ -136,12 +156,34 @@ class TrainingService:
         category = settings.label_category
         compound_moa = {f.compound: f.metadata.get(category) for f in fields if f.compound}
         plan = holdout_plan(holdout, compound_moa, folds=settings.folds, seed=settings.seed)
+        if train_id is not None and len(plan) != 1:
+            raise InvalidInput(f"a train id names one run; holdout {holdout} makes {len(plan)}")
         runs = []
         for index, held in enumerate(plan):
-            digest = stable_id(s.name, s.to_dict(), holdout, held, settings.__dict__, length=8)
-            train_id = f"{s.name}-{holdout}-{index}-{digest}"
-            runs.append(self._create_run(train_id, s, settings, holdout, held, fields))
+            digest = stable_id(s.name, s.to_dict(), holdout, held, settings.__dict__,
+                               *([custom] if custom else []), length=8)
+            run_id = train_id or f"{s.name}-{holdout}-{index}-{digest}"
+            runs.append(self._create_run(run_id, s, settings, holdout, held, fields, custom, message_id,
+                                         named=train_id is not None))
         return runs
+
+    def _custom_filter(self, ids: list[str] | None, uri: str | None) -> list[str]:
+        """The image ids of a custom training filter, from the list and the file (sorted, distinct)."""
+        found = set(ids or [])
+        if uri is not None:
+            if not uri.startswith(self._keys.root + "/"):
+                self._roots.check(uri, "training filter")
+            if self._objects.size(uri) > MAX_FILTER_BYTES:
+                raise InvalidInput(f"training filter {uri} is larger than {MAX_FILTER_BYTES} bytes")
+            text = self._objects.get_bytes(uri).decode("utf-8", errors="replace")
+            try:
+                listed = json.loads(text) if text.lstrip().startswith("[") else text.split()
+            except json.JSONDecodeError as e:
+                raise InvalidInput(f"training filter {uri} is not a JSON list: {e}") from None
+            if not all(isinstance(i, str) and i for i in listed):
+                raise InvalidInput(f"training filter {uri} must list image ids (strings)")
+            found.update(listed)
+        return sorted(found)
 
     @staticmethod
     def _effective_spec(spec: EmbeddingSpec, network: str | None, loss: str | None,
@@ -153,22 +195,32 @@ class TrainingService:
         return EmbeddingSpec.from_dict(doc)
 
     def _create_run(self, train_id: str, spec: EmbeddingSpec, settings: TrainingSettings, mode: str,
-                    held: list[str], fields: list[SpecField]) -> dict[str, Any]:
+                    held: list[str], fields: list[SpecField], custom: list[str], message_id: str | None,
+                    *, named: bool) -> dict[str, Any]:
+        held_set = set(held)
+        excluded = sorted({f.image_id for f in fields if f.compound in held_set} | set(custom))
+        run_settings = {**settings.__dict__, "holdout_mode": mode, "network": spec.network, "loss": spec.loss}
         try:
-            return to_dict(self._t.train_runs.get(train_id))
+            existing = self._t.train_runs.get(train_id)
         except self._t.train_runs.DoesNotExist:
             pass
-        held_set = set(held)
-        excluded = sorted(f.image_id for f in fields if f.compound in held_set)
+        else:
+            if named and (existing.spec_name, list(existing.holdout or []), dict(existing.settings or {}),
+                          self.get_training_filter(train_id)) != (spec.name, held, run_settings, excluded):
+                raise Conflict(f"train run {train_id} exists with another spec, hold-out, settings or filter")
+            return to_dict(existing)
         filter_uri = self._keys.model(train_id, "filter.json")
         self._objects.put_json(filter_uri, excluded)
         self._artifacts.create_artifact(train_id, filter_uri, train_id=train_id, type="train-filter")
-        message_id = self._artifacts.create_message(
-            f"train run {train_id} created: spec {spec.name}, holdout {mode} {held}, {len(excluded)} fields filtered")
+        created = (f"train run {train_id} created: spec {spec.name}, holdout {mode} {held}, "
+                   f"{len(excluded)} fields filtered ({len(custom)} by the custom filter)")
+        if message_id is None:
+            message_id = self._artifacts.create_message(created)
+        else:
+            self._artifacts.add_message(message_id, created)
         row = self._t.train_runs(train_id, spec_name=spec.name, created_at=iso(), status=TrainStatus.CREATED,
                                  holdout=held, filter_uri=filter_uri, filter_count=len(excluded), message_id=message_id,
-                                 settings={**settings.__dict__, "holdout_mode": mode, "network": spec.network,
-                                           "loss": spec.loss})
+                                 settings=run_settings)
         try:
             row.save(condition=self._t.train_runs.train_id.does_not_exist())
         except PutError as e:
@@ -184,6 +236,40 @@ class TrainingService:
         """The train runs of a spec, oldest first."""
         self.spec(name)
         return [to_dict(r) for r in self._t.train_runs.by_spec.query(name)]
+
+    def update_training(self, train_id: str, attribute: str, value: Any) -> dict[str, Any]:
+        """Change a created run (the seed's updateTraining): ``message_id`` (an existing log it writes to
+        from now on), ``filter`` (image ids) or ``filter_uri`` (a file of them) replacing its custom filter
+        (its held-out compounds' fields stay filtered; the run keeps its id). :class:`Conflict` once the
+        run has started; the seed's SageMaker attributes do not exist here (bioims trains on Batch)."""
+        row = self._run(train_id)
+        attribute = SEED_ATTRIBUTES.get(attribute, attribute)
+        if attribute in ("sagemakerTrainId", "sagemakerJobName"):
+            raise InvalidInput(f"{attribute} does not exist in bioims: runs train as AWS Batch jobs, not SageMaker")
+        if attribute in ("filterBucket", "filterKey"):
+            raise InvalidInput("set the filter as one attribute: filter_uri = s3://BUCKET/KEY")
+        if attribute not in ("message_id", "filter", "filter_uri"):
+            raise InvalidInput(f"attribute must be message_id, filter or filter_uri, got {attribute!r}")
+        if row.status != TrainStatus.CREATED:
+            raise Conflict(f"train run {train_id} is {row.status}; only a created run can be changed")
+        if attribute == "message_id":
+            if not isinstance(value, str) or not value:
+                raise InvalidInput("message_id must be a non-empty string")
+            self._artifacts.add_message(value, f"train run {train_id} logs here")
+            row.update(actions=[self._t.train_runs.message_id.set(value)])
+            return to_dict(row)
+        if attribute == "filter" and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+            raise InvalidInput("filter must be a list of image ids")
+        if attribute == "filter_uri" and not (isinstance(value, str) and value.startswith(("file://", "s3://"))):
+            raise InvalidInput("filter_uri must be a file:// or s3:// URI")
+        custom = self._custom_filter(value, None) if attribute == "filter" else self._custom_filter(None, value)
+        held = set(row.holdout or [])
+        excluded = sorted({f.image_id for f in self._fields(self.spec(row.spec_name), preprocessed=False)
+                           if f.compound in held} | set(custom))
+        self._objects.put_json(row.filter_uri, excluded)
+        row.update(actions=[self._t.train_runs.filter_count.set(len(excluded))])
+        self._log(row, f"custom filter replaced: {len(custom)} ids, {len(excluded)} fields filtered")
+        return to_dict(row)
 
     def get_training_filter(self, train_id: str) -> list[str]:
         """The image ids a run does not train on (its held-out compounds' fields)."""
@@ -215,14 +301,17 @@ class TrainingService:
 
     def train(self, spec: str, holdout: str = "none", epochs: int | None = None, seed: int | None = None,
               network: str | None = None, loss: str | None = None, temperature: float | None = None,
-              learning_rate: float | None = None) -> dict[str, Any]:
+              learning_rate: float | None = None, filter: list[str] | None = None, filter_uri: str | None = None,
+              train_id: str | None = None, message_id: str | None = None) -> dict[str, Any]:
         """Create (or find) the runs of a hold-out mode (see :meth:`create_trainings`) and start the
         ``train`` workflow over them, which first preprocesses the spec's fields that are not yet (so a
         spec can be trained right after it is created); returns ``{"execution_id", "train_ids"}`` at once."""
         if self._runner is None:
             raise InvalidInput("this runtime has no job runner; train with `bioims train` on a machine")
-        runs = self._create_trainings(spec, holdout, epochs, seed, network, loss, temperature, learning_rate,
-                                      require_preprocessed=False)
+        runs = self._create_trainings(
+            spec, holdout, dict(epochs=epochs, seed=seed, network=network, loss=loss, temperature=temperature,
+                                learning_rate=learning_rate), self._custom_filter(filter, filter_uri),
+            train_id, message_id, require_preprocessed=False)
         ids = [r["train_id"] for r in runs]
         return {"execution_id": self._runner.start("train", {"train_ids": ids}), "train_ids": ids}
 
