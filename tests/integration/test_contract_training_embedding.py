@@ -87,7 +87,7 @@ def test_training_responses_match_the_contract(screen, monkeypatch):
     assert started["train_ids"] == [r["train_id"] for r in folds] and runner.started == [
         ("train", {"train_ids": started["train_ids"]})]
     assert call(t, "training", "deleteTraining", {"train_id": folds[1]["train_id"]}) == {
-        "deleted": folds[1]["train_id"], "objects": 1}
+        "deleted": folds[1]["train_id"], "objects": 1, "image_results": 0, "artifacts": 1}
     with pytest.raises(InvalidInput, match="holdout"):
         call(t, "training", "createTraining", {"spec": SPEC["name"], "holdout": "xyz"})
     with pytest.raises(InvalidInput, match="epochs"):

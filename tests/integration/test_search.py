@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from bioims.client import SearchClient
-from bioims.errors import InvalidInput, NotFound
+from bioims.errors import Conflict, InvalidInput, NotFound
 from bioims.imaging.io import read_image
 from bioims.profiles.io import read_profiles
 from bioims.services.search import SearchService
@@ -377,3 +377,41 @@ def test_the_evaluation_example_reports_the_nsc_accuracy_of_the_search(indexed, 
     per_moa = {line.rsplit(None, 2)[0]: line.rsplit(None, 2)[1] for line in out[:-1]}
     assert per_moa == {m: f"{int((moa[nearest] == moa)[moa == m].sum())}/{int((moa == m).sum())}"
                        for m in sorted(set(moa))}
+
+
+def test_delete_training_refuses_while_indexed_then_removes_everything_the_run_made(indexed):
+    """deleteTraining names the indexes still built from a run; once they are deleted (their artifact
+    records with them: a rebuild keeps only the current version's) it removes the run's models,
+    embeddings, fields' result rows and artifact records."""
+    c, _ = indexed
+    train_id = c.training.create_trainings(SPEC["name"], "none", epochs=0, seed=77)[0]["train_id"]
+    c.training.run_training(train_id)
+    c.runner.run(c, "embed", {"train_id": train_id})
+    first = c.search.build_index(train_id, "field")
+    c.search.build_index(train_id, "field")  # a rebuild: the first version's records go with its objects
+    c.search.build_index(train_id, "well")
+    records = c.artifacts.get_train_artifacts(train_id)
+    index_records = [a for a in records if a["type"].startswith("index-")]
+    assert {a["context_id"] for a in index_records} == {f"index:{train_id}:field:cosine", f"index:{train_id}:well:cosine"}
+    assert not any(f"/{first['version']}/" in a["uri"] for a in index_records)
+    assert all(c.objects.exists(a["uri"]) for a in index_records)
+    with pytest.raises(Conflict, match=f"used by 2 search index\\(es\\): index:{train_id}:field:cosine"):
+        c.training.delete_training(train_id)
+
+    c.search.delete_index(train_id)
+    assert not [a for a in c.artifacts.get_train_artifacts(train_id) if a["type"].startswith("index-")]
+    image_id = c.embedding.profiles(train_id, "field")["Metadata_ImageId"].iloc[0]
+    assert c.images.get_image_info(image_id, train_id)["train_id"] == train_id
+    made = [u for root in (c.keys.models_root(train_id), c.keys.embeddings_root(train_id))
+            for u in c.objects.list(root + "/")]
+    assert any(u.endswith("model.onnx") for u in made) and any(u.endswith("fields.parquet") for u in made)
+
+    deleted = c.training.delete_training(train_id)
+    assert deleted["objects"] == len(made) and deleted["image_results"] > 0 and deleted["artifacts"] > 0
+    assert not [u for root in (c.keys.models_root(train_id), c.keys.embeddings_root(train_id))
+                for u in c.objects.list(root + "/")]
+    assert c.artifacts.get_train_artifacts(train_id) == []
+    with pytest.raises(NotFound):
+        c.images.get_image_info(image_id, train_id)
+    with pytest.raises(NotFound):
+        c.training.get_training(train_id)

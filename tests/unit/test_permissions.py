@@ -356,6 +356,7 @@ def walkthrough(walk: Walk, setup: runtime.Container, folder: Path) -> None:
     setup.objects.put_bytes(filter_uri, f"{image_id}\n".encode())
     filtered = call("training", "create_trainings", spec=spec, epochs=0, seed=6, filter_uri=filter_uri)[0]
     call("training", "update_training", train_id=filtered["train_id"], attribute="filter", value=[])
+    call("image-management", "delete_image_train_results", train_id=filtered["train_id"])  # none yet
     call("training", "delete_training", train_id=filtered["train_id"])
     call("training", "train", spec=spec, holdout="none", epochs=0, seed=5)
     walk.job("train-model", {"train_id": train_id, "threads": 1})

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import Discriminator, Field, JsonValue, StrictFloat, StringConstraints, Tag as Case, model_validator
 
+from .artifact import Deleted
 from .base import MAX_BODY_BYTES, Count, Id, Model, Name, Operation, Pixels, Request, Service, SpecName, Uri, alias, s3_location
 from .enums import ExecutionStatus, ImageStatus, PlateStatus, ResultStatus
 from .tags import Tag, TagList
@@ -374,6 +375,12 @@ class CreateImageTrainResults(Request):
     results: list[ImageTrainResult] = Field(max_length=MAX_RESULTS)
 
 
+class DeleteImageTrainResults(Request):
+    """Delete every field's row of one train run (deleteTraining's cleanup)."""
+
+    train_id: Name
+
+
 class ListSpecFields(Request):
     """A plate's valid fields with their metadata and, where preprocessed under the spec, their cell
     count and crops (``preprocessed``: only those), sorted by image id."""
@@ -476,6 +483,8 @@ SERVICE = Service("image-management", "bioims image-management service",
         CreateImageTrainResult, Image),
     _Op("createImageTrainResults", "create_image_train_results", "POST /train-results/{train_id}",
         CreateImageTrainResults, Written),
+    _Op("deleteImageTrainResults", "delete_image_train_results", "DELETE /train-results/{train_id}",
+        DeleteImageTrainResults, Deleted),
     _Op("listSpecFields", "list_spec_fields", "GET /plates/{plate_id}/spec-fields/{spec}", ListSpecFields,
         list[SpecField]),
     _Op("getImageTags", "get_image_tags", "GET /images/{image_id}/tags", GetImageTags, list[Tag]),

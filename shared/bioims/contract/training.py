@@ -295,10 +295,12 @@ class JobInfo(Model):
 
 
 class DeletedTraining(Model):
-    """The deleted run and how many of its stored objects were deleted."""
+    """The deleted run and how many of its stored objects, fields' result rows and artifact records went."""
 
     deleted: str
     objects: int
+    image_results: int
+    artifacts: int
 
 
 class TrainStarted(Model):
@@ -458,7 +460,8 @@ class GetTrainingJobInfo(Request):
 
 
 class DeleteTraining(Request):
-    """Delete a run, its stored objects and artifact records (409 while it runs)."""
+    """Delete a run and what it produced: models, embeddings, its fields' result rows, its artifact records
+    (409 while it runs, or while a search index is built from it: the message names the indexes)."""
 
     train_id: Name
 

@@ -81,6 +81,10 @@ class Keys:
             check_name(image_id, "image id")
         return join(self.root, "embeddings", train_id, "plates", plate_id, f"{image_id}-cells.npy")
 
+    def embeddings_root(self, train_id: str) -> str:
+        """The folder of a train run's embeddings (every plate's fields and cells)."""
+        return join(self.root, "embeddings", check_name(train_id, "train id"))
+
     def plate_embeddings(self, train_id: str, plate_id: str) -> str:
         """A plate's field embeddings (Parquet: ``Metadata_*`` + ``emb_000``...); written last (commit marker)."""
         train_id, plate_id = check_name(train_id, "train id"), check_name(plate_id, "plate id")

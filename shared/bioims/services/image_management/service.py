@@ -375,6 +375,18 @@ class ImageManagementService:
                 batch.save(row)
         return {"written": len(rows)}
 
+    def delete_image_train_results(self, train_id: str) -> dict[str, int]:
+        """Delete every field's row of one train run (what deleteTraining leaves here); ``{"deleted": n}``.
+        Rerunning it after an interruption deletes what is left."""
+        if not isinstance(train_id, str) or not train_id or train_id == ORIGIN:
+            raise InvalidInput(f"train_id must be a train run id, not {train_id!r}")
+        rows = [r for plate in self._t.plates.scan()
+                for r in self._t.images.by_plate.query(plate.plate_id, self._t.images.train_id == train_id)]
+        with self._t.images.batch_write() as batch:
+            for row in rows:
+                batch.delete(row)
+        return {"deleted": len(rows)}
+
     def get_image_tags(self, image_id: str) -> list[dict[str, Any]]:
         self._image(image_id)
         return self._tags.get_image_tags(image_id)

@@ -75,6 +75,11 @@ TAG_COLUMNS = (("plate", "Metadata_Plate"), ("well", "Metadata_Well"), ("batch",
                ("moa", "Metadata_MoA"))
 
 
+def index_context(source: str, level: str, metric: str) -> str:
+    """The artifact context of one index's records: ``index:{source}:{level}:{metric}``."""
+    return f"index:{source}:{level}:{metric}"
+
+
 def _tags(row: Mapping[str, Any]) -> list[str]:
     """``type:value`` tags of a profile row from its ``Metadata_*`` columns (the ingest's spelling)."""
     tags = []
@@ -161,14 +166,13 @@ class SearchService:
         base = self._keys.index(train_id, level, metric)
         parts = {**index.to_parts(), ROWS: _json_bytes(rows)}
         for name, data in parts.items():
-            uri = self._keys.index_part(train_id, level, metric, version, name)
-            self._objects.put_bytes(uri, data)
-            self._artifacts.create_artifact(train_id, uri, train_id=train_id, type=f"index-{name}", size=len(data))
+            self._objects.put_bytes(self._keys.index_part(train_id, level, metric, version, name), data)
         previous = self._current_version(base)
         self._objects.put_json(self._keys.index_current(train_id, level, metric), {"version": version, **index.info})
         if previous and previous != version:
             for uri in list(self._objects.list(self._keys.index_version(train_id, level, metric, previous) + "/")):
                 self._objects.delete(uri)
+        self._record_parts(train_id, level, metric, version, parts)
         if (train_id, level, metric) in self._loaded:
             self._install((train_id, level, metric), index, rows, version)
         return {**index.info, "version": version}
@@ -346,9 +350,19 @@ class SearchService:
             for uri in list(self._objects.list(f"{base}/")):
                 self._objects.delete(uri)
                 deleted += 1
+            self._artifacts.delete_artifacts(index_context(train_id, i["level"], i["metric"]))
         if not stored:
             raise NotFound(f"no index of {train_id}" + (f" at level {level}" if level else ""))
         return {"train_id": train_id, "indexes": len(stored), "objects": deleted + len(stored)}
+
+    def _record_parts(self, train_id: str, level: str, metric: str, version: str, parts: dict[str, bytes]) -> None:
+        """The artifact records of an index's current version (those of earlier versions removed): context
+        :func:`index_context`, train id the source's (so that deleteTraining sees what still uses a run)."""
+        context = index_context(train_id, level, metric)
+        self._artifacts.delete_artifacts(context)
+        for name, data in parts.items():
+            self._artifacts.create_artifact(context, self._keys.index_part(train_id, level, metric, version, name),
+                                            train_id=train_id, type=f"index-{name}", size=len(data))
 
     def _install(self, key: tuple[str, str, str], index: VectorIndex, rows: list[dict[str, Any]],
                  version: str) -> None:

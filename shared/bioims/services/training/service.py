@@ -288,16 +288,28 @@ class TrainingService:
                 "finished_at": row.finished_at and iso(row.finished_at), "messages": messages}
 
     def delete_training(self, train_id: str) -> dict[str, Any]:
-        """Delete a run, its stored objects and artifact records; :class:`Conflict` while it runs."""
+        """Delete a run and what it produced: its model objects and embeddings, its fields' result rows and
+        every artifact record with its train id. :class:`Conflict` while it runs or while a search index is
+        built from it (delete the index first: the message names it). The run's row goes last, so an
+        interrupted delete is finished by running it again."""
         row = self._run(train_id)
         if row.status == TrainStatus.RUNNING:
             raise Conflict(f"train run {train_id} is running; stop its job first")
-        uris = list(self._objects.list(self._keys.models_root(train_id)))
+        records = self._artifacts.get_train_artifacts(train_id)
+        indexes = sorted({a["context_id"] for a in records if str(a.get("type", "")).startswith("index-")})
+        if indexes:
+            raise Conflict(f"train run {train_id} is used by {len(indexes)} search index(es): {', '.join(indexes)}; "
+                           f"delete them first (`bioims index delete {train_id}`)")
+        uris = [u for root in (self._keys.models_root(train_id), self._keys.embeddings_root(train_id))
+                for u in self._objects.list(root + "/")]
         for uri in uris:
             self._objects.delete(uri)
-        self._artifacts.delete_artifacts(train_id)
+        results = self._images.delete_image_train_results(train_id)["deleted"]
+        for context in sorted({a["context_id"] for a in records} | {train_id}):
+            self._artifacts.delete_artifacts(context, train_id)
         row.delete()
-        return {"deleted": train_id, "objects": len(uris)}
+        return {"deleted": train_id, "objects": len(uris), "image_results": results,
+                "artifacts": len(records)}
 
     def train(self, spec: str, holdout: str = "none", epochs: int | None = None, seed: int | None = None,
               network: str | None = None, loss: str | None = None, temperature: float | None = None,
