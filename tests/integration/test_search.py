@@ -415,3 +415,40 @@ def test_delete_training_refuses_while_indexed_then_removes_everything_the_run_m
         c.images.get_image_info(image_id, train_id)
     with pytest.raises(NotFound):
         c.training.get_training(train_id)
+
+
+def test_changed_image_tags_reach_the_loaded_index_without_a_rebuild(indexed):
+    """loadTagLabelMap (and the seed's startTagLoad over a spec's runs): a tag added to two fields filters
+    the loaded index at once; the vectors are the build's (same FAISS part), the old version is gone."""
+    c, _ = indexed
+    train_id = c.training.create_trainings(SPEC["name"], "none", epochs=0, seed=78)[0]["train_id"]
+    c.training.run_training(train_id)
+    c.runner.run(c, "embed", {"train_id": train_id})
+    built = c.search.build_index(train_id, "field")
+    c.search.load_index(train_id, "field")
+    ids = list(c.embedding.profiles(train_id, "field")["Metadata_ImageId"])
+    marked = ids[:2]
+    c.tags.ensure_tags(["review:flagged"])
+    for image_id in marked:
+        c.tags.add_image_tags(image_id, ["review:flagged"])
+    try:
+        query = dict(image_id=ids[5], k=50, include_tags=["review:flagged"])
+        assert c.search.search(train_id, **query)["hits"] == []  # the build's tags: not yet
+        before = c.objects.get_bytes(c.keys.index_part(train_id, "field", "cosine", built["version"], "index.faiss"))
+        reloaded, = c.search.load_tag_label_map(train_id)
+        assert reloaded["version"] != built["version"] and reloaded["loaded"]
+        assert sorted(h["id"] for h in c.search.search(train_id, **query)["hits"]) == sorted(marked)
+        assert c.objects.get_bytes(c.keys.index_part(train_id, "field", "cosine", reloaded["version"],
+                                                     "index.faiss")) == before
+        assert not list(c.objects.list(c.keys.index_version(train_id, "field", "cosine", built["version"]) + "/"))
+        records = [a["uri"] for a in c.artifacts.get_artifacts(f"index:{train_id}:field:cosine")]
+        assert records and all(f"/{reloaded['version']}/" in u for u in records)
+
+        c.tags.remove_image_tags(marked[0], ["review:flagged"])
+        again = [i for i in c.search.start_tag_load(SPEC["name"]) if i["train_id"] == train_id]
+        assert len(again) == 1 and again[0]["version"] != reloaded["version"]
+        assert [h["id"] for h in c.search.search(train_id, **query)["hits"]] == [marked[1]]
+    finally:
+        for image_id in marked:
+            c.tags.remove_image_tags(image_id, ["review:flagged"])
+    c.search.delete_index(train_id)

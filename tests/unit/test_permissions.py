@@ -389,6 +389,8 @@ def walkthrough(walk: Walk, setup: runtime.Container, folder: Path) -> None:
     walk.search("load_index", train_id, "field")
     walk.search("reload_index", train_id)
     walk.search("load_all")
+    walk.search("load_tag_label_map", train_id)
+    walk.search("start_tag_load", spec)
     found = walk.search("search", train_id, image_id=image_id, k=3, include_tags=tags[:1])
     walk.search("search", train_id, vector=embedding["embedding"], k=2, require_moa=True)
     walk.search("search", train_id, image_id=image_id, k=2, level="well")  # the field's stored embedding

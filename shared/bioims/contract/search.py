@@ -11,7 +11,7 @@ from typing import Annotated
 
 from pydantic import Field, JsonValue, StringConstraints
 
-from .base import Id, Model, Name, Operation, Request, Service, TagValue
+from .base import Id, Model, Name, Operation, Request, Service, SpecName, TagValue, alias
 from .enums import IndexKind, Level, Metric
 
 MAX_K = 1000
@@ -158,6 +158,19 @@ class ReloadIndex(Request):
     train_id: Name
 
 
+class LoadTagLabelMap(Request):
+    """Refresh the tag filters of a source's indexes from the current image tags, without rebuilding vectors
+    (409 if its rows changed since the build: rebuild instead)."""
+
+    train_id: Name
+
+
+class StartTagLoad(Request):
+    """Refresh the tag filters of the indexes of every run of a spec (the seed's startTagLoad)."""
+
+    spec: SpecName = Field(validation_alias=alias("spec", "embedding_name"))
+
+
 class DeleteIndex(Request):
     """Unload and delete a source's indexes (one level, or all)."""
 
@@ -174,5 +187,7 @@ SERVICE = Service("search", "bioims search service",
     _Op("listIndexes", "indexes", "GET /indexes", ListIndexes, list[IndexInfo]),
     _Op("startTrainingLoad", "build_index", "POST /indexes", BuildIndex, BuiltIndex, status=201),
     _Op("reloadIndex", "reload_index", "POST /indexes/{train_id}/reload", ReloadIndex, list[IndexInfo]),
+    _Op("loadTagLabelMap", "load_tag_label_map", "POST /indexes/{train_id}/tags", LoadTagLabelMap, list[IndexInfo]),
+    _Op("startTagLoad", "start_tag_load", "POST /tag-loads", StartTagLoad, list[IndexInfo]),
     _Op("deleteTraining", "delete_index", "DELETE /indexes/{train_id}", DeleteIndex, DeletedIndexes),
 ))

@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 from ...contract.enums import IndexKind, Level, Metric, ProfileLevel, SearchStatus, TrainStatus, values
-from ...errors import BioimsError, InvalidInput, NotFound
+from ...errors import BioimsError, Conflict, InvalidInput, NotFound
 from ...ids import iso, new_id
 from ...names import check_name
 from ...profiles.io import feature_columns, read_profiles
@@ -332,6 +332,47 @@ class SearchService:
         if not stored:
             raise NotFound(f"no index of {train_id}; build one with `bioims index build {train_id}`")
         return [self.load_index(i["train_id"], i["level"], i["metric"]) for i in stored]
+
+    def load_tag_label_map(self, train_id: str) -> list[dict[str, Any]]:
+        """Refresh the tags of every stored index of a source without rebuilding its vectors (the seed's
+        loadTagLabelMap): the image tags and metadata are read again, each index is stored as a new
+        version with the same vector parts and the new tag table, and loaded indexes are swapped to it.
+        :class:`Conflict` if the source's rows changed since the build (a new plate embedded: rebuild)."""
+        from ...index.tags import TagTable
+
+        stored = self.list_indexes(train_id)
+        if not stored:
+            raise NotFound(f"no index of {train_id}; build one with `bioims index build {train_id}`")
+        source = self._source(train_id)
+        for entry in stored:
+            level, metric = entry["level"], entry["metric"]
+            base, version = self._keys.index(train_id, level, metric), entry["version"]
+            parts = {uri.rsplit("/", 1)[1]: self._objects.get_bytes(uri)
+                     for uri in self._objects.list(self._keys.index_version(train_id, level, metric, version) + "/")}
+            ids = _json_load(parts["ids.json"], "ids.json")
+            _, now_ids, now_tags, _ = self._table(train_id, source, level)
+            tags = dict(zip(now_ids, now_tags))
+            if set(tags) != set(ids):
+                raise Conflict(f"the {level} rows of {train_id} changed since its index was built; rebuild it "
+                               f"(`bioims index build {train_id} --level {level}`)")
+            parts["tags.npz"] = TagTable.from_rows([tags[i] for i in ids], ids).to_bytes()
+            fresh = new_id()
+            for name, data in parts.items():
+                self._objects.put_bytes(self._keys.index_part(train_id, level, metric, fresh, name), data)
+            current = self._objects.get_json(f"{base}/current.json")
+            self._objects.put_json(f"{base}/current.json", {**current, "version": fresh, "tags_loaded_at": iso()})
+            for uri in list(self._objects.list(self._keys.index_version(train_id, level, metric, version) + "/")):
+                self._objects.delete(uri)
+            self._record_parts(train_id, level, metric, fresh, parts)
+            if (train_id, level, metric) in self._loaded:
+                self.load_index(train_id, level, metric)
+        return self.list_indexes(train_id)
+
+    def start_tag_load(self, spec: str) -> list[dict[str, Any]]:
+        """The seed's startTagLoad: :meth:`load_tag_label_map` for every run of a spec that has an index;
+        returns their indexes."""
+        runs = [r["train_id"] for r in self._training.get_embedding_trainings(spec)]
+        return [i for run in runs if self.list_indexes(run) for i in self.load_tag_label_map(run)]
 
     def delete_index(self, train_id: str, level: str | None = None) -> dict[str, Any]:
         """Unload and delete a source's indexes (one level, or all: the seed's deleteTraining).
