@@ -5,6 +5,7 @@ rebuild swapped in while clients query."""
 from __future__ import annotations
 
 import base64
+import io
 import json
 import threading
 from collections.abc import Iterator
@@ -452,3 +453,31 @@ def test_changed_image_tags_reach_the_loaded_index_without_a_rebuild(indexed):
         for image_id in marked:
             c.tags.remove_image_tags(image_id, ["review:flagged"])
     c.search.delete_index(train_id)
+
+
+def test_one_field_is_embedded_again_by_execute_image_embedding_compute(indexed):
+    """The seed's executeImageEmbeddingCompute: a field whose cell embeddings were lost is embedded again
+    by the embed workflow (same model, same crops: the same vector), its plate's table rewritten."""
+    import time
+
+    c, train_id = indexed
+    table = fields(c, train_id)
+    image_id = table["Metadata_ImageId"].iloc[3]
+    plate_id = c.images.get_image_info(image_id)["plate_id"]
+    cells = c.keys.cell_embeddings(train_id, plate_id, image_id)
+    stored = c.objects.get_bytes(cells)
+    c.objects.delete(cells)
+    execution_id = c.embedding.execute_image_embedding_compute(train_id, image_id)
+    deadline = time.monotonic() + 120
+    while (execution := c.images.describe_execution(execution_id))["status"] == "RUNNING":
+        assert time.monotonic() < deadline, execution
+        time.sleep(0.25)
+    assert execution["status"] == "SUCCEEDED", json.dumps(execution)
+    assert execution["params"] == {"train_id": train_id, "plate_ids": [plate_id], "image_ids": [image_id]}
+    assert execution["output"]["failed"] == 0 and execution["output"]["skipped"] == 0
+    assert np.allclose(np.load(io.BytesIO(c.objects.get_bytes(cells))), np.load(io.BytesIO(stored)), atol=1e-6)
+    again = fields(c, train_id)
+    assert list(again["Metadata_ImageId"]) == list(table["Metadata_ImageId"])
+    assert np.allclose(again.filter(like="emb_").to_numpy(), table.filter(like="emb_").to_numpy(), atol=1e-6)
+    with pytest.raises(NotFound):
+        c.embedding.execute_image_embedding_compute(train_id, "no-such-image")

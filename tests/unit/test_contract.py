@@ -91,6 +91,8 @@ def test_names_given_camel_or_snake_case_and_seed_aliases():
      {"category": "moa", "old_label": "DMSO", "new_label": "vehicle"}),
     ("image-management", {"method": "processPlate", "plateId": "p-1", "embeddingName": "bbbc021-1"},
      {"plate_id": "p-1", "spec": "bbbc021-1"}),
+    ("embedding", {"method": "executeImageEmbeddingCompute", "trainId": "t-1", "imageId": "i-1"},
+     {"train_id": "t-1", "image_id": "i-1"}),
     ("search", {"method": "startTagLoad", "embeddingName": "bbbc021-1"}, {"spec": "bbbc021-1"}),
     ("search", {"method": "loadTagLabelMap", "trainId": "t-1"}, {"train_id": "t-1"}),
     ("training", {"method": "createTraining", "training": {

@@ -369,6 +369,8 @@ def walkthrough(walk: Walk, setup: runtime.Container, folder: Path) -> None:
     for unit in embed_units(train_id, plate_ids):
         walk.job("embed-plate", unit)
     call("embedding", "start_compute_plate_embedding", train_id=train_id, plate_id=plate_id, force=True)
+    call("embedding", "execute_image_embedding_compute", train_id=train_id, image_id=image_id)
+    walk.job("embed-plate", embed_units(train_id, [plate_id], image_ids=[image_id])[0])  # the seed's per image
     call("embedding", "list_plate_embeddings", train_id=train_id)
     embedding = call("embedding", "get_image_embedding", image_id=image_id, train_id=train_id)
     call("image-management", "create_image_train_result", image_id=image_id, train_id="manual-run",

@@ -47,6 +47,14 @@ class StartComputePlateEmbedding(Request):
     force: bool = False
 
 
+class ExecuteImageEmbeddingCompute(Request):
+    """Start the ``embed`` workflow for one field: its embeddings computed again, its plate's table
+    rewritten with it (the seed's per-image embedding); returns the execution id."""
+
+    train_id: Name
+    image_id: Id
+
+
 class ListPlateEmbeddings(Request):
     """The run's embedded plates (those whose Parquet table exists)."""
 
@@ -68,6 +76,9 @@ SERVICE = Service("embedding", "bioims embedding service",
         StartComputeEmbedding, str, status=202, result_key="execution_id"),
     _Op("startComputePlateEmbedding", "start_compute_plate_embedding", "POST /trainings/{train_id}/plates/{plate_id}",
         StartComputePlateEmbedding, str, status=202, result_key="execution_id"),
+    _Op("executeImageEmbeddingCompute", "execute_image_embedding_compute",
+        "POST /trainings/{train_id}/images/{image_id}/embed", ExecuteImageEmbeddingCompute, str, status=202,
+        result_key="execution_id"),
     _Op("listPlateEmbeddings", "list_plate_embeddings", "GET /trainings/{train_id}/plates", ListPlateEmbeddings,
         list[PlateEmbeddingEntry]),
     _Op("getImageEmbedding", "get_image_embedding", "GET /trainings/{train_id}/images/{image_id}",

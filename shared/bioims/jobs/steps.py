@@ -47,9 +47,11 @@ def train_model(c: Container, train_id: str, threads: int | None = None, progres
     return c.training.run_training(train_id, threads=threads, progress=progress)
 
 
-def embed_plate(c: Container, train_id: str, plate_id: str, force: bool = False, threads: int = 1) -> dict[str, Any]:
-    """One plate's cell and field embeddings under a train run's ONNX model."""
-    return c.embedding.compute_plate_embedding(train_id, plate_id, force, threads)
+def embed_plate(c: Container, train_id: str, plate_id: str, force: bool = False, threads: int = 1,
+                image_ids: list[str] | None = None) -> dict[str, Any]:
+    """One plate's cell and field embeddings under a train run's ONNX model (``image_ids``: fields to
+    embed again even if stored)."""
+    return c.embedding.compute_plate_embedding(train_id, plate_id, force, threads, image_ids)
 
 
 STEPS: dict[str, Callable[..., dict[str, Any]]] = {
@@ -133,14 +135,16 @@ def train(c: Container, pool: Pool, train_ids: list[str], progress: bool = False
             "failures": failures, "seconds": round(time.perf_counter() - started, 2)}
 
 
-def embed_units(train_id: str, plate_ids: list[str], force: bool = False, threads: int = 1) -> list[dict[str, Any]]:
+def embed_units(train_id: str, plate_ids: list[str], force: bool = False, threads: int = 1,
+                image_ids: list[str] | None = None) -> list[dict[str, Any]]:
     """The ``embed-plate`` parameter sets of an embedding job: one per plate (a local pool's units, or the
     children of an AWS Batch array job on the CPU queue, each with ``threads`` ONNX Runtime threads)."""
-    return [{"train_id": train_id, "plate_id": p, "force": force, "threads": threads} for p in plate_ids]
+    return [{"train_id": train_id, "plate_id": p, "force": force, "threads": threads}
+            | ({"image_ids": image_ids} if image_ids else {}) for p in plate_ids]
 
 
 def embed(c: Container, pool: Pool, train_id: str, plate_ids: list[str] | None = None,
-          force: bool = False) -> dict[str, Any]:
+          force: bool = False, image_ids: list[str] | None = None) -> dict[str, Any]:
     """Embed the run's compatible plates (or ``plate_ids``), one job per plate. Returns ``{"train_id",
     "plates", "fields", "empty", "failed", "failed_plates", "failed_fields", "cells", "skipped", "seconds",
     "failures"}``: ``failed`` = ``failed_plates`` (plates that could not be embedded) + ``failed_fields``
@@ -150,7 +154,7 @@ def embed(c: Container, pool: Pool, train_id: str, plate_ids: list[str] | None =
     started = time.perf_counter()
     plates = plate_ids if plate_ids is not None else c.embedding.plates(train_id)
     threads = max(1, default_workers() // max(1, min(getattr(pool, "workers", 1), len(plates))))
-    done = pool.map("embed-plate", embed_units(train_id, plates, force, threads), desc="plates")
+    done = pool.map("embed-plate", embed_units(train_id, plates, force, threads, image_ids), desc="plates")
     ok = [r for r in done if "failure" not in r]
     failures = [{k: v for k, v in r.items() if k != "traceback"} for r in done if "failure" in r]
     failures += [f | {"plate_id": r["plate_id"]} for r in ok for f in r.get("failures", [])]

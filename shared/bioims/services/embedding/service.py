@@ -89,15 +89,27 @@ class EmbeddingService:
         self._complete_run(train_id)
         return self._runner.start(EMBED, {"train_id": train_id, "plate_ids": [plate_id]} | ({"force": True} if force else {}))
 
+    def execute_image_embedding_compute(self, train_id: str, image_id: str) -> str:
+        """The seed's executeImageEmbeddingCompute: start the ``embed`` workflow for one field, whose cell
+        and field embeddings are computed again (its plate's table is rewritten with it, the other fields'
+        stored cell embeddings reused); returns the execution id."""
+        if self._runner is None:
+            raise InvalidInput("this runtime has no job runner")
+        self._complete_run(train_id)
+        plate_id = self._images.get_image_info(image_id)["plate_id"]
+        return self._runner.start(EMBED, {"train_id": train_id, "plate_ids": [plate_id], "image_ids": [image_id]})
+
     def compute_plate_embedding(self, train_id: str, plate_id: str, force: bool = False,
-                                threads: int = 1) -> dict[str, Any]:
+                                threads: int = 1, image_ids: list[str] | None = None) -> dict[str, Any]:
         """Embed one plate (see the module docstring) with ``threads`` ONNX Runtime threads: the body of
-        the ``embed-plate`` job step (not an API operation). Returns ``{"plate_id", "fields", "empty",
-        "failed", "cells", "skipped", "uri"}``."""
+        the ``embed-plate`` job step (not an API operation). ``image_ids``: fields whose cell embeddings
+        are computed again even if stored (the others' are reused unless ``force``). Returns
+        ``{"plate_id", "fields", "empty", "failed", "cells", "skipped", "uri"}``."""
         run = self._complete_run(train_id)
         spec = run["spec_name"]
         uri = self._keys.plate_embeddings(train_id, plate_id)
-        if not force and self._objects.exists(uri):
+        redo = set(image_ids or ())
+        if not force and not redo and self._objects.exists(uri):
             table = read_profiles(self._objects.get_bytes(uri))
             return {"plate_id": plate_id, "fields": len(table), "cells": int(table["Metadata_Cells"].sum()),
                     "skipped": True, "uri": uri}
@@ -108,6 +120,8 @@ class EmbeddingService:
         model = self.model(train_id, threads)
         names = feature_names(model.dims)
         rows, empty, failed, results = [], [], [], []
+        failed += [{"image_id": i, "failure": f"not a field of plate {plate_id}"}
+                   for i in sorted(redo - {f.image_id for f in fields})]
         for f in fields:
             if f.crops_uri is None:
                 failed.append({"image_id": f.image_id, "failure": "not preprocessed under the spec"})
@@ -118,7 +132,7 @@ class EmbeddingService:
                 results.append(_flag(f.image_id, ResultStatus.EMPTY, "no cells: no embedding"))
                 continue
             try:
-                vector, cells_uri, count = self._field(train_id, f, model, force)
+                vector, cells_uri, count = self._field(train_id, f, model, force or f.image_id in redo)
             except BioimsError as e:
                 failed.append({"image_id": f.image_id, "failure": e.message})
                 results.append(_flag(f.image_id, ResultStatus.FAILED, e.message))
