@@ -104,6 +104,9 @@ _ARTIFACT_SERVICE: Grants = {  # every operation of the artifact service
     "dynamodb:Query": ["artifacts", "artifacts/index/by_train", "parameters", "messages"],
     "dynamodb:BatchWriteItem": ["artifacts", "messages"],  # delete_artifacts, delete_message
     "dynamodb:Scan": ["parameters"],  # get_all
+    # create_describe_stacks_artifact: the account's stacks (DescribeStacks of every stack needs "*"),
+    # stored in the artifact bucket
+    "cloudformation:DescribeStacks": ["*"], "s3:PutObject": ["artifacts"],
 }
 
 # TagsService (shared/bioims/services/tags/): its own tables only
@@ -242,8 +245,10 @@ STAR_ONLY: frozenset[str] = frozenset({
     "batch:DescribeJobs", "ecr:GetAuthorizationToken",
     "logs:CreateLogDelivery", "logs:GetLogDelivery", "logs:UpdateLogDelivery", "logs:DeleteLogDelivery",
     "logs:ListLogDeliveries", "logs:PutResourcePolicy", "logs:DescribeResourcePolicies", "logs:DescribeLogGroups",
+    "cloudformation:DescribeStacks",  # of every stack: a request naming no stack is authorised on "*"
 })
-"""Actions that AWS only authorises on ``Resource: "*"`` (no resource-level permissions)."""
+"""Actions that AWS only authorises on ``Resource: "*"`` (no resource-level permissions, or the form of the
+request bioims makes names no resource)."""
 
 SERVICES: tuple[str, ...] = ("image-management", "artifact", "tags", "training", "embedding")
 """The Lambda services (principals with a role each)."""

@@ -165,7 +165,8 @@ class _Later:
 
 
 def build(settings: Settings, database: Database, objects: ObjectStore, runner: RunnerPort | None = None, *,
-          roots: IngestRoots | None = None, remote: Mapping[str, Any] | None = None) -> Container:
+          roots: IngestRoots | None = None, remote: Mapping[str, Any] | None = None,
+          describe: Callable[[], dict[str, Any]] | None = None) -> Container:
     """Every service over the given ports, each over its own tables of ``database``; a service named in
     ``remote`` is that client instead (a transport to it elsewhere) and gets no tables here. ``roots``
     (default: the settings' :attr:`~Settings.input_roots`) are where input images and manifests may be
@@ -176,7 +177,8 @@ def build(settings: Settings, database: Database, objects: ObjectStore, runner: 
               if path is not None and name not in remote}
     service = {name: _load(path) for name, path in SERVICE_CLASSES.items() if name not in remote}
     keys = Keys(settings.artifact_uri)
-    artifacts = remote.get("artifact") or service["artifact"](tables["artifact"], keys.root)
+    artifacts = remote.get("artifact") or service["artifact"](
+        tables["artifact"], keys.root, objects=objects, describe=describe or (lambda: local_description(settings)))
     tags = remote.get("tags") or service["tags"](tables["tags"])
     training_port = remote.get("training") or _Later("the training service")
     images = remote.get("image-management") or service["image-management"](
@@ -266,7 +268,8 @@ def aws(settings: Settings | None = None, runner: RunnerPort | None = None, *, s
     if runner is None and settings.state_machine_arns:
         runner = StepFunctionsRunner(clients("stepfunctions"), settings.state_machine_arns)
     remote = {name: _remote(name, service, settings, clients) for name in CALLS if name != service}
-    return build(settings, database, ObjectStore(clients("s3")), runner, remote=remote)
+    return build(settings, database, ObjectStore(clients("s3")), runner, remote=remote,
+                 describe=lambda: describe_stacks(clients("cloudformation")))
 
 
 def _remote(name: str, caller: str, settings: Settings, clients: ClientFactory) -> Any:
@@ -298,6 +301,20 @@ def aws_clients(settings: Settings) -> ClientFactory:
         return made[name]
 
     return client
+
+
+def local_description(settings: Settings) -> dict[str, Any]:
+    """What a one-machine deployment is (createDescribeStacksArtifact's record where no CloudFormation
+    stack exists): its runtime, region, table prefix, store and services."""
+    return {"Runtime": settings.runtime, "Region": settings.region, "TablePrefix": settings.table_prefix,
+            "ArtifactUri": settings.artifact_uri, "Services": sorted(SERVICE_CLASSES)}
+
+
+def describe_stacks(cloudformation: Any) -> dict[str, Any]:
+    """CloudFormation DescribeStacks of the account and region, every page (the seed's
+    createDescribeStacksArtifact): ``{"Stacks": [...]}``."""
+    stacks = [s for page in cloudformation.get_paginator("describe_stacks").paginate() for s in page["Stacks"]]
+    return {"Stacks": stacks}
 
 
 def _s3_client(settings: Settings) -> Any:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from bioims.errors import InvalidInput, NotFound
@@ -95,3 +97,39 @@ def test_a_key_is_resolved_under_the_store_root_and_never_leaves_it(database, tm
     with pytest.raises(InvalidInput, match="no store root"):
         ArtifactService(tables).create_artifact("p", key="k")
     assert [a["uri"] for a in svc.get_artifacts("p")] == [f"{root}/plate/p/thumb.png"]
+
+
+def test_the_deployment_description_is_stored_and_recorded(database, tmp_path):
+    """createDescribeStacksArtifact: CloudFormation DescribeStacks on AWS (here moto's, every page), the
+    local runtime's settings on one machine; stored under describe-stacks/<context>/, recorded."""
+    import boto3
+    from moto import mock_aws
+
+    from bioims import runtime
+    from bioims.settings import Settings
+    from bioims.store.objects import ObjectStore
+
+    tables = ArtifactTables(database)
+    tables.create()
+    root = tmp_path.as_uri()
+    with mock_aws():
+        cloudformation = boto3.client("cloudformation", region_name="us-east-1")
+        for name in ("bioims-dev", "bioims-dev-TrainingService-1"):
+            cloudformation.create_stack(StackName=name, TemplateBody=json.dumps(
+                {"Resources": {"Topic": {"Type": "AWS::SNS::Topic"}}, "Outputs": {"Out": {"Value": name}}}))
+        svc = ArtifactService(tables, root, objects=ObjectStore(),
+                              describe=lambda: runtime.describe_stacks(cloudformation))
+        out = svc.create_describe_stacks_artifact("run-1", train_id="run-1")
+    assert out["key"].startswith("describe-stacks/run-1/stacks-") and out["uri"] == f"{root}/{out['key']}"
+    stored = json.loads((tmp_path / out["key"]).read_text())
+    assert sorted(s["StackName"] for s in stored["Stacks"]) == ["bioims-dev", "bioims-dev-TrainingService-1"]
+    assert [(a["uri"], a["type"]) for a in svc.get_artifacts("run-1", "run-1")] == [(out["uri"], "describe-stacks")]
+
+    settings = Settings(home=tmp_path / "home", artifact_uri=root)
+    local = ArtifactService(tables, root, objects=ObjectStore(), describe=lambda: runtime.local_description(settings))
+    described = json.loads((tmp_path / local.create_describe_stacks_artifact("plate-1")["key"]).read_text())
+    assert described["Runtime"] == "local" and described["ArtifactUri"] == root and "search" in described["Services"]
+    with pytest.raises(InvalidInput):
+        local.create_describe_stacks_artifact("..")
+    with pytest.raises(InvalidInput, match="no object store"):
+        ArtifactService(tables, root).create_describe_stacks_artifact("c")

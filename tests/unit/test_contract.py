@@ -79,6 +79,8 @@ def test_names_given_camel_or_snake_case_and_seed_aliases():
     ("artifact", {"method": "createArtifact", "artifact": {
         "contextId": "c", "trainId": "t", "artifact": "s3://b/k", "annotation": "a"}},
      {"context_id": "c", "train_id": "t", "uri": "s3://b/k", "annotations": ["a"]}),
+    ("artifact", {"method": "createDescribeStacksArtifact", "contextId": "c", "trainId": "t"},
+     {"context_id": "c", "train_id": "t"}),
     ("image-management", {"method": "populateSourcePlate", "inputBucket": "bbbc021", "inputKey": "plates/p1.json"},
      {"manifest": "s3://bbbc021/plates/p1.json"}),
     ("image-management", {"method": "uploadSourcePlate", "inputBucket": "b", "inputKey": "/m.json"},

@@ -143,6 +143,8 @@ class Recorder:
             arn = params.get("stateMachineArn") or params["executionArn"]
             machine = arn.split(":")[6]
             return [(f"states:{operation}", self.workflows.get(machine, f"unknown state machine {machine}"))]
+        if service == "cloudformation" and operation == "DescribeStacks" and "StackName" not in params:
+            return [("cloudformation:DescribeStacks", "*")]
         if service == "lambda":
             name = params["FunctionName"]
             return [("lambda:InvokeFunction", self.functions.get(name, f"unknown function {name}"))]
@@ -260,6 +262,7 @@ def walkthrough(walk: Walk, setup: runtime.Container, folder: Path) -> None:
     call("artifact", "get_artifacts", context_id="ctx")
     call("artifact", "add_annotation", context_id="ctx", uri=uri, annotation="checked", train_id="run-0")
     call("artifact", "get_train_artifacts", train_id="run-0")
+    call("artifact", "create_describe_stacks_artifact", context_id="ctx", train_id="run-0")
     call("artifact", "delete_artifacts", context_id="ctx", train_id="run-0")
 
     # ------------------------------------------------------------ tags and labels

@@ -103,6 +103,23 @@ class CreateArtifact(Request):
         return self
 
 
+class CreateDescribeStacksArtifact(Request):
+    """Store the deployment's description (CloudFormation DescribeStacks on AWS, the local runtime's
+    settings on one machine) as an artifact of a context (the seed's createDescribeStacksArtifact)."""
+
+    context_id: Id
+    train_id: ArtifactTrainId = ORIGIN
+
+
+class DescribedStacks(Model):
+    """Where the deployment's description was stored."""
+
+    context_id: str
+    train_id: str
+    key: str = Field(description="under the artifact store's root (the seed's key)")
+    uri: str
+
+
 class GetArtifacts(Request):
     """Artifacts of a context, optionally only those of one train id (empty list if none)."""
 
@@ -217,6 +234,8 @@ SERVICE = Service("artifact", "bioims artifact service",
     _Op("getArtifacts", "get_artifacts", "GET /artifacts/{context_id}", GetArtifacts, list[Artifact]),
     _Op("deleteArtifacts", "delete_artifacts", "DELETE /artifacts/{context_id}", DeleteArtifacts, Deleted),
     _Op("addAnnotation", "add_annotation", "POST /artifacts/{context_id}/annotations", AddAnnotation, Artifact),
+    _Op("createDescribeStacksArtifact", "create_describe_stacks_artifact", "POST /artifacts/{context_id}/describe-stacks",
+        CreateDescribeStacksArtifact, DescribedStacks, status=201),
     _Op("getTrainArtifacts", "get_train_artifacts", "GET /trains/{train_id}/artifacts", GetTrainArtifacts,
         list[Artifact]),
     _Op("setParameter", "set_parameter", "PUT /parameters/{parameter}", SetParameter, ParameterVersion),

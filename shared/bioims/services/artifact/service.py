@@ -5,13 +5,16 @@ Seed parity: its ``configuration``, ``message`` and ``artifact`` services (see M
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from typing import Any
 
 from pynamodb.exceptions import PutError
 
 from ...errors import InvalidInput, NotFound
 from ...ids import iso, new_id, utcnow
-from ...store.objects import join
+from ...names import check_name
+from ...store.objects import ObjectStore, join
 from ...store.tables import ORIGIN, condition_failed, to_dict
 from .tables import ArtifactTables
 
@@ -34,11 +37,17 @@ class ArtifactService:
         The bound table models (only ``artifacts``, ``parameters`` and ``messages`` are used).
     root : str, optional
         The artifact store's root URI, under which a ``key`` given to :meth:`create_artifact` is resolved.
+    objects, describe : optional
+        The object store and what describes the deployment (CloudFormation DescribeStacks on AWS), for
+        :meth:`create_describe_stacks_artifact`.
     """
 
-    def __init__(self, tables: ArtifactTables, root: str | None = None) -> None:
+    def __init__(self, tables: ArtifactTables, root: str | None = None, *, objects: ObjectStore | None = None,
+                 describe: Callable[[], dict[str, Any]] | None = None) -> None:
         self._t = tables
         self._root = root
+        self._objects = objects
+        self._describe = describe
 
     # ================================================================= artifacts
     def create_artifact(
@@ -79,6 +88,21 @@ class ArtifactService:
         )
         row.save()
         return self._artifact_dict(row)
+
+    def create_describe_stacks_artifact(self, context_id: str, train_id: str = ORIGIN) -> dict[str, Any]:
+        """Store the deployment's description (CloudFormation DescribeStacks on AWS; the local runtime's
+        settings on one machine) as ``describe-stacks/<context>/stacks-<id>.json`` and record it, so that
+        a result can be traced to the stacks that made it. Returns ``{"context_id", "train_id", "key",
+        "uri"}`` (``key``: under the artifact store's root)."""
+        _require(context_id, "context_id")
+        if self._objects is None or self._describe is None or self._root is None:
+            raise InvalidInput("this artifact service has no object store to write a description to")
+        key = f"describe-stacks/{check_name(context_id, 'context id')}/stacks-{new_id()}.json"
+        uri = join(self._root, key)
+        data = json.dumps(self._describe(), default=str, sort_keys=True).encode()
+        self._objects.put_bytes(uri, data)
+        self.create_artifact(context_id, uri, train_id=train_id, type="describe-stacks", size=len(data))
+        return {"context_id": context_id, "train_id": train_id, "key": key, "uri": uri}
 
     def get_artifacts(self, context_id: str, train_id: str | None = None) -> list[dict[str, Any]]:
         """Artifacts of a context, optionally only those of one train id (empty list if none)."""
