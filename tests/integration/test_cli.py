@@ -187,6 +187,11 @@ def test_spec_and_preprocess_commands(bioims, tmp_path):
     assert [r["train_id"] for r in bioims.json("training", "list", "tiny")] == [train_id]
     assert bioims.json("training", "show", train_id)["job"]["epochs_done"] == 1
     assert "holdout" in bioims("train", "tiny", "--holdout", "random", expect=2).stderr
+    (tmp_path / "exclude.txt").write_text("not-an-image-1\nnot-an-image-2\n")  # the seed's filter file
+    filtered = bioims.json("train", "tiny", "--epochs", "0", "--exclude-images", str(tmp_path / "exclude.txt"))
+    assert bioims.json("training", "show", filtered["train_ids"][0])["filter_count"] == 2
+    missing = bioims("train", "tiny", "--exclude-images", str(tmp_path / "missing.txt"), expect=1).stderr
+    assert "--exclude-images" in missing and "No such file" in missing
     embedded = bioims.json("embed", train_id, "--workers", "2")
     assert embedded["plates"] == 4 and embedded["fields"] + embedded["empty"] == 40
     assert bioims.json("evaluate", train_id)["treatments"] == 16

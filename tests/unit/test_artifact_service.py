@@ -28,11 +28,11 @@ def test_artifacts_are_recorded_per_context_and_train(artifact_svc):
 
 def test_annotation_and_delete(artifact_svc):
     artifact_svc.create_artifact("c", "s3://b/k", train_id="t")
-    artifact_svc.add_annotation("c", "s3://b/k", "first", train_id="t")
-    out = artifact_svc.add_annotation("c", "s3://b/k", "second", train_id="t")
+    artifact_svc.add_annotation("c", "first", "s3://b/k", train_id="t")
+    out = artifact_svc.add_annotation("c", "second", "s3://b/k", train_id="t")
     assert out["annotations"] == ["first", "second"]
     with pytest.raises(NotFound):
-        artifact_svc.add_annotation("c", "s3://b/missing", "x", train_id="t")
+        artifact_svc.add_annotation("c", "x", "s3://b/missing", train_id="t")
     assert artifact_svc.delete_artifacts("c", "t") == {"deleted": 1}
     assert artifact_svc.get_artifacts("c") == []
 
@@ -97,6 +97,7 @@ def test_a_key_is_resolved_under_the_store_root_and_never_leaves_it(database, tm
     with pytest.raises(InvalidInput, match="no store root"):
         ArtifactService(tables).create_artifact("p", key="k")
     assert [a["uri"] for a in svc.get_artifacts("p")] == [f"{root}/plate/p/thumb.png"]
+    assert svc.add_annotation("p", "checked", key="plate/p/thumb.png")["annotations"] == ["thumbnail", "checked"]
 
 
 def test_the_deployment_description_is_stored_and_recorded(database, tmp_path):

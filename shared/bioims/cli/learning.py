@@ -98,19 +98,37 @@ def _train_human(r: dict[str, Any]) -> None:
               help="Override the spec's loss.")
 @click.option("--temperature", type=float, default=None, help="Override the spec's training.temperature.")
 @click.option("--learning-rate", type=float, default=None, help="Override the spec's training.learning_rate.")
+@click.option("--exclude-images", "exclude", metavar="FILE", default=None,
+              help="A file of image ids never trained on besides the held-out compounds' (one per line or a "
+                   "JSON list; a local path, or an s3:// or file:// URI in the store or an ingest root).")
 @click.option("--workers", type=int, default=1, show_default=True,
               help="Runs trained at once (the CPU cores are shared among them).")
 def train(obj: Ctx, spec_name: str, holdout: str, epochs: int | None, seed: int | None, network: str | None,
-          loss: str | None, temperature: float | None, learning_rate: float | None, workers: int) -> dict[str, Any]:
+          loss: str | None, temperature: float | None, learning_rate: float | None, exclude: str | None,
+          workers: int) -> dict[str, Any]:
     """Train the spec's models (resuming killed runs, skipping complete ones); prints the train run ids."""
     from ..jobs.runner import LocalPool
 
     c = obj.container
-    runs = c.training.create_trainings(spec_name, holdout, epochs, seed, network, loss, temperature, learning_rate)
+    excluded = _excluded(exclude) if exclude else {}
+    runs = c.training.create_trainings(spec_name, holdout, epochs, seed, network, loss, temperature, learning_rate,
+                                       **excluded)
     ids = [r["train_id"] for r in runs]
     with LocalPool(c, workers=workers, progress=obj.progress) as pool:
         execution = c.runner.run(c, "train", {"train_ids": ids, "progress": obj.progress}, pool=pool)
     return {"train_ids": ids, **execution["output"], "execution_id": execution["execution_id"]}
+
+
+def _excluded(given: str) -> dict[str, Any]:
+    """``--exclude-images``: a URI is read by the service (store or ingest roots); a local file here."""
+    if "://" in given:
+        return {"filter_uri": given}
+    from ..training.folds import parse_image_ids
+
+    try:
+        return {"filter": parse_image_ids(Path(given).read_bytes(), given)}
+    except OSError as e:
+        raise InvalidInput(f"--exclude-images {given}: {e.strerror}") from None
 
 
 @main.group()
@@ -139,7 +157,7 @@ def training_show(obj: Ctx, train_id: str) -> dict[str, Any]:
 @command(training, "delete", human=_kv)
 @click.argument("train_id")
 def training_delete(obj: Ctx, train_id: str) -> dict[str, Any]:
-    """Delete a train run with its checkpoints and model."""
+    """Delete a train run and what it made (models, embeddings, result rows, records); refused while indexed."""
     return obj.container.training.delete_training(train_id)
 
 

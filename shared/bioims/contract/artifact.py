@@ -80,27 +80,35 @@ class CreateArtifact(Request):
     @model_validator(mode="before")
     @classmethod
     def _seed_event(cls, data: Any) -> Any:
-        data = unwrap(data, "artifact")
-        if not isinstance(data, dict) or "artifact" not in data:
-            return data
-        data = dict(data)
-        stored = data.pop("artifact")
-        if not isinstance(stored, str):
-            raise ValueError("artifact must be a string ('s3key#KEY' or a URI)")
-        if stored.startswith(SEED_KEY):
-            data["key"] = stored.removeprefix(SEED_KEY)
-        else:
-            data["uri"] = stored
-        notes = [data.pop(k) for k in ("description", "annotation") if data.get(k)]
-        if notes:
-            data["annotations"] = [*notes, *(data.get("annotations") or [])]
+        data = _seed_object(unwrap(data, "artifact"))
+        if isinstance(data, dict) and ("description" in data or "annotation" in data):
+            data = dict(data)
+            notes = [n for n in (data.pop("description", None), data.pop("annotation", None)) if n]
+            if notes:
+                data["annotations"] = [*notes, *(data.get("annotations") or [])]
         return data
 
     @model_validator(mode="after")
     def _one_object(self) -> CreateArtifact:
-        if (self.uri is None) == (self.key is None):
-            raise ValueError("give the object as uri or as key (one of them)")
-        return self
+        return _one_of_uri_or_key(self)
+
+
+def _seed_object(data: Any) -> Any:
+    """The seed's ``artifact`` argument, ``s3key#KEY`` or a URI, as ``key`` or ``uri``."""
+    if not isinstance(data, dict) or "artifact" not in data:
+        return data
+    data = dict(data)
+    stored = data.pop("artifact")
+    if not isinstance(stored, str):
+        raise ValueError("artifact must be a string ('s3key#KEY' or a URI)")
+    data["key" if stored.startswith(SEED_KEY) else "uri"] = stored.removeprefix(SEED_KEY)
+    return data
+
+
+def _one_of_uri_or_key(request: Any) -> Any:
+    if (request.uri is None) == (request.key is None):
+        raise ValueError("give the object as uri or as key (one of them)")
+    return request
 
 
 class CreateDescribeStacksArtifact(Request):
@@ -141,12 +149,23 @@ class DeleteArtifacts(Request):
 
 
 class AddAnnotation(Request):
-    """Append a free-text annotation to an artifact."""
+    """Append a free-text annotation to an artifact (given by its ``uri``, or its ``key`` under the store:
+    the seed's ``artifact: "s3key#KEY"``)."""
 
     context_id: Id
-    uri: Uri
     annotation: Text = Field(min_length=1)
+    uri: Uri | None = None
     train_id: ArtifactTrainId = ORIGIN
+    key: ObjectKey | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _seed_event(cls, data: Any) -> Any:
+        return _seed_object(data)
+
+    @model_validator(mode="after")
+    def _one_object(self) -> AddAnnotation:
+        return _one_of_uri_or_key(self)
 
 
 class SetParameter(Request):

@@ -235,7 +235,7 @@ class ProcessPlate(Request):
 class DescribeExecution(Request):
     """A workflow execution: its status, parameters and output."""
 
-    execution_id: Id = Field(validation_alias=alias("execution_id", "execution_arn"))
+    execution_id: Id = Field(validation_alias=alias("execution_id", "execution_arn", "ExecutionArn"))
 
 
 class ValidatePlate(Request):

@@ -7,11 +7,11 @@ it like every other service.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import Field, JsonValue, StringConstraints
+from pydantic import Field, JsonValue, StringConstraints, model_validator
 
-from .base import Id, Model, Name, Operation, Request, Service, SpecName, TagValue, alias
+from .base import Id, Model, Name, Operation, Request, Service, SpecName, TagValue, alias, unwrap
 from .enums import IndexKind, Level, Metric
 
 MAX_K = 1000
@@ -129,6 +129,26 @@ class Search(Request):
     level: Level = Level.FIELD
     flatfield_plate: Id | None = Field(None, description="uploads: use this plate's flat-fields (default: none)")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _seed_event(cls, data: Any) -> Any:
+        """The seed's ``{"search": {trainId, queryImageId, metric, maxHits, requireMoa, inclusionTags,
+        exclusionTags}}`` (``metric`` ``Cosine``/``Euclidean``, ``requireMoa`` a string)."""
+        data = unwrap(data, "search")
+        if not isinstance(data, dict) or not SEED_SEARCH.keys() & data.keys():
+            return data
+        data = {SEED_SEARCH.get(k, k): v for k, v in data.items()}
+        if isinstance(data.get("metric"), str):
+            data["metric"] = data["metric"].lower()
+        if isinstance(data.get("require_moa"), str):
+            data["require_moa"] = data["require_moa"].lower() == "true"
+        return data
+
+
+SEED_SEARCH = {"queryImageId": "image_id", "imageId": "image_id", "maxHits": "k", "requireMoa": "require_moa",
+               "inclusionTags": "include_tags", "exclusionTags": "exclude_tags", "searchMetric": "metric"}
+"""The seed's names of a search's arguments (submitSearch, searchByImageId) and the field each fills."""
+
 
 class GetSearch(Request):
     """The record of an earlier search: status, query, hits."""
@@ -159,10 +179,11 @@ class ReloadIndex(Request):
 
 
 class LoadTagLabelMap(Request):
-    """Refresh the tag filters of a source's indexes from the current image tags, without rebuilding vectors
-    (409 if its rows changed since the build: rebuild instead)."""
+    """Refresh the tag filters of a source's indexes (of every stored index without ``train_id``, as the
+    seed's) from the current image tags, without rebuilding vectors (409 if its rows changed since the
+    build: rebuild instead)."""
 
-    train_id: Name
+    train_id: Name | None = None
 
 
 class StartTagLoad(Request):
@@ -183,7 +204,9 @@ SERVICE = Service("search", "bioims search service",
                   "FAISS indexes of a train run's (or profile set's) embeddings, searched from memory with tag "
                   "filters; rebuilt indexes are swapped in while serving.", (
     _Op("submitSearch", "search", "POST /searches", Search, SearchResult),
+    _Op("searchByImageId", "search", "POST /searches/by-image", Search, SearchResult),
     _Op("getSearchResults", "get_search", "GET /searches/{search_id}", GetSearch, SearchRecord),
+    _Op("getSearchStatus", "get_search", "GET /searches/{search_id}/status", GetSearch, SearchRecord),
     _Op("listIndexes", "indexes", "GET /indexes", ListIndexes, list[IndexInfo]),
     _Op("startTrainingLoad", "build_index", "POST /indexes", BuildIndex, BuiltIndex, status=201),
     _Op("reloadIndex", "reload_index", "POST /indexes/{train_id}/reload", ReloadIndex, list[IndexInfo]),

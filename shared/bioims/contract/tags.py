@@ -51,7 +51,7 @@ class DeletedLabels(Model):
 class CreateTag(Request):
     """Create a tag with the next free id (409 if it exists)."""
 
-    value: TagValue
+    value: TagValue = Field(validation_alias=alias("value", "tag_value"))
 
 
 class EnsureTags(Request):

@@ -456,7 +456,7 @@ class GetTrainingFilter(Request):
 class GetTrainingJobInfo(Request):
     """Progress of a run's job: status, epochs done, per-epoch history, best epoch, message log."""
 
-    train_id: Name
+    train_id: Name = Field(validation_alias=alias("train_id", "training_job_name"))
 
 
 class DeleteTraining(Request):

@@ -10,6 +10,7 @@ Annotated compounds are those with an MOA label other than the control (DMSO), w
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Mapping
 
@@ -94,3 +95,20 @@ def holdout_plan(mode: str, compound_moa: Mapping[str, str | None], *, folds: in
         return [[c] for c in sorted(annotated)]
     k = min(max(folds, min_folds(annotated)), len(annotated)) if annotated else folds
     return compound_folds(annotated, k, seed)
+
+
+def parse_image_ids(data: bytes, source: str) -> list[str]:
+    """The image ids of a training filter file: a JSON list of strings, or one id per line (the seed's
+    filter files). :class:`InvalidInput` names ``source`` when it is neither.
+
+    >>> parse_image_ids(b"a1\\nb2\\n", "f.txt"), parse_image_ids(b'["a1"]', "f.json")
+    (['a1', 'b2'], ['a1'])
+    """
+    text = data.decode("utf-8", errors="replace")
+    try:
+        ids = json.loads(text) if text.lstrip().startswith("[") else text.split()
+    except json.JSONDecodeError as e:
+        raise InvalidInput(f"training filter {source} is not a JSON list: {e}") from None
+    if not all(isinstance(i, str) and i for i in ids):
+        raise InvalidInput(f"training filter {source} must list image ids (strings)")
+    return ids

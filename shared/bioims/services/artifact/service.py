@@ -67,12 +67,7 @@ class ArtifactService:
         the root is refused).
         """
         _require(context_id, "context_id")
-        if key is not None:
-            if uri is not None or self._root is None:
-                raise InvalidInput("give the object as uri or as key (one of them)" if uri is not None
-                                   else "this artifact service has no store root to resolve a key under")
-            uri = join(self._root, _require(key, "key"))
-        _require(uri, "uri")
+        uri = self._object_uri(uri, key)
         _require(train_id, "train_id")
         if "://" not in uri:
             raise InvalidInput(f"artifact uri must be a URI (file://, s3://), got {uri!r}")
@@ -125,13 +120,23 @@ class ArtifactService:
                 batch.delete(row)
         return {"deleted": len(rows)}
 
-    def add_annotation(self, context_id: str, uri: str, annotation: str, train_id: str = ORIGIN) -> dict[str, Any]:
-        """Append a free-text annotation to an artifact."""
+    def add_annotation(self, context_id: str, annotation: str, uri: str | None = None, train_id: str = ORIGIN,
+                       key: str | None = None) -> dict[str, Any]:
+        """Append a free-text annotation to an artifact (its ``uri``, or its ``key`` under the store)."""
         _require(annotation, "annotation")
-        row = self._get_artifact(context_id, train_id, uri)
+        row = self._get_artifact(context_id, train_id, self._object_uri(uri, key))
         row.update(actions=[self._t.artifacts.annotations.set(
             (self._t.artifacts.annotations | []).append([annotation]))])
         return self._artifact_dict(row)
+
+    def _object_uri(self, uri: str | None, key: str | None) -> str:
+        """A stored object's URI: ``uri``, or ``key`` resolved under the store's root (never leaving it)."""
+        if key is not None:
+            if uri is not None or self._root is None:
+                raise InvalidInput("give the object as uri or as key (one of them)" if uri is not None
+                                   else "this artifact service has no store root to resolve a key under")
+            return join(self._root, _require(key, "key"))
+        return _require(uri, "uri")
 
     def _get_artifact(self, context_id: str, train_id: str, uri: str) -> Any:
         try:

@@ -333,13 +333,17 @@ class SearchService:
             raise NotFound(f"no index of {train_id}; build one with `bioims index build {train_id}`")
         return [self.load_index(i["train_id"], i["level"], i["metric"]) for i in stored]
 
-    def load_tag_label_map(self, train_id: str) -> list[dict[str, Any]]:
-        """Refresh the tags of every stored index of a source without rebuilding its vectors (the seed's
-        loadTagLabelMap): the image tags and metadata are read again, each index is stored as a new
-        version with the same vector parts and the new tag table, and loaded indexes are swapped to it.
-        :class:`Conflict` if the source's rows changed since the build (a new plate embedded: rebuild)."""
+    def load_tag_label_map(self, train_id: str | None = None) -> list[dict[str, Any]]:
+        """Refresh the tags of every stored index of a source (of every source if None, as the seed's
+        loadTagLabelMap) without rebuilding its vectors: the image tags and metadata are read again, each
+        index is stored as a new version with the same vector parts and the new tag table, and loaded
+        indexes are swapped to it. :class:`Conflict` if the source's rows changed since the build (a new
+        plate embedded: rebuild)."""
         from ...index.tags import TagTable
 
+        if train_id is None:
+            sources = sorted({i["train_id"] for i in self.list_indexes()})
+            return [i for source in sources for i in self.load_tag_label_map(source)]
         stored = self.list_indexes(train_id)
         if not stored:
             raise NotFound(f"no index of {train_id}; build one with `bioims index build {train_id}`")

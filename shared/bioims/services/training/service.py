@@ -11,7 +11,6 @@ and settings, so asking for the same runs again finds the existing ones (and a k
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import replace
 from typing import Any
@@ -28,7 +27,7 @@ from ...store.keys import Keys
 from ...store.roots import IngestRoots
 from ...store.objects import ObjectStore
 from ...store.tables import condition_failed, to_dict
-from ...training.folds import HOLDOUT_MODES, holdout_plan
+from ...training.folds import HOLDOUT_MODES, holdout_plan, parse_image_ids
 from ..ports import ArtifactsPort, ImagesPort, RunnerPort, SpecField, spec_fields
 from .tables import TrainingTables
 
@@ -175,14 +174,7 @@ class TrainingService:
                 self._roots.check(uri, "training filter")
             if self._objects.size(uri) > MAX_FILTER_BYTES:
                 raise InvalidInput(f"training filter {uri} is larger than {MAX_FILTER_BYTES} bytes")
-            text = self._objects.get_bytes(uri).decode("utf-8", errors="replace")
-            try:
-                listed = json.loads(text) if text.lstrip().startswith("[") else text.split()
-            except json.JSONDecodeError as e:
-                raise InvalidInput(f"training filter {uri} is not a JSON list: {e}") from None
-            if not all(isinstance(i, str) and i for i in listed):
-                raise InvalidInput(f"training filter {uri} must list image ids (strings)")
-            found.update(listed)
+            found.update(parse_image_ids(self._objects.get_bytes(uri), uri))
         return sorted(found)
 
     @staticmethod
