@@ -110,6 +110,8 @@ def test_a_custom_filter_named_run_and_seed_log(screen, tmp_path):
     outside.write_text(json.dumps(dmso))
     with pytest.raises(InvalidInput, match="training filter .* is outside"):
         c.training.create_trainings(SPEC["name"], "none", filter_uri=outside.as_uri())
+    with pytest.raises(InvalidInput, match="training filter .* is outside"):  # dot segments do not leave it
+        c.training.create_trainings(SPEC["name"], "none", filter_uri=f"{c.keys.root}/../{outside.name}")
     folds = c.training.create_trainings(SPEC["name"], "folds", filter=dmso[:1])
     for run in folds:
         assert set(c.training.get_training_filter(run["train_id"])) >= set(dmso[:1])

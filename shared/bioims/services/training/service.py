@@ -24,7 +24,7 @@ from ...ids import iso, stable_id, utcnow
 from ...profiles.pipeline import CONTROL
 from ...specs import EmbeddingSpec, TrainingSettings
 from ...store.keys import Keys
-from ...store.roots import IngestRoots
+from ...store.roots import IngestRoots, check_input_uri, normalise_root
 from ...store.objects import ObjectStore
 from ...store.tables import condition_failed, to_dict
 from ...training.folds import HOLDOUT_MODES, holdout_plan, parse_image_ids
@@ -170,7 +170,9 @@ class TrainingService:
         """The image ids of a custom training filter, from the list and the file (sorted, distinct)."""
         found = set(ids or [])
         if uri is not None:
-            if not uri.startswith(self._keys.root + "/"):
+            try:  # in the artifact store (the seed's resource bucket), else under an ingest root
+                check_input_uri(uri, [normalise_root(self._keys.root)], "training filter")
+            except InvalidInput:
                 self._roots.check(uri, "training filter")
             if self._objects.size(uri) > MAX_FILTER_BYTES:
                 raise InvalidInput(f"training filter {uri} is larger than {MAX_FILTER_BYTES} bytes")
