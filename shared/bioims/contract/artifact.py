@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import Field, StringConstraints, JsonValue, field_validator, model_validator
+from pydantic import Field, JsonValue, StringConstraints, field_validator, model_validator
 
 from .base import MAX_URI, Count, Id, Message, Model, Name, Operation, Request, Service, Text, Uri, alias, unwrap
 

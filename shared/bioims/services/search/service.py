@@ -162,17 +162,7 @@ class SearchService:
             raise InvalidInput(f"{train_id} has no {level} embeddings to index")
         index = VectorIndex.build(vectors, ids, tags, metric=metric, kind=kind,
                                   info={"source": train_id, "source_type": source, "level": level})
-        version = new_id()
-        base = self._keys.index(train_id, level, metric)
-        parts = {**index.to_parts(), ROWS: _json_bytes(rows)}
-        for name, data in parts.items():
-            self._objects.put_bytes(self._keys.index_part(train_id, level, metric, version, name), data)
-        previous = self._current_version(base)
-        self._objects.put_json(self._keys.index_current(train_id, level, metric), {"version": version, **index.info})
-        if previous and previous != version:
-            for uri in list(self._objects.list(self._keys.index_version(train_id, level, metric, previous) + "/")):
-                self._objects.delete(uri)
-        self._record_parts(train_id, level, metric, version, parts)
+        version = self._commit(train_id, level, metric, {**index.to_parts(), ROWS: _json_bytes(rows)}, index.info)
         if (train_id, level, metric) in self._loaded:
             self._install((train_id, level, metric), index, rows, version)
         return {**index.info, "version": version}
@@ -360,14 +350,8 @@ class SearchService:
                 raise Conflict(f"the {level} rows of {train_id} changed since its index was built; rebuild it "
                                f"(`bioims index build {train_id} --level {level}`)")
             parts["tags.npz"] = TagTable.from_rows([tags[i] for i in ids], ids).to_bytes()
-            fresh = new_id()
-            for name, data in parts.items():
-                self._objects.put_bytes(self._keys.index_part(train_id, level, metric, fresh, name), data)
-            current = self._objects.get_json(f"{base}/current.json")
-            self._objects.put_json(f"{base}/current.json", {**current, "version": fresh, "tags_loaded_at": iso()})
-            for uri in list(self._objects.list(self._keys.index_version(train_id, level, metric, version) + "/")):
-                self._objects.delete(uri)
-            self._record_parts(train_id, level, metric, fresh, parts)
+            info = {k: v for k, v in self._objects.get_json(f"{base}/current.json").items() if k != "version"}
+            self._commit(train_id, level, metric, parts, {**info, "tags_loaded_at": iso()})
             if (train_id, level, metric) in self._loaded:
                 self.load_index(train_id, level, metric)
         return self.list_indexes(train_id)
@@ -399,6 +383,21 @@ class SearchService:
         if not stored:
             raise NotFound(f"no index of {train_id}" + (f" at level {level}" if level else ""))
         return {"train_id": train_id, "indexes": len(stored), "objects": deleted + len(stored)}
+
+    def _commit(self, train_id: str, level: str, metric: str, parts: dict[str, bytes], info: dict[str, Any]) -> str:
+        """Store an index's parts as a new version, point ``current.json`` (``info`` + the version) at it,
+        delete the previous version and re-record the artifacts; returns the version. Readers see the old
+        version or the new one, never a mix (the pointer is written after the parts)."""
+        version = new_id()
+        for name, data in parts.items():
+            self._objects.put_bytes(self._keys.index_part(train_id, level, metric, version, name), data)
+        previous = self._current_version(self._keys.index(train_id, level, metric))
+        self._objects.put_json(self._keys.index_current(train_id, level, metric), {"version": version, **info})
+        if previous and previous != version:
+            for uri in list(self._objects.list(self._keys.index_version(train_id, level, metric, previous) + "/")):
+                self._objects.delete(uri)
+        self._record_parts(train_id, level, metric, version, parts)
+        return version
 
     def _record_parts(self, train_id: str, level: str, metric: str, version: str, parts: dict[str, bytes]) -> None:
         """The artifact records of an index's current version (those of earlier versions removed): context
