@@ -151,6 +151,75 @@ def test_invalid_arguments_name_the_field(args, message):
     assert len(str(e.value)) < 500
 
 
+SEED_EVENTS = [  # the rest of the seed's operations, as its handlers read them (aws-samples/bioimage-search)
+    ("artifact", "getArtifacts", {"contextId": "c", "trainId": "t"}),
+    ("artifact", "deleteArtifacts", {"contextId": "c", "trainId": "t"}),
+    ("artifact", "setParameter", {"key": "k", "value": 3}),
+    ("artifact", "getHistory", {"key": "k"}),
+    ("artifact", "getAll", {}),
+    ("artifact", "getDefaultTrainId", {}),
+    ("artifact", "deleteParameter", {"key": "k"}),
+    ("artifact", "createMessage", {"message": "m"}),
+    ("artifact", "addMessage", {"messageId": "m", "message": "x"}),
+    ("artifact", "getMessage", {"messageId": "m"}),
+    ("artifact", "listMessage", {"messageId": "m"}),
+    ("artifact", "deleteMessage", {"messageId": "m"}),
+    ("tags", "createCategory", {"category": "c", "description": "d"}),
+    ("tags", "updateCategoryDescription", {"category": "c", "description": "d"}),
+    ("tags", "deleteCategory", {"category": "c"}),
+    ("tags", "createLabel", {"category": "c", "label": "l"}),
+    ("tags", "listLabels", {"category": "c"}),
+    ("tags", "listCategories", {}),
+    ("tags", "getIndex", {"category": "c", "label": "l"}),
+    ("tags", "getTagById", {"tagId": 3}),
+    ("tags", "getAllTags", {}),
+    ("image-management", "getImageInfo", {"imageId": "i", "trainId": "t"}),
+    ("image-management", "getImagesByPlateId", {"plateId": "p"}),
+    ("image-management", "getImagesByPlateIdAndTrainId", {"plateId": "p", "trainId": "t"}),
+    ("image-management", "getImageIdsByPlateId", {"plateId": "p"}),
+    ("image-management", "getWellsByPlateId", {"plateId": "p"}),
+    ("image-management", "getImagesByPlateAndWellId", {"plateId": "p", "wellId": "w"}),
+    ("image-management", "getPlateImageStatus", {"plateId": "p"}),
+    ("image-management", "createPlateMessageId", {"plateId": "p"}),
+    ("image-management", "getPlateMessageId", {"plateId": "p"}),
+    ("image-management", "validatePlate", {"plateId": "p"}),
+    ("image-management", "listCompatiblePlates", {"width": 1280, "height": 1024, "depth": 1, "channels": 3}),
+    ("image-management", "getImageTags", {"imageId": "i"}),
+    ("training", "getTraining", {"trainId": "t"}),
+    ("training", "deleteTraining", {"trainId": "t"}),
+    ("training", "getEmbeddingInfo", {"embeddingName": "e"}),
+    ("training", "getEmbeddingTrainings", {"embeddingName": "e"}),
+    ("training", "deleteEmbedding", {"embeddingName": "e"}),
+    ("search", "getSearchResults", {"searchId": "s"}),
+    ("search", "deleteTraining", {"trainId": "t"}),
+    ("search", "startTrainingLoad", {"trainId": "t"}),
+    ("embedding", "startComputeEmbedding", {"trainId": "t"}),
+    ("embedding", "startComputePlateEmbedding", {"trainId": "t", "plateId": "p"}),
+]
+SEED_ONLY = {  # the seed's operations bioims has no counterpart of, each explained in its service's README
+    "image-management": ["applyInspectionResult"], "training": ["startTrainingBuild"],
+    "search": ["createSearchResults", "updateSearchStatus", "logTrainList"]}
+
+
+@pytest.mark.parametrize("service_name, method, args", SEED_EVENTS, ids=[f"{s}.{m}" for s, m, _ in SEED_EVENTS])
+def test_the_rest_of_the_seed_operations_take_the_seed_arguments(service_name, method, args):
+    op = service(service_name).find(method)
+    validated = validate(op, args)
+    assert {op.path_field(v) for v in op.path_variables} <= set(validated)  # the route's variables are filled
+    assert len(validated) == len(args)  # every argument the seed sends reaches the operation
+
+
+@pytest.mark.parametrize("service_name", sorted(SEED_ONLY))
+def test_the_seed_operations_bioims_does_without_are_explained(service_name):
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "services" / service_name / "README.md").read_text()
+    for method in SEED_ONLY[service_name]:
+        with pytest.raises(InvalidInput, match=f"unknown method '{method}'"):
+            service(service_name).find(method)
+        assert f"`{method}`" in readme, method
+
+
 @pytest.mark.parametrize("args, message", [
     ({"artifact": {"contextId": "c", "artifact": "s3key#k"}, "contextId": "d"}, "'contextId' is given both"),
     ({"artifact": {"contextId": "c", "artifact": 5}}, "artifact must be a string"),
