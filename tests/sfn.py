@@ -1,0 +1,125 @@
+"""Step Functions executions offline, by an existing interpreter: moto's (a port of LocalStack's), with
+JSONata evaluated by ``jsonata-python`` (moto's own JSONata expects a JVM bridge), its Lambda tasks
+invoking the services' real ``invoke`` handlers and its Batch tasks run by :class:`LocalBatch`, which
+runs each job's command (``python -m bioims.jobs ...``) with the job's environment and
+``AWS_BATCH_JOB_ARRAY_INDEX`` per array child.
+
+Written here, by hand: only the two seams (the clients the interpreter's Lambda and Batch tasks use);
+the interpreter, the JSONata evaluation and the handlers are the real ones.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import pytest
+
+JobCommand = Callable[[list[str], Mapping[str, str]], int]
+"""Runs a job's command (argv after ``python -m bioims.jobs``) with its environment; the exit code."""
+
+
+def definition(path: str, substitutions: Mapping[str, str]) -> str:
+    """A state machine's ASL with its ``${Name}`` DefinitionSubstitutions filled in (as CloudFormation
+    does); every placeholder must be given."""
+    text = open(path, encoding="utf-8").read()
+    for name, value in substitutions.items():
+        text = text.replace("${" + name + "}", value)
+    missing = sorted({part.split("}")[0] for part in text.split("${")[1:]})
+    assert not missing, f"no substitution for {missing}"
+    return text
+
+
+class InterpreterLambda:
+    """The interpreter's Lambda client: ``invoke`` of a function named by ARN or name, handed to a
+    :class:`tests.fakes.FakeLambda` (the services' handlers, run the way Lambda runs them)."""
+
+    def __init__(self, functions: Any) -> None:
+        self.functions = functions
+
+    def invoke(self, *, FunctionName: str, Payload: Any = b"{}", InvocationType: str = "RequestResponse",
+               **_: Any) -> dict[str, Any]:
+        payload = Payload if isinstance(Payload, (bytes, str)) else json.dumps(Payload)
+        return self.functions.invoke(FunctionName=FunctionName.rsplit(":", 1)[-1], InvocationType=InvocationType,
+                                     Payload=payload.encode() if isinstance(payload, str) else payload)
+
+
+class LocalBatch:
+    """AWS Batch for the interpreter's ``submitJob.sync`` tasks: a job runs when it is submitted, each
+    array child with ``AWS_BATCH_JOB_ARRAY_INDEX``; the job fails if a child exits non-zero, with that
+    child's reason. ``describe_jobs`` answers the status the ``.sync`` integration waits for.
+    ``fail(name_prefix, attempts)`` makes the next ``attempts`` jobs of that name fail (a lost Spot host)."""
+
+    def __init__(self, run: JobCommand) -> None:
+        self.run = run
+        self.jobs: dict[str, dict[str, Any]] = {}
+        self.submitted: list[dict[str, Any]] = []
+        self._failures: dict[str, int] = {}
+
+    def fail(self, name_prefix: str, attempts: int = 1) -> None:
+        self._failures[name_prefix] = attempts
+
+    def submit_job(self, **params: Any) -> dict[str, Any]:
+        p = {k[0].lower() + k[1:]: v for k, v in params.items()}
+        overrides = {k[0].lower() + k[1:]: v for k, v in (p.get("containerOverrides") or {}).items()}
+        command = list(overrides.get("command") or [])
+        assert command[:3] == ["python", "-m", "bioims.jobs"], command
+        environment = {e.get("name", e.get("Name")): e.get("value", e.get("Value"))
+                       for e in overrides.get("environment") or []}
+        size = int({k.lower(): v for k, v in (p.get("arrayProperties") or {}).items()}.get("size") or 0)
+        job = {"jobId": str(uuid.uuid4()), "jobName": p["jobName"], "jobQueue": p["jobQueue"],
+               "jobDefinition": p["jobDefinition"], "command": command, "arraySize": size}
+        self.submitted.append(job)
+        status, reason = "SUCCEEDED", "Essential container in task exited"
+        prefix = next((k for k in self._failures if p["jobName"].startswith(k) and self._failures[k] > 0), None)
+        if prefix is not None:
+            self._failures[prefix] -= 1
+            status, reason = "FAILED", "Host EC2 (instance i-0) terminated."
+        else:
+            for index in range(size or 1):
+                child = {**environment, **({"AWS_BATCH_JOB_ARRAY_INDEX": str(index)} if size else {})}
+                code = self.run(command[3:], child)
+                if code != 0:
+                    status, reason = "FAILED", f"child {index} exited with code {code}"
+                    break
+        self.jobs[job["jobId"]] = {**job, "status": status, "statusReason": reason}
+        # the interpreter reads the submission as Step Functions reports it (JobId, ...)
+        return {"JobId": job["jobId"], "JobName": job["jobName"], "JobArn": f"arn:aws:batch:job/{job['jobId']}"}
+
+    def describe_jobs(self, jobs: list[str]) -> dict[str, Any]:
+        return {"jobs": [{k: v for k, v in self.jobs[j].items() if k != "command"} for j in jobs if j in self.jobs]}
+
+
+def in_process_job(monkeypatch: pytest.MonkeyPatch) -> JobCommand:
+    """Runs ``python -m bioims.jobs ARGV`` in this process (inside the test's moto account) with the
+    job's environment variables set for its duration."""
+    from bioims.jobs.__main__ import main
+
+    def run(argv: list[str], environment: Mapping[str, str]) -> int:
+        with monkeypatch.context() as m:
+            for name, value in environment.items():
+                m.setenv(name, value)
+            return int(main(argv) or 0)
+
+    return run
+
+
+def offline_interpreter(monkeypatch: pytest.MonkeyPatch, functions: Any, batch: LocalBatch) -> None:
+    """Point moto's Step Functions interpreter at jsonata-python, the services' handlers and ``batch``
+    (for this test)."""
+    import jsonata
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import state_task_service_batch
+    from moto.stepfunctions.parser.asl.jsonata import jsonata as moto_jsonata
+
+    monkeypatch.setattr(moto_jsonata, "_eval_jsonata", lambda expression: jsonata.Jsonata(expression).evaluate(None))
+    lambda_client = InterpreterLambda(functions)
+    default = lambda_eval_utils.boto_client_for
+    monkeypatch.setattr(lambda_eval_utils, "boto_client_for",
+                        lambda region, service, state_credentials=None: lambda_client if service == "lambda"
+                        else default(region=region, service=service, state_credentials=state_credentials))
+    monkeypatch.setattr(state_task_service_batch, "boto_client_for", lambda **_: batch)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", os.environ.get("AWS_DEFAULT_REGION", "us-east-1"))

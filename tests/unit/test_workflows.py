@@ -1,0 +1,94 @@
+"""The state machines executed, offline, by moto's Step Functions interpreter (see :mod:`tests.sfn`):
+their JSONata by jsonata-python, their Lambda tasks by the services' real ``invoke`` handlers (each
+``services/<name>/app.py``, as Lambda loads it), their Batch jobs by the job command ``python -m
+bioims.jobs ...`` with each array child's ``AWS_BATCH_JOB_ARRAY_INDEX``."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import numpy as np
+import pytest
+from moto import mock_aws
+
+from bioims import runtime
+from bioims.settings import FUNCTION_SERVICES
+from bioims.store.tables import Database
+from tests.conftest import REPO
+from tests.fakes import FakeLambda
+from tests.sfn import LocalBatch, definition, in_process_job, offline_interpreter
+from tests.unit.test_aws import (ACCOUNT, ARTIFACTS, INPUT, MOTO_CONFIG, PREFIX, REGION, _with_lambda, load_app,
+                                 put_plate, template_environment)
+
+MACHINES = REPO / "infra" / "statemachines"
+WORKFLOWS = ("process-plate", "train", "embed")
+
+
+def substitutions() -> dict[str, str]:
+    """infra/statemachines.yaml's DefinitionSubstitutions for the test account."""
+    function = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:bioims-test-{{}}-invoke"
+    return {"ImageManagementFunction": function.format("image-management"),
+            "TrainingFunction": function.format("training"), "ArtifactBucket": ARTIFACTS,
+            "ArtifactPrefix": "bioims", "CpuQueue": "bioims-test-cpu", "GpuQueue": "bioims-test-gpu",
+            "JobDefinition": "bioims-test-job", "GpuJobDefinition": "bioims-test-gpu-job",
+            "SearchApiEndpoint": "search.example.org", "EmbedThreads": "1"}
+
+
+@pytest.fixture
+def executed(aws_env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    """A moto account that executes state machines: the tables, the buckets, the three state machines
+    from infra/statemachines/, the services' functions and the template's environment in this process."""
+    with mock_aws(config={**MOTO_CONFIG, "stepfunctions": {"execute_state_machine": True}}):
+        s3 = boto3.client("s3", region_name=REGION)
+        s3.create_bucket(Bucket=ARTIFACTS)
+        s3.create_bucket(Bucket=INPUT)
+        database = Database(PREFIX, region=REGION, client=boto3.client("dynamodb", region_name=REGION))
+        for table_set in runtime.table_sets().values():
+            table_set(database)
+        database.create()
+        sfn = boto3.client("stepfunctions", region_name=REGION)
+        machines = {w: sfn.create_state_machine(
+            name=f"bioims-test-{w}", definition=definition(str(MACHINES / f"{w}.asl.json"), substitutions()),
+            roleArn=f"arn:aws:iam::{ACCOUNT}:role/bioims-states")["stateMachineArn"] for w in WORKFLOWS}
+        for name, value in template_environment(machines).items():
+            monkeypatch.setenv(name, value)
+        apps = {s: load_app(s).app.handler_map["invoke"] for s in FUNCTION_SERVICES}
+        functions = FakeLambda({f"bioims-test-{s}-invoke": apps[s] for s in FUNCTION_SERVICES})
+        monkeypatch.setattr(runtime, "aws_clients", _with_lambda(runtime.aws_clients, functions))
+        batch = LocalBatch(in_process_job(monkeypatch))
+        offline_interpreter(monkeypatch, functions, batch)
+        yield {"s3": s3, "sfn": sfn, "apps": apps, "batch": batch}
+
+
+def finished(sfn: Any, execution_arn: str, timeout: float = 120) -> dict[str, Any]:
+    """The execution once it has ended, with ``events``: its history (the failed states' details)."""
+    deadline = time.monotonic() + timeout
+    while (described := sfn.describe_execution(executionArn=execution_arn))["status"] == "RUNNING":
+        assert time.monotonic() < deadline, described
+        time.sleep(0.1)
+    history = sfn.get_execution_history(executionArn=execution_arn, maxResults=1000)["events"]
+    return {**described, "events": [{k: v for k, v in e.items() if k.endswith("Details") or k == "type"}
+                                    for e in history]}
+
+
+def test_process_plate_runs_to_completion(executed: dict[str, Any], rng: np.random.Generator) -> None:
+    """inspectPlate starts process-plate on Step Functions: the image list from the function, an inspect
+    array job (one child per field), validation by the function, a thumbnails array job. The plate ends
+    validated with every thumbnail in the artifact bucket."""
+    images = executed["apps"]["image-management"]
+    plate_id = images({"method": "populateSourcePlate", "manifest": put_plate(executed["s3"], rng)}, None)["plate_id"]
+    execution = finished(executed["sfn"], images({"method": "inspectPlate", "plateId": plate_id}, None))
+    assert execution["status"] == "SUCCEEDED", json.dumps(execution["events"], default=str)
+    jobs = executed["batch"].submitted
+    assert [(j["command"][3], j["arraySize"]) for j in jobs] == [("inspect-image", 2), ("thumbnails", 2)]
+    assert images({"method": "getPlate", "plate": plate_id}, None)["status"] == "validated"
+    for image_id in images({"method": "getImageIdsByPlateId", "plateId": plate_id}, None):
+        info = images({"method": "getImageInfo", "imageId": image_id}, None)
+        assert info["status"] == "valid" and (info["height"], info["width"]) == (16, 20)
+    thumbnails = executed["s3"].list_objects_v2(Bucket=ARTIFACTS, Prefix="bioims/")["Contents"]
+    assert sum(o["Key"].endswith(".png") for o in thumbnails) >= 2
+    assert json.loads(execution["output"])["plate_id"] == plate_id
