@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -49,8 +50,8 @@ class InterpreterLambda:
 
 class LocalBatch:
     """AWS Batch for the interpreter's ``submitJob.sync`` tasks: a job runs when it is submitted, each
-    array child with ``AWS_BATCH_JOB_ARRAY_INDEX``; the job fails if a child exits non-zero, with that
-    child's reason. ``describe_jobs`` answers the status the ``.sync`` integration waits for.
+    array child with ``AWS_BATCH_JOB_ARRAY_INDEX``; the job fails if a child exits non-zero, with the
+    failed children as its reason. ``describe_jobs`` answers the status the ``.sync`` integration waits for.
     ``fail(name_prefix, attempts)`` makes the next ``attempts`` jobs of that name fail (a lost Spot host)."""
 
     def __init__(self, run: JobCommand) -> None:
@@ -58,6 +59,7 @@ class LocalBatch:
         self.jobs: dict[str, dict[str, Any]] = {}
         self.submitted: list[dict[str, Any]] = []
         self._failures: dict[str, int] = {}
+        self._lock = threading.Lock()
 
     def fail(self, name_prefix: str, attempts: int = 1) -> None:
         self._failures[name_prefix] = attempts
@@ -79,18 +81,59 @@ class LocalBatch:
             self._failures[prefix] -= 1
             status, reason = "FAILED", "Host EC2 (instance i-0) terminated."
         else:
+            failed = []  # every child runs (as on Batch); the job fails if any did
             for index in range(size or 1):
                 child = {**environment, **({"AWS_BATCH_JOB_ARRAY_INDEX": str(index)} if size else {})}
-                code = self.run(command[3:], child)
+                with self._lock:  # a child's environment is this process's: one child at a time
+                    code = self.run(command[3:], child)
                 if code != 0:
-                    status, reason = "FAILED", f"child {index} exited with code {code}"
-                    break
+                    failed.append(f"child {index} exited with code {code}")
+            if failed:
+                status, reason = "FAILED", "; ".join(failed)
         self.jobs[job["jobId"]] = {**job, "status": status, "statusReason": reason}
         # the interpreter reads the submission as Step Functions reports it (JobId, ...)
         return {"JobId": job["jobId"], "JobName": job["jobName"], "JobArn": f"arn:aws:batch:job/{job['jobId']}"}
 
     def describe_jobs(self, jobs: list[str]) -> dict[str, Any]:
         return {"jobs": [{k: v for k, v in self.jobs[j].items() if k != "command"} for j in jobs if j in self.jobs]}
+
+
+class _GatewayResponse:
+    """What the interpreter reads of an API Gateway response (a ``requests.Response``'s attributes)."""
+
+    def __init__(self, response: Any) -> None:
+        # any 2XX succeeds on Step Functions; the interpreter (LocalStack's port) accepts only 200, and the
+        # search API answers a build 201 Created
+        self.status_code = 200 if 200 <= response.status_code < 300 else response.status_code
+        self.text = response.text
+        self.headers = {"Content-Length": response.headers.get("content-length", str(len(response.content))),
+                        "Content-Type": response.headers.get("content-type", "application/json")}
+        self._json = response.json
+
+    def json(self) -> Any:
+        return self._json()
+
+
+class SearchGateway:
+    """The interpreter's ``apigateway:invoke`` tasks (its ``requests`` calls): each request goes to the
+    search service's real ASGI app in this process, at the task's ``Path`` (LocalStack's
+    ``/_user_request_/`` prefix removed)."""
+
+    def __init__(self, app: Any) -> None:
+        from starlette.testclient import TestClient
+
+        self.client = TestClient(app, base_url="http://127.0.0.1")
+
+    def request(self, method: str, url: str, headers: Any = None, json: Any = None) -> _GatewayResponse:
+        from urllib.parse import urlsplit
+
+        path = "/" + urlsplit(url).path.split("_user_request_/", 1)[-1].strip("/")
+        return _GatewayResponse(self.client.request(method.upper(), path, json=json))
+
+    def __getattr__(self, method: str) -> Callable[..., _GatewayResponse]:
+        if method in ("get", "post", "put", "patch", "delete"):
+            return lambda url, headers=None, json=None: self.request(method, url, headers, json)
+        raise AttributeError(method)
 
 
 def in_process_job(monkeypatch: pytest.MonkeyPatch) -> JobCommand:
@@ -107,9 +150,28 @@ def in_process_job(monkeypatch: pytest.MonkeyPatch) -> JobCommand:
     return run
 
 
-def offline_interpreter(monkeypatch: pytest.MonkeyPatch, functions: Any, batch: LocalBatch) -> None:
-    """Point moto's Step Functions interpreter at jsonata-python, the services' handlers and ``batch``
-    (for this test)."""
+def _gateway_failure(self: Any, env: Any, ex: Exception) -> Any:
+    """moto 5.2.5's API Gateway task failure, made with the ``env`` its FailureEvent needs (moto leaves it
+    out, so a failed API call crashed the interpreter instead of failing the task): ``ApiGateway.<status>``
+    with the response body, or ``ApiGateway.<exception>``."""
+    from moto.stepfunctions.parser.api import HistoryEventType, TaskFailedEventDetails
+    from moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name import CustomErrorName
+    from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import FailureEvent
+    from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
+
+    response = getattr(ex, "response", None)
+    name = f"ApiGateway.{response.status_code}" if response is not None else f"ApiGateway.{type(ex).__name__}"
+    cause = response.text if response is not None else str(ex)
+    return FailureEvent(env=env, error_name=CustomErrorName(name), event_type=HistoryEventType.TaskFailed,
+                        event_details=EventDetails(taskFailedEventDetails=TaskFailedEventDetails(
+                            error=name, cause=cause, resource=self._get_sfn_resource(),
+                            resourceType=self._get_sfn_resource_type())))
+
+
+def offline_interpreter(monkeypatch: pytest.MonkeyPatch, functions: Any, batch: LocalBatch,
+                        gateway: SearchGateway | None = None) -> None:
+    """Point moto's Step Functions interpreter at jsonata-python, the services' handlers, ``batch`` and
+    (for the search API) ``gateway``, for this test."""
     import jsonata
     from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
     from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import state_task_service_batch
@@ -122,4 +184,21 @@ def offline_interpreter(monkeypatch: pytest.MonkeyPatch, functions: Any, batch: 
                         lambda region, service, state_credentials=None: lambda_client if service == "lambda"
                         else default(region=region, service=service, state_credentials=state_credentials))
     monkeypatch.setattr(state_task_service_batch, "boto_client_for", lambda **_: batch)
+    if gateway is not None:
+        from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
+            state_task_service_api_gateway)
+
+        monkeypatch.setattr(state_task_service_api_gateway, "requests", gateway)
+        # moto 5.2.5: the API Gateway task names its credentials parameter task_credentials, and the
+        # interpreter passes state_credentials= (every apigateway:invoke task fails without this)
+        task = state_task_service_api_gateway.StateTaskServiceApiGateway
+        evaluate = task._eval_service_task
+        monkeypatch.setattr(task, "_from_error", _gateway_failure)
+        # ... and keeps only ApiEndpoint and Method of the task's arguments: the documented ones all reach it
+        monkeypatch.setattr(task, "_SUPPORTED_API_PARAM_BINDINGS", {"invoke": {
+            "ApiEndpoint", "Method", "Headers", "Stage", "Path", "QueryParameters", "RequestBody", "AllowNullValues",
+            "AuthType"}})
+        monkeypatch.setattr(task, "_eval_service_task",
+                            lambda self, env, resource_runtime_part, normalised_parameters, state_credentials=None:
+                            evaluate(self, env, resource_runtime_part, normalised_parameters, state_credentials))
     monkeypatch.setenv("AWS_DEFAULT_REGION", os.environ.get("AWS_DEFAULT_REGION", "us-east-1"))

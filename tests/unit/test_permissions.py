@@ -215,9 +215,9 @@ class Walk:
             raise
 
 
-def manifests(folder: Path, plates: int) -> list[dict[str, Any]]:
+def manifests(folder: Path, plates: int, bucket: str = INPUT_BUCKET) -> list[dict[str, Any]]:
     """The first ``plates`` plates of the tiny synthetic screen (10 fields of 3 channels, 160 x 128, each)
-    uploaded to the input bucket, as the seed's plate manifests."""
+    uploaded to the input ``bucket``, as the seed's plate manifests."""
     from bioims.datasets.loaddata import read_loaddata
     from bioims.datasets.synth import IMAGE_CSV, MOA_CSV, synthesize
     from bioims.store.objects import uri_to_path
@@ -231,11 +231,11 @@ def manifests(folder: Path, plates: int) -> list[dict[str, Any]]:
             keys = []
             for channel, uri in field.channel_uris.items():
                 key = f"screens/{plate.source_id}/{field.well}_{field.site}_{channel}.tif"
-                s3.put_object(Bucket=INPUT_BUCKET, Key=key, Body=uri_to_path(uri).read_bytes())
+                s3.put_object(Bucket=bucket, Key=key, Body=uri_to_path(uri).read_bytes())
                 keys.append({"name": channel, "keysuffix": key})
             metadata = {k: v for k, v in field.metadata.items() if k != "moa" and v is not None}
             images.append({"wellId": field.well, "imageSourceId": field.site, "channelKeys": keys,
-                           "imageBucket": INPUT_BUCKET, "trainLabel": field.metadata["moa"], **metadata})
+                           "imageBucket": bucket, "trainLabel": field.metadata["moa"], **metadata})
         documents.append({"plateSourceId": plate.source_id, "images": images})
     return documents
 

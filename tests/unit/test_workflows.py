@@ -16,11 +16,12 @@ import pytest
 from moto import mock_aws
 
 from bioims import runtime
+from bioims.api.http import search_app
 from bioims.settings import FUNCTION_SERVICES
 from bioims.store.tables import Database
 from tests.conftest import REPO
 from tests.fakes import FakeLambda
-from tests.sfn import LocalBatch, definition, in_process_job, offline_interpreter
+from tests.sfn import LocalBatch, SearchGateway, definition, in_process_job, offline_interpreter
 from tests.unit.test_aws import (ACCOUNT, ARTIFACTS, INPUT, MOTO_CONFIG, PREFIX, REGION, _with_lambda, load_app,
                                  put_plate, template_environment)
 
@@ -60,8 +61,9 @@ def executed(aws_env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[st
         functions = FakeLambda({f"bioims-test-{s}-invoke": apps[s] for s in FUNCTION_SERVICES})
         monkeypatch.setattr(runtime, "aws_clients", _with_lambda(runtime.aws_clients, functions))
         batch = LocalBatch(in_process_job(monkeypatch))
-        offline_interpreter(monkeypatch, functions, batch)
-        yield {"s3": s3, "sfn": sfn, "apps": apps, "batch": batch}
+        search = runtime.aws(service="search").search
+        offline_interpreter(monkeypatch, functions, batch, SearchGateway(search_app(search, load=False, watch=0)))
+        yield {"s3": s3, "sfn": sfn, "apps": apps, "batch": batch, "search": search}
 
 
 def finished(sfn: Any, execution_arn: str, timeout: float = 120) -> dict[str, Any]:
@@ -92,3 +94,45 @@ def test_process_plate_runs_to_completion(executed: dict[str, Any], rng: np.rand
     thumbnails = executed["s3"].list_objects_v2(Bucket=ARTIFACTS, Prefix="bioims/")["Contents"]
     assert sum(o["Key"].endswith(".png") for o in thumbnails) >= 2
     assert json.loads(execution["output"])["plate_id"] == plate_id
+
+
+def test_train_then_embed_run_to_completion(executed: dict[str, Any], tmp_path: Any) -> None:
+    """On two plates of the tiny screen: train (preprocess each plate: flat-field and crop arrays; the
+    run's train-model job on the GPU queue; every export checked), then embed (an embed-plate array, the
+    search indexes built through the search API and reloaded). The run is complete with a verified
+    model, every preprocessed field has an embedding, and the index answers a query."""
+    from tests.unit.test_permissions import SPEC, manifests
+
+    images, training, embedding = (executed["apps"][s] for s in ("image-management", "training", "embedding"))
+    plate_ids = []
+    for document in manifests(tmp_path / "tiny", plates=2, bucket=INPUT):
+        plate_id = images({"method": "populateSourcePlate", "manifest": document}, None)["plate_id"]
+        processed = finished(executed["sfn"], images({"method": "inspectPlate", "plateId": plate_id}, None))
+        assert processed["status"] == "SUCCEEDED", json.dumps(processed["events"], default=str)
+        plate_ids.append(plate_id)
+    training({"method": "createEmbedding", "spec": SPEC}, None)
+    started = training({"method": "train", "spec": SPEC["name"], "epochs": 1, "seed": 4}, None)
+    trained = finished(executed["sfn"], started["execution_id"], timeout=600)
+    assert trained["status"] == "SUCCEEDED", json.dumps(trained["events"], default=str)
+    (train_id,) = started["train_ids"]
+    run = training({"method": "getTraining", "trainId": train_id}, None)
+    assert run["status"] == "complete" and run["metrics"]["verification"]["max_abs_diff"] <= \
+        run["metrics"]["verification"]["tolerance"]
+    queues = {j["command"][3]: j["jobQueue"] for j in executed["batch"].submitted}
+    assert queues["train-model"] == "bioims-test-gpu" and queues["preprocess-image"] == "bioims-test-cpu"
+
+    embedded = finished(executed["sfn"], embedding({"method": "startComputeEmbedding", "trainId": train_id}, None),
+                        timeout=600)
+    assert embedded["status"] == "SUCCEEDED", json.dumps(embedded["events"], default=str)
+    output = json.loads(embedded["output"])
+    assert output["plates"] == 2 and {i["level"] for i in output["indexes"] if i["built"]} >= {"field", "well"}
+    every = [f for p in plate_ids for f in images({"method": "listSpecFields", "spec": SPEC["name"], "plateId": p,
+                                                   "preprocessed": False}, None)]
+    assert len(every) == 20 and all(f["cells"] is not None for f in every)  # every field preprocessed
+    fields = [f for f in every if f["cells"]]
+    vectors = [embedding({"method": "getImageEmbedding", "imageId": f["image_id"], "trainId": train_id}, None)
+               for f in fields]
+    assert fields and all(v["status"] == "embedded" and len(v["embedding"]) == SPEC["embedding_length"]
+                          for v in vectors)
+    hits = executed["search"].search(train_id, image_id=fields[0]["image_id"], k=3)["hits"]
+    assert len(hits) == 3 and fields[0]["image_id"] not in {h["id"] for h in hits}
