@@ -169,9 +169,10 @@ def _gateway_failure(self: Any, env: Any, ex: Exception) -> Any:
 
 
 def offline_interpreter(monkeypatch: pytest.MonkeyPatch, functions: Any, batch: LocalBatch,
-                        gateway: SearchGateway | None = None) -> None:
+                        gateway: SearchGateway | None = None) -> list[float]:
     """Point moto's Step Functions interpreter at jsonata-python, the services' handlers, ``batch`` and
-    (for the search API) ``gateway``, for this test."""
+    (for the search API) ``gateway``, for this test. Returns the retry waits (seconds) the executions
+    asked for: they are recorded, not slept."""
     import jsonata
     from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
     from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import state_task_service_batch
@@ -184,6 +185,12 @@ def offline_interpreter(monkeypatch: pytest.MonkeyPatch, functions: Any, batch: 
                         lambda region, service, state_credentials=None: lambda_client if service == "lambda"
                         else default(region=region, service=service, state_credentials=state_credentials))
     monkeypatch.setattr(state_task_service_batch, "boto_client_for", lambda **_: batch)
+    from types import SimpleNamespace
+
+    from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+
+    waits: list[float] = []
+    monkeypatch.setattr(retrier_decl, "time", SimpleNamespace(sleep=waits.append))
     if gateway is not None:
         from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
             state_task_service_api_gateway)
@@ -202,3 +209,4 @@ def offline_interpreter(monkeypatch: pytest.MonkeyPatch, functions: Any, batch: 
                             lambda self, env, resource_runtime_part, normalised_parameters, state_credentials=None:
                             evaluate(self, env, resource_runtime_part, normalised_parameters, state_credentials))
     monkeypatch.setenv("AWS_DEFAULT_REGION", os.environ.get("AWS_DEFAULT_REGION", "us-east-1"))
+    return waits

@@ -62,8 +62,9 @@ def executed(aws_env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[st
         monkeypatch.setattr(runtime, "aws_clients", _with_lambda(runtime.aws_clients, functions))
         batch = LocalBatch(in_process_job(monkeypatch))
         search = runtime.aws(service="search").search
-        offline_interpreter(monkeypatch, functions, batch, SearchGateway(search_app(search, load=False, watch=0)))
-        yield {"s3": s3, "sfn": sfn, "apps": apps, "batch": batch, "search": search}
+        waits = offline_interpreter(monkeypatch, functions, batch,
+                                    SearchGateway(search_app(search, load=False, watch=0)))
+        yield {"s3": s3, "sfn": sfn, "apps": apps, "batch": batch, "search": search, "waits": waits}
 
 
 def finished(sfn: Any, execution_arn: str, timeout: float = 120) -> dict[str, Any]:
@@ -91,8 +92,8 @@ def test_process_plate_runs_to_completion(executed: dict[str, Any], rng: np.rand
     for image_id in images({"method": "getImageIdsByPlateId", "plateId": plate_id}, None):
         info = images({"method": "getImageInfo", "imageId": image_id}, None)
         assert info["status"] == "valid" and (info["height"], info["width"]) == (16, 20)
-    thumbnails = executed["s3"].list_objects_v2(Bucket=ARTIFACTS, Prefix="bioims/")["Contents"]
-    assert sum(o["Key"].endswith(".png") for o in thumbnails) >= 2
+    thumbnails = executed["s3"].list_objects_v2(Bucket=ARTIFACTS, Prefix=f"bioims/plates/{plate_id}/thumbnails/")
+    assert sum(o["Key"].endswith(".png") for o in thumbnails["Contents"]) == 4  # 2 fields x widths 100, 1000
     assert json.loads(execution["output"])["plate_id"] == plate_id
 
 
@@ -136,3 +137,22 @@ def test_train_then_embed_run_to_completion(executed: dict[str, Any], tmp_path: 
                           for v in vectors)
     hits = executed["search"].search(train_id, image_id=fields[0]["image_id"], k=3)["hits"]
     assert len(hits) == 3 and fields[0]["image_id"] not in {h["id"] for h in hits}
+
+
+def test_a_failed_array_job_fails_the_execution_with_its_reason(executed: dict[str, Any],
+                                                                rng: np.random.Generator) -> None:
+    """The inspect array job fails twice (its try and its one retry): the execution fails with the
+    job's reason and the plate is left as it was (not validated, no thumbnails)."""
+    images = executed["apps"]["image-management"]
+    plate_id = images({"method": "populateSourcePlate", "manifest": put_plate(executed["s3"], rng)}, None)["plate_id"]
+    executed["batch"].fail("inspect-", attempts=2)
+    execution = finished(executed["sfn"], images({"method": "inspectPlate", "plateId": plate_id}, None))
+    assert execution["status"] == "FAILED"
+    failed = [e["taskFailedEventDetails"] for e in execution["events"] if e["type"] == "TaskFailed"]
+    assert [f["error"] for f in failed] == ["States.TaskFailed"] * 2 and "terminated" in failed[-1]["cause"]
+    assert executed["waits"] == [30]  # the Inspect state's retry of a failed job
+    assert [j["command"][3] for j in executed["batch"].submitted] == ["inspect-image", "inspect-image"]
+    assert images({"method": "getPlate", "plate": plate_id}, None)["status"] == "registered"
+    stored = executed["s3"].list_objects_v2(Bucket=ARTIFACTS, Prefix=f"bioims/plates/{plate_id}/").get("Contents", [])
+    assert not [o["Key"] for o in stored if o["Key"].endswith(".png")]
+
