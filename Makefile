@@ -138,7 +138,7 @@ validate: setup $(TOOLS)/.installed
 		echo "template.yaml: the services are not packaged yet (make package): checked by cfn-lint above; sam validate --lint runs in make package"; \
 	fi
 	@echo "== Amazon States Language"
-	$(PY) -m bioims.asl infra/statemachines.yaml
+	$(PY) infra/asl.py infra/statemachines.yaml
 	@echo "== hadolint"
 	$(HADOLINT) $(DOCKERFILES)
 

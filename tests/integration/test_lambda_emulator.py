@@ -11,7 +11,7 @@ function of each service it calls) with the parameters filled in for this machin
 callee's function is its emulator's ``http://127.0.0.1:PORT``.
 
 Every process reaches dynalite and the moto server through a recording proxy of its own, so each AWS call
-is attributed to its principal and checked against that principal's grants (:mod:`bioims.permissions`,
+is attributed to its principal and checked against that principal's grants (``infra/permissions.py``,
 with the IAM mapping of ``tests/unit/test_permissions.py``); the cross-service invocations are read from
 the structured logs (:mod:`bioims.logs`: ``call`` events of the caller, ``invoke`` events of the callee
 with the caller's request id). The Batch job steps and the search service run in this process as their
@@ -45,7 +45,8 @@ import numpy as np
 import pytest
 from botocore.config import Config
 
-from bioims import logs, permissions, runtime
+import permissions
+from bioims import logs, runtime
 from bioims.contract import SERVICES
 from bioims.contract.base import dispatch
 from bioims.ids import new_id

@@ -1,4 +1,4 @@
-"""bioims.asl: the offline Amazon States Language checker finds what Step Functions would reject."""
+"""infra/asl.py: the offline Amazon States Language checker finds what Step Functions would reject."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from bioims.asl import check, check_file, main, placeholders
+from asl import check, check_file, main, placeholders
 
 TASK = "arn:aws:states:::lambda:invoke"
 

@@ -28,7 +28,7 @@ REPORT = BUILD / "report.json"
 sys.path.insert(0, str(ROOT / "infra"))
 import package
 
-from bioims import permissions
+import permissions
 
 BUILT = os.environ.get("BIOIMS_PACKAGE_BUILT") == "1"
 _reason = package.stale()

@@ -2,7 +2,7 @@
 
 - valid: cfn-lint with zero errors and warnings; the state machines valid Amazon States Language;
 - the tables identical to the PynamoDB models; the artifact bucket encrypted, private, TLS only;
-- least privilege: every role grants exactly what :mod:`bioims.permissions` says its principal's code
+- least privilege: every role grants exactly what :mod:`permissions` (``infra/permissions.py``) says its principal's code
   calls (mapped to ARNs), no wildcard actions, ``*`` resources only for actions AWS cannot scope; the
   state machines' role exactly what their definitions call;
 - wiring: every ``BIOIMS_*`` variable the templates set is read by :mod:`bioims.settings`, and the names
@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from bioims import asl, permissions, settings
+from bioims import settings
 from bioims.store.cloudformation import SHARED_STACK_TABLES, load_template, table_resources
 from bioims import runtime
 from bioims.store.tables import Database
@@ -34,7 +34,9 @@ SERVICE_TEMPLATES = sorted((ROOT / "services").glob("*/template.yaml"))
 TEMPLATES = [ROOT_TEMPLATE, *NESTED, *SERVICE_TEMPLATES]
 
 sys.path.insert(0, str(INFRA))
+import asl
 import package
+import permissions
 import render
 
 CONTRACT_VARIABLES = {

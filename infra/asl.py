@@ -548,7 +548,7 @@ def check_template(path: str | Path) -> dict[str, list[str]]:
     The definition comes from ``DefinitionUri`` (a path beside the template), ``Definition`` or
     ``DefinitionString``; the placeholders are checked against ``DefinitionSubstitutions``.
     """
-    from .store.cloudformation import load_template
+    from bioims.store.cloudformation import load_template
 
     template = load_template(path)
     results: dict[str, list[str]] = {}
@@ -572,12 +572,12 @@ def check_template(path: str | Path) -> dict[str, list[str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m bioims.asl TEMPLATE|FILE.asl.json ...``: exit 1 if any state machine is invalid."""
+    """``python infra/asl.py TEMPLATE|FILE.asl.json ...``: exit 1 if any state machine is invalid."""
     import sys
 
     paths = sys.argv[1:] if argv is None else argv
     if not paths:
-        print("usage: python -m bioims.asl TEMPLATE.yaml|DEFINITION.asl.json ...", file=sys.stderr)
+        print("usage: python infra/asl.py TEMPLATE.yaml|DEFINITION.asl.json ...", file=sys.stderr)
         return 2
     failed = checked = 0
     for path in paths:

@@ -357,7 +357,7 @@ def policy_statements(principal: str) -> list[dict[str, object]]:
     return statements
 
 
-if __name__ == "__main__":  # python -m bioims.permissions PRINCIPAL  -> the Statement list of its role (YAML)
+if __name__ == "__main__":  # python infra/permissions.py PRINCIPAL  -> the Statement list of its role (YAML)
     import sys
 
     import yaml
