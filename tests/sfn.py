@@ -4,14 +4,14 @@ invoking the services' real ``invoke`` handlers and its Batch tasks run by :clas
 runs each job's command (``python -m bioims.jobs ...``) with the job's environment and
 ``AWS_BATCH_JOB_ARRAY_INDEX`` per array child.
 
-Written here, by hand: only the two seams (the clients the interpreter's Lambda and Batch tasks use);
-the interpreter, the JSONata evaluation and the handlers are the real ones.
+Written here, by hand, only the seams: the clients the interpreter's Lambda, Batch and API Gateway
+tasks use, its retry waits (recorded, not slept) and three fixes of moto 5.2.5's API Gateway task. The
+interpreter, the JSONata evaluation, the handlers, the job steps and the search app are the real ones.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import threading
 import uuid
 from collections.abc import Callable, Mapping
@@ -208,5 +208,4 @@ def offline_interpreter(monkeypatch: pytest.MonkeyPatch, functions: Any, batch: 
         monkeypatch.setattr(task, "_eval_service_task",
                             lambda self, env, resource_runtime_part, normalised_parameters, state_credentials=None:
                             evaluate(self, env, resource_runtime_part, normalised_parameters, state_credentials))
-    monkeypatch.setenv("AWS_DEFAULT_REGION", os.environ.get("AWS_DEFAULT_REGION", "us-east-1"))
     return waits
