@@ -134,6 +134,11 @@ def test_a_custom_filter_named_run_and_seed_log(screen, tmp_path):
         c.training.update_training("bbbc021-run-1", "sagemakerJobName", "job")
     with pytest.raises(InvalidInput, match="filter_uri = s3://BUCKET/KEY"):
         c.training.update_training("bbbc021-run-1", "filterKey", "k")
+    for bad in ("img-1", ["x" * 3000], [["nested"]]):  # a string where a list belongs, too long, not a string
+        with pytest.raises(InvalidInput, match="filter must be a list of at most"):
+            c.training.update_training("bbbc021-run-1", "filter", bad)
+    with pytest.raises(InvalidInput, match="outside"):
+        c.training.update_training("bbbc021-run-1", "filter_uri", f"{c.keys.root}/../../etc/passwd")
     with pytest.raises(NotFound, match="no message log"):
         c.training.update_training("bbbc021-run-1", "message_id", "nope")
     c.training.run_training("bbbc021-run-1")

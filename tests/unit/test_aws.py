@@ -11,7 +11,7 @@ import importlib.util
 import io
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import ModuleType
 from typing import Any
 
@@ -74,13 +74,7 @@ def account(aws_env: None) -> Iterator[dict[str, str]]:
     """A moto account with what the template deploys: the tables, the artifact and input buckets and the
     three state machines. Yields the template's environment variables."""
     with mock_aws(config=MOTO_CONFIG):
-        s3 = boto3.client("s3", region_name=REGION)
-        s3.create_bucket(Bucket=ARTIFACTS)
-        s3.create_bucket(Bucket=INPUT)
-        database = Database(PREFIX, region=REGION, client=boto3.client("dynamodb", region_name=REGION))
-        for table_set in runtime.table_sets().values():
-            table_set(database)
-        database.create()
+        deploy_data()
         sfn = boto3.client("stepfunctions", region_name=REGION)
         machines = {w: create_state_machine(sfn, f"bioims-test-{w}") for w in ("process-plate", "train", "embed")}
         yield template_environment(machines)
@@ -93,6 +87,26 @@ def environment(account: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dic
     would; the functions themselves run under the Lambda emulator in tests/integration/test_emulated_aws.py)."""
     for name, value in account.items():
         monkeypatch.setenv(name, value)
+    install_functions(monkeypatch)
+    return account
+
+
+def deploy_data() -> Any:
+    """The template's data in the moto account: the artifact and input buckets and every table. Returns
+    an S3 client."""
+    s3 = boto3.client("s3", region_name=REGION)
+    s3.create_bucket(Bucket=ARTIFACTS)
+    s3.create_bucket(Bucket=INPUT)
+    database = Database(PREFIX, region=REGION, client=boto3.client("dynamodb", region_name=REGION))
+    for table_set in runtime.table_sets().values():
+        table_set(database)
+    database.create()
+    return s3
+
+
+def install_functions(monkeypatch: pytest.MonkeyPatch) -> tuple[FakeLambda, Callable[[str], Any]]:
+    """Every service's invoke function in this process (``services/<name>/app.py``, loaded on its first
+    event), reached by the runtime's Lambda client. Returns that client and ``service -> handler``."""
     apps: dict[str, Any] = {}
 
     def handler(service: str) -> Any:
@@ -100,10 +114,10 @@ def environment(account: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dic
             apps[service] = load_app(service).app.handler_map["invoke"]
         return apps[service]
 
-    functions = {f"bioims-test-{s}-invoke": (lambda event, context, s=s: handler(s)(event, context))
-                 for s in FUNCTION_SERVICES}
-    monkeypatch.setattr(runtime, "aws_clients", _with_lambda(runtime.aws_clients, FakeLambda(functions)))
-    return account
+    functions = FakeLambda({f"bioims-test-{s}-invoke": (lambda event, context, s=s: handler(s)(event, context))
+                            for s in FUNCTION_SERVICES})
+    monkeypatch.setattr(runtime, "aws_clients", _with_lambda(runtime.aws_clients, functions))
+    return functions, handler
 
 
 def _with_lambda(make: Any, lambda_client: Any) -> Any:

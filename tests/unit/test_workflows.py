@@ -18,12 +18,10 @@ from moto import mock_aws
 from bioims import runtime
 from bioims.api.http import search_app
 from bioims.settings import FUNCTION_SERVICES
-from bioims.store.tables import Database
 from tests.conftest import REPO
-from tests.fakes import FakeLambda
 from tests.sfn import LocalBatch, SearchGateway, definition, in_process_job, offline_interpreter
-from tests.unit.test_aws import (ACCOUNT, ARTIFACTS, INPUT, MOTO_CONFIG, PREFIX, REGION, _with_lambda, load_app,
-                                 put_plate, template_environment)
+from tests.unit.test_aws import (ACCOUNT, ARTIFACTS, INPUT, MOTO_CONFIG, REGION, create_state_machine, deploy_data,
+                                 install_functions, put_plate, template_environment)
 
 MACHINES = REPO / "infra" / "statemachines"
 WORKFLOWS = ("process-plate", "train", "embed")
@@ -44,22 +42,14 @@ def executed(aws_env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[st
     """A moto account that executes state machines: the tables, the buckets, the three state machines
     from infra/statemachines/, the services' functions and the template's environment in this process."""
     with mock_aws(config={**MOTO_CONFIG, "stepfunctions": {"execute_state_machine": True}}):
-        s3 = boto3.client("s3", region_name=REGION)
-        s3.create_bucket(Bucket=ARTIFACTS)
-        s3.create_bucket(Bucket=INPUT)
-        database = Database(PREFIX, region=REGION, client=boto3.client("dynamodb", region_name=REGION))
-        for table_set in runtime.table_sets().values():
-            table_set(database)
-        database.create()
+        s3 = deploy_data()
         sfn = boto3.client("stepfunctions", region_name=REGION)
-        machines = {w: sfn.create_state_machine(
-            name=f"bioims-test-{w}", definition=definition(str(MACHINES / f"{w}.asl.json"), substitutions()),
-            roleArn=f"arn:aws:iam::{ACCOUNT}:role/bioims-states")["stateMachineArn"] for w in WORKFLOWS}
+        machines = {w: create_state_machine(sfn, f"bioims-test-{w}", json.loads(
+            definition(str(MACHINES / f"{w}.asl.json"), substitutions()))) for w in WORKFLOWS}
         for name, value in template_environment(machines).items():
             monkeypatch.setenv(name, value)
-        apps = {s: load_app(s).app.handler_map["invoke"] for s in FUNCTION_SERVICES}
-        functions = FakeLambda({f"bioims-test-{s}-invoke": apps[s] for s in FUNCTION_SERVICES})
-        monkeypatch.setattr(runtime, "aws_clients", _with_lambda(runtime.aws_clients, functions))
+        functions, handler = install_functions(monkeypatch)
+        apps = {s: handler(s) for s in FUNCTION_SERVICES}
         batch = LocalBatch(in_process_job(monkeypatch))
         search = runtime.aws(service="search").search
         waits = offline_interpreter(monkeypatch, functions, batch,

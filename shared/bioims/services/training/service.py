@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from pynamodb.exceptions import PutError
 
+from ...contract.base import MAX_ID, MAX_ITEMS
 from ...contract.enums import TrainStatus
 from ...errors import BioimsError, Conflict, InvalidInput, NotFound
 from ...ids import iso, stable_id, utcnow
@@ -252,8 +253,10 @@ class TrainingService:
             self._artifacts.add_message(value, f"train run {train_id} logs here")
             row.update(actions=[self._t.train_runs.message_id.set(value)])
             return to_dict(row)
-        if attribute == "filter" and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
-            raise InvalidInput("filter must be a list of image ids")
+        if attribute == "filter" and not (isinstance(value, list) and len(value) <= MAX_ITEMS and all(
+                isinstance(v, str) and 0 < len(v) <= MAX_ID for v in value)):
+            raise InvalidInput(f"filter must be a list of at most {MAX_ITEMS} image ids (strings of 1 to {MAX_ID} "
+                               "characters)")
         if attribute == "filter_uri" and not (isinstance(value, str) and value.startswith(("file://", "s3://"))):
             raise InvalidInput("filter_uri must be a file:// or s3:// URI")
         custom = self._custom_filter(value, None) if attribute == "filter" else self._custom_filter(None, value)
