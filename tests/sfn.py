@@ -5,7 +5,8 @@ runs each job's command (``python -m bioims.jobs ...``) with the job's environme
 ``AWS_BATCH_JOB_ARRAY_INDEX`` per array child.
 
 Written here, by hand, only the seams: the clients the interpreter's Lambda, Batch and API Gateway
-tasks use, its retry waits (recorded, not slept) and three fixes of moto 5.2.5's API Gateway task. The
+tasks use, its retry waits (recorded, not slept) and five fixes of moto 5.2.5 (three in its API Gateway
+task, a fresh callback per retried ``.sync`` attempt, a Fail state that re-raises a ``States.`` error). The
 interpreter, the JSONata evaluation, the handlers, the job steps and the search app are the real ones.
 """
 
@@ -168,6 +169,30 @@ def _gateway_failure(self: Any, env: Any, ex: Exception) -> Any:
                             resourceType=self._get_sfn_resource_type())))
 
 
+class _RethrownErrorName:
+    """The error name of a Fail state whose ``Error`` comes from its input: a caught ``States.TaskFailed`` is
+    re-raised under its own name, as Step Functions does (moto refuses any ``States.`` name there and ends the
+    execution with an interpreter error instead)."""
+
+    def __new__(cls, error_name: str | None) -> Any:
+        from moto.stepfunctions.parser.asl.component.common.error_name.error_name import ErrorName
+
+        return ErrorName(error_name=error_name)
+
+
+def _fresh_callback(evaluate: Callable[..., Any]) -> Callable[..., Any]:
+    """Each attempt of a ``.sync`` task gets a callback endpoint of its own: moto makes one per state and
+    interrupts it when an attempt ends, so every retry of a failed Batch job was reported at once as
+    ``States.Timeout`` (the retry's job never ran)."""
+
+    def attempt(self: Any, env: Any, *args: Any, **kwargs: Any) -> Any:
+        if "Task" in env.states.context_object.context_object_data:
+            env.callback_pool_manager.add(env.states.context_object.update_task_token())
+        return evaluate(self, env, *args, **kwargs)
+
+    return attempt
+
+
 def offline_interpreter(monkeypatch: pytest.MonkeyPatch, functions: Any, batch: LocalBatch,
                         gateway: SearchGateway | None = None) -> list[float]:
     """Point moto's Step Functions interpreter at jsonata-python, the services' handlers, ``batch`` and
@@ -185,6 +210,12 @@ def offline_interpreter(monkeypatch: pytest.MonkeyPatch, functions: Any, batch: 
                         lambda region, service, state_credentials=None: lambda_client if service == "lambda"
                         else default(region=region, service=service, state_credentials=state_credentials))
     monkeypatch.setattr(state_task_service_batch, "boto_client_for", lambda **_: batch)
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import state_task_service_callback
+    from moto.stepfunctions.parser.asl.component.state.fail import state_fail
+
+    callback = state_task_service_callback.StateTaskServiceCallback
+    monkeypatch.setattr(callback, "_eval_integration_pattern", _fresh_callback(callback._eval_integration_pattern))
+    monkeypatch.setattr(state_fail, "CustomErrorName", _RethrownErrorName)
     from types import SimpleNamespace
 
     from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl

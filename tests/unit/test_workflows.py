@@ -138,6 +138,7 @@ def test_a_failed_array_job_fails_the_execution_with_its_reason(executed: dict[s
     executed["batch"].fail("inspect-", attempts=2)
     execution = finished(executed["sfn"], images({"method": "inspectPlate", "plateId": plate_id}, None))
     assert execution["status"] == "FAILED"
+    assert execution["error"] == "States.TaskFailed" and "terminated" in execution["cause"]
     failed = [e["taskFailedEventDetails"] for e in execution["events"] if e["type"] == "TaskFailed"]
     assert [f["error"] for f in failed] == ["States.TaskFailed"] * 2 and "terminated" in failed[-1]["cause"]
     assert executed["waits"] == [30]  # the Inspect state's retry of a failed job
@@ -146,3 +147,18 @@ def test_a_failed_array_job_fails_the_execution_with_its_reason(executed: dict[s
     stored = executed["s3"].list_objects_v2(Bucket=ARTIFACTS, Prefix=f"bioims/plates/{plate_id}/").get("Contents", [])
     assert not [o["Key"] for o in stored if o["Key"].endswith(".png")]
 
+
+
+def test_a_retried_array_job_that_then_succeeds_completes_the_plate(executed: dict[str, Any],
+                                                                    rng: np.random.Generator) -> None:
+    """The inspect array job is lost once (its host terminated) and succeeds on the Inspect state's retry:
+    the execution succeeds and the plate is validated as if the first try had never happened."""
+    images = executed["apps"]["image-management"]
+    plate_id = images({"method": "populateSourcePlate", "manifest": put_plate(executed["s3"], rng)}, None)["plate_id"]
+    executed["batch"].fail("inspect-", attempts=1)
+    execution = finished(executed["sfn"], images({"method": "inspectPlate", "plateId": plate_id}, None))
+    assert execution["status"] == "SUCCEEDED", json.dumps(execution["events"], default=str)
+    failed = [e["taskFailedEventDetails"] for e in execution["events"] if e["type"] == "TaskFailed"]
+    assert len(failed) == 1 and "terminated" in failed[0]["cause"] and executed["waits"] == [30]
+    assert [j["command"][3] for j in executed["batch"].submitted] == ["inspect-image", "inspect-image", "thumbnails"]
+    assert images({"method": "getPlate", "plate": plate_id}, None)["status"] == "validated"
