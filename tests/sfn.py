@@ -49,11 +49,21 @@ class InterpreterLambda:
                                      Payload=payload.encode() if isinstance(payload, str) else payload)
 
 
+LOST_HOST = "Host EC2 (instance i-0) terminated."
+"""The status reason AWS Batch gives a job whose host went away (a reclaimed Spot instance)."""
+
+
+class HostTerminated(BaseException):
+    """Raised inside a job's command for its host being reclaimed mid-run (a Spot interruption): the child
+    stops there, as if killed, and its job fails as Batch reports a lost host."""
+
+
 class LocalBatch:
     """AWS Batch for the interpreter's ``submitJob.sync`` tasks: a job runs when it is submitted, each
     array child with ``AWS_BATCH_JOB_ARRAY_INDEX``; the job fails if a child exits non-zero, with the
     failed children as its reason. ``describe_jobs`` answers the status the ``.sync`` integration waits for.
-    ``fail(name_prefix, attempts)`` makes the next ``attempts`` jobs of that name fail (a lost Spot host)."""
+    ``fail(name_prefix, attempts)`` makes the next ``attempts`` jobs of that name fail before they start (a
+    lost Spot host); a command that raises :class:`HostTerminated` loses its host while it runs."""
 
     def __init__(self, run: JobCommand) -> None:
         self.run = run
@@ -80,13 +90,17 @@ class LocalBatch:
         prefix = next((k for k in self._failures if p["jobName"].startswith(k) and self._failures[k] > 0), None)
         if prefix is not None:
             self._failures[prefix] -= 1
-            status, reason = "FAILED", "Host EC2 (instance i-0) terminated."
+            status, reason = "FAILED", LOST_HOST
         else:
             failed = []  # every child runs (as on Batch); the job fails if any did
             for index in range(size or 1):
                 child = {**environment, **({"AWS_BATCH_JOB_ARRAY_INDEX": str(index)} if size else {})}
-                with self._lock:  # a child's environment is this process's: one child at a time
-                    code = self.run(command[3:], child)
+                try:
+                    with self._lock:  # a child's environment is this process's: one child at a time
+                        code = self.run(command[3:], child)
+                except HostTerminated:
+                    failed.append(LOST_HOST)
+                    continue
                 if code != 0:
                     failed.append(f"child {index} exited with code {code}")
             if failed:

@@ -19,9 +19,10 @@ from bioims import runtime
 from bioims.api.http import search_app
 from bioims.settings import FUNCTION_SERVICES
 from tests.conftest import REPO
-from tests.sfn import LocalBatch, SearchGateway, definition, in_process_job, offline_interpreter
+from tests.sfn import LOST_HOST, HostTerminated, LocalBatch, SearchGateway, definition, in_process_job, offline_interpreter
 from tests.unit.test_aws import (ACCOUNT, ARTIFACTS, INPUT, MOTO_CONFIG, REGION, create_state_machine, deploy_data,
                                  install_functions, put_plate, template_environment)
+from tests.unit.test_permissions import SPEC, manifests
 
 MACHINES = REPO / "infra" / "statemachines"
 WORKFLOWS = ("process-plate", "train", "embed")
@@ -68,6 +69,18 @@ def finished(sfn: Any, execution_arn: str, timeout: float = 120) -> dict[str, An
                                     for e in history]}
 
 
+def processed_plates(executed: dict[str, Any], folder: Any) -> list[str]:
+    """The first two plates of the tiny screen registered and run through process-plate; their ids."""
+    images = executed["apps"]["image-management"]
+    plate_ids = []
+    for document in manifests(folder / "tiny", plates=2, bucket=INPUT):
+        plate_id = images({"method": "populateSourcePlate", "manifest": document}, None)["plate_id"]
+        processed = finished(executed["sfn"], images({"method": "inspectPlate", "plateId": plate_id}, None))
+        assert processed["status"] == "SUCCEEDED", json.dumps(processed["events"], default=str)
+        plate_ids.append(plate_id)
+    return plate_ids
+
+
 def test_process_plate_runs_to_completion(executed: dict[str, Any], rng: np.random.Generator) -> None:
     """inspectPlate starts process-plate on Step Functions: the image list from the function, an inspect
     array job (one child per field), validation by the function, a thumbnails array job. The plate ends
@@ -92,15 +105,8 @@ def test_train_then_embed_run_to_completion(executed: dict[str, Any], tmp_path: 
     run's train-model job on the GPU queue; every export checked), then embed (an embed-plate array, the
     search indexes built through the search API and reloaded). The run is complete with a verified
     model, every preprocessed field has an embedding, and the index answers a query."""
-    from tests.unit.test_permissions import SPEC, manifests
-
     images, training, embedding = (executed["apps"][s] for s in ("image-management", "training", "embedding"))
-    plate_ids = []
-    for document in manifests(tmp_path / "tiny", plates=2, bucket=INPUT):
-        plate_id = images({"method": "populateSourcePlate", "manifest": document}, None)["plate_id"]
-        processed = finished(executed["sfn"], images({"method": "inspectPlate", "plateId": plate_id}, None))
-        assert processed["status"] == "SUCCEEDED", json.dumps(processed["events"], default=str)
-        plate_ids.append(plate_id)
+    plate_ids = processed_plates(executed, tmp_path)
     training({"method": "createEmbedding", "spec": SPEC}, None)
     started = training({"method": "train", "spec": SPEC["name"], "epochs": 1, "seed": 4}, None)
     trained = finished(executed["sfn"], started["execution_id"], timeout=600)
@@ -162,3 +168,53 @@ def test_a_retried_array_job_that_then_succeeds_completes_the_plate(executed: di
     assert len(failed) == 1 and "terminated" in failed[0]["cause"] and executed["waits"] == [30]
     assert [j["command"][3] for j in executed["batch"].submitted] == ["inspect-image", "inspect-image", "thumbnails"]
     assert images({"method": "getPlate", "plate": plate_id}, None)["status"] == "validated"
+
+
+def test_a_spot_interruption_during_training_resumes_to_the_same_model(executed: dict[str, Any], tmp_path: Any,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two runs of the same spec and seed, on two processed plates: one uninterrupted; one whose Spot host
+    is reclaimed in the second batch of its second epoch. The Train state retries the lost job, train-model
+    resumes from the epoch-1 checkpoint, and the run ends with the uninterrupted run's weights and history."""
+    import io
+
+    import torch
+
+    from bioims.training import trainer
+
+    training = executed["apps"]["training"]
+    processed_plates(executed, tmp_path)
+    training({"method": "createEmbedding", "spec": SPEC}, None)
+
+    def trained(**settings: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+        started = training({"method": "train", "spec": SPEC["name"], "epochs": 2, "seed": 4, **settings}, None)
+        execution = finished(executed["sfn"], started["execution_id"], timeout=600)
+        assert execution["status"] == "SUCCEEDED", json.dumps(execution["events"], default=str)
+        (train_id,) = started["train_ids"]
+        return execution, training({"method": "getTraining", "trainId": train_id}, None)
+
+    _, straight = trained()
+    augment, calls = trainer.augment, {"n": 0, "die": straight["metrics"]["history"][0]["batches"] + 2}
+
+    def reclaimed(x: Any, generator: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == calls["die"]:
+            raise HostTerminated
+        return augment(x, generator)
+
+    monkeypatch.setattr(trainer, "augment", reclaimed)
+    execution, resumed = trained(trainId="spot-interrupted")
+    lost = [e["taskFailedEventDetails"] for e in execution["events"] if e["type"] == "TaskFailed"]
+    assert len(lost) == 1 and LOST_HOST in lost[0]["cause"] and executed["waits"] == [60]  # the Train retry
+    assert [j["command"][3] for j in executed["batch"].submitted].count("train-model") == 3  # A, B lost, B again
+    assert resumed["status"] == "complete" and resumed["metrics"]["resumed_from"] == [1]
+    timings = ("seconds", "crops_per_second")
+    assert [{k: v for k, v in h.items() if k not in timings} for h in resumed["metrics"]["history"]] == \
+        [{k: v for k, v in h.items() if k not in timings} for h in straight["metrics"]["history"]]
+
+    def weights(run: dict[str, Any]) -> dict[str, Any]:
+        key = f"bioims/models/{run['train_id']}/best.pt"
+        body = executed["s3"].get_object(Bucket=ARTIFACTS, Key=key)["Body"].read()
+        return torch.load(io.BytesIO(body), weights_only=True)["model"]
+
+    expected, actual = weights(straight), weights(resumed)
+    assert list(expected) == list(actual) and all(torch.equal(expected[k], actual[k]) for k in expected)
