@@ -24,17 +24,6 @@ JobCommand = Callable[[list[str], Mapping[str, str]], int]
 """Runs a job's command (argv after ``python -m bioims.jobs``) with its environment; the exit code."""
 
 
-def definition(path: str, substitutions: Mapping[str, str]) -> str:
-    """A state machine's ASL with its ``${Name}`` DefinitionSubstitutions filled in (as CloudFormation
-    does); every placeholder must be given."""
-    text = open(path, encoding="utf-8").read()
-    for name, value in substitutions.items():
-        text = text.replace("${" + name + "}", value)
-    missing = sorted({part.split("}")[0] for part in text.split("${")[1:]})
-    assert not missing, f"no substitution for {missing}"
-    return text
-
-
 class InterpreterLambda:
     """The interpreter's Lambda client: ``invoke`` of a function named by ARN or name, handed to a
     :class:`tests.fakes.FakeLambda` (the services' handlers, run the way Lambda runs them)."""

@@ -19,7 +19,8 @@ from bioims import runtime
 from bioims.api.http import search_app
 from bioims.settings import FUNCTION_SERVICES
 from tests.conftest import REPO
-from tests.sfn import LOST_HOST, HostTerminated, LocalBatch, SearchGateway, definition, in_process_job, offline_interpreter
+from asl import substitute
+from tests.sfn import LOST_HOST, HostTerminated, LocalBatch, SearchGateway, in_process_job, offline_interpreter
 from tests.unit.test_aws import (ACCOUNT, ARTIFACTS, INPUT, MOTO_CONFIG, REGION, create_state_machine, deploy_data,
                                  install_functions, put_plate, template_environment)
 from tests.unit.test_permissions import SPEC, manifests
@@ -46,7 +47,7 @@ def executed(aws_env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[st
         s3 = deploy_data()
         sfn = boto3.client("stepfunctions", region_name=REGION)
         machines = {w: create_state_machine(sfn, f"bioims-test-{w}", json.loads(
-            definition(str(MACHINES / f"{w}.asl.json"), substitutions()))) for w in WORKFLOWS}
+            substitute((MACHINES / f"{w}.asl.json").read_text(), substitutions()))) for w in WORKFLOWS}
         for name, value in template_environment(machines).items():
             monkeypatch.setenv(name, value)
         functions, handler = install_functions(monkeypatch)
