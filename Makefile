@@ -53,7 +53,7 @@ test: setup lint validate package $(TOOLS)/lambda-runtime/.installed
 DOCTESTED := $(addprefix shared/bioims/,imaging datasets profiles training index evaluation contract store logs.py)
 lint: setup
 	$(BIN)/ruff check --config shared/pyproject.toml shared/bioims tests benchmarks infra services examples
-	$(BIN)/pytest -q -p no:cacheprovider --doctest-modules $(DOCTESTED)
+	$(BIN)/pytest -q -p no:cacheprovider --doctest-modules $(DOCTESTED) infra/asl.py
 
 test-unit: setup
 	$(BIN)/pytest -n $(WORKERS) --dist loadgroup tests/unit
