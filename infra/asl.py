@@ -58,18 +58,15 @@ def substitute(text: str, substitutions: Mapping[str, Any]) -> str:
     return _PLACEHOLDER.sub(lambda m: str(substitutions[m.group(1)]), text)
 
 
-def example_value(value: Any, parameters: Mapping[str, Any]) -> Any:
-    """A DefinitionSubstitutions value as a deployment would resolve it, with example pseudo parameters and
-    each parameter's default (or its name): ``!Ref``, ``!Sub`` and ``!GetAtt`` (a resource's name).
+def resolve(value: Any, values: Mapping[str, Any]) -> Any:
+    """A template value with its ``!Ref``, ``!Sub`` and ``!GetAtt`` resolved from ``values`` (parameter and
+    pseudo parameter name -> value; a name not given stands for itself, lower-cased: a resource's name).
 
-    >>> example_value({"Fn::Sub": "arn:${AWS::Partition}:lambda:${AWS::Region}:x:${Prefix}"}, {"Prefix": {}})
-    'arn:aws:lambda:us-east-1:x:prefix'
+    >>> resolve({"Fn::Sub": "arn:${AWS::Partition}:lambda:${Prefix}-f"}, {"AWS::Partition": "aws", "Prefix": "p"})
+    'arn:aws:lambda:p-f'
     """
     def ref(name: str) -> Any:
-        if name in PSEUDO:
-            return PSEUDO[name]
-        parameter = parameters.get(name)
-        return parameter.get("Default", name.lower()) if isinstance(parameter, Mapping) else name.lower()
+        return values.get(name, name.lower())
 
     if isinstance(value, Mapping) and "Ref" in value:
         return ref(value["Ref"])
@@ -79,6 +76,16 @@ def example_value(value: Any, parameters: Mapping[str, Any]) -> Any:
     if isinstance(value, Mapping) and "Fn::GetAtt" in value:
         return str(value["Fn::GetAtt"][0]).lower()
     return value
+
+
+def example_values(template: Mapping[str, Any]) -> dict[str, Any]:
+    """Example values of a template's parameters (each one's default, or its name) and pseudo parameters.
+
+    >>> example_values({"Parameters": {"Threads": {"Type": "Number", "Default": 2}, "Queue": {"Type": "String"}}})["Queue"]
+    'queue'
+    """
+    parameters = template.get("Parameters") or {}
+    return {**PSEUDO, **{name: p.get("Default", name.lower()) for name, p in parameters.items()}}
 
 
 def _error_lists(machine: Any, where: str = "") -> Iterator[tuple[str, list[Any]]]:
@@ -118,7 +125,7 @@ def check(text: str, substitutions: Mapping[str, Any]) -> list[str]:
 def check_template(path: str | Path) -> dict[str, list[str]]:
     """Every state machine of a SAM template -> its problems (see the module's docstring)."""
     template = load_template(path)
-    parameters = template.get("Parameters") or {}
+    values = example_values(template)
     results: dict[str, list[str]] = {}
     for logical, resource in (template.get("Resources") or {}).items():
         if resource.get("Type") not in ("AWS::Serverless::StateMachine", "AWS::StepFunctions::StateMachine"):
@@ -128,7 +135,7 @@ def check_template(path: str | Path) -> dict[str, list[str]]:
             results[logical] = ["no DefinitionUri file to check (the project keeps its definitions in files)"]
             continue
         text = (Path(path).parent / props["DefinitionUri"]).read_text(encoding="utf-8")
-        substitutions = {k: example_value(v, parameters) for k, v in (props.get("DefinitionSubstitutions") or {}).items()}
+        substitutions = {k: resolve(v, values) for k, v in (props.get("DefinitionSubstitutions") or {}).items()}
         results[logical] = check(text, substitutions)
     return results
 

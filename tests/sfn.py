@@ -48,14 +48,16 @@ class HostTerminated(BaseException):
 
 
 class LocalBatch:
-    """AWS Batch for the interpreter's ``submitJob.sync`` tasks: a job runs when it is submitted, each
-    array child with ``AWS_BATCH_JOB_ARRAY_INDEX``; the job fails if a child exits non-zero, with the
+    """AWS Batch for the interpreter's ``submitJob.sync`` tasks: a job runs when it is submitted, with its job
+    definition's environment (``definitions``: job definition name -> its variables, as the template sets
+    them) and the task's overrides, each array child with ``AWS_BATCH_JOB_ARRAY_INDEX``; the job fails if a child exits non-zero, with the
     failed children as its reason. ``describe_jobs`` answers the status the ``.sync`` integration waits for.
     ``fail(name_prefix, attempts)`` makes the next ``attempts`` jobs of that name fail before they start (a
     lost Spot host); a command that raises :class:`HostTerminated` loses its host while it runs."""
 
-    def __init__(self, run: JobCommand) -> None:
+    def __init__(self, run: JobCommand, definitions: Mapping[str, Mapping[str, str]]) -> None:
         self.run = run
+        self.definitions = definitions
         self.jobs: dict[str, dict[str, Any]] = {}
         self.submitted: list[dict[str, Any]] = []
         self._failures: dict[str, int] = {}
@@ -69,8 +71,10 @@ class LocalBatch:
         overrides = {k[0].lower() + k[1:]: v for k, v in (p.get("containerOverrides") or {}).items()}
         command = list(overrides.get("command") or [])
         assert command[:3] == ["python", "-m", "bioims.jobs"], command
-        environment = {e.get("name", e.get("Name")): e.get("value", e.get("Value"))
-                       for e in overrides.get("environment") or []}
+        assert p["jobDefinition"] in self.definitions, f"no job definition {p['jobDefinition']!r}"
+        environment = {**self.definitions[p["jobDefinition"]],
+                       **{e.get("name", e.get("Name")): e.get("value", e.get("Value"))
+                          for e in overrides.get("environment") or []}}
         size = int({k.lower(): v for k, v in (p.get("arrayProperties") or {}).items()}.get("size") or 0)
         job = {"jobId": str(uuid.uuid4()), "jobName": p["jobName"], "jobQueue": p["jobQueue"],
                "jobDefinition": p["jobDefinition"], "command": command, "arraySize": size}
@@ -141,12 +145,17 @@ class SearchGateway:
 
 
 def in_process_job(monkeypatch: pytest.MonkeyPatch) -> JobCommand:
-    """Runs ``python -m bioims.jobs ARGV`` in this process (inside the test's moto account) with the
-    job's environment variables set for its duration."""
+    """Runs ``python -m bioims.jobs ARGV`` in this process (inside the test's moto account) with the job's
+    environment for its duration: its variables set, and no other ``BIOIMS_`` or ``AWS_BATCH_`` one (a
+    container sees only what its job definition and the task give it)."""
+    import os
+
     from bioims.jobs.__main__ import main
 
     def run(argv: list[str], environment: Mapping[str, str]) -> int:
         with monkeypatch.context() as m:
+            for name in [n for n in os.environ if n.startswith(("BIOIMS_", "AWS_BATCH_"))]:
+                m.delenv(name)
             for name, value in environment.items():
                 m.setenv(name, value)
             return int(main(argv) or 0)

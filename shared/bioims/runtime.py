@@ -229,7 +229,7 @@ def local(settings: Settings | None = None) -> Container:
 
 
 def aws(settings: Settings | None = None, runner: RunnerPort | None = None, *, service: str,
-        clients: ClientFactory | None = None) -> Container:
+        clients: ClientFactory | None = None, job: bool = False) -> Container:
     """One service on AWS: its own DynamoDB tables, the S3 object store and the Step Functions runner; the
     services it calls are clients of their ``invoke`` Lambda functions (``BIOIMS_FUNCTION_<SERVICE>``, a
     function name or ARN, or the ``http://HOST:PORT`` of a Lambda emulator).
@@ -246,6 +246,9 @@ def aws(settings: Settings | None = None, runner: RunnerPort | None = None, *, s
         :data:`STEP_SERVICE`). On ``BIOIMS_RUNTIME=aws`` the settings it needs must be set.
     clients : ClientFactory, optional
         Makes the botocore clients (default :func:`aws_clients`; tests pass moto-backed, instrumented ones).
+    job : bool
+        A Batch job step serving ``service``: it needs the functions of the services it calls, not the
+        settings of the service's API (:data:`AWS_NEEDS`: a job starts no workflow).
 
     Raises
     ------
@@ -257,7 +260,7 @@ def aws(settings: Settings | None = None, runner: RunnerPort | None = None, *, s
     if service not in CALLS:
         raise InvalidInput(f"unknown AWS service {service!r}; known: {', '.join(CALLS)}")
     if settings.runtime == "aws":
-        for name in AWS_NEEDS[service]:
+        for name in () if job else AWS_NEEDS[service]:
             settings.need(name, f"the {service} service on AWS")
         for callee in CALLS[service]:
             if callee in FUNCTION_SERVICES:

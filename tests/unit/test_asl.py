@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from asl import check, check_template, example_value, main
+from asl import check, check_template, main
 
 VALID: dict[str, Any] = {
     "QueryLanguage": "JSONata",
@@ -73,7 +73,6 @@ def test_states_all_must_be_the_last_retrier() -> None:
 def test_template_substitutions_are_resolved_with_example_values(tmp_path: Any, capsys: Any) -> None:
     """A template's DefinitionSubstitutions (!Ref a parameter, !Sub with pseudo parameters) fill the
     definition; main prints a line per state machine and fails when one is invalid."""
-    assert example_value({"Ref": "Threads"}, {"Threads": {"Type": "Number", "Default": 2}}) == 2
     (tmp_path / "good.asl.json").write_text(json.dumps(VALID))
     bad = copy.deepcopy(VALID)
     bad["States"]["Job"]["Next"] = "Nowhere"

@@ -19,9 +19,10 @@ from bioims import runtime
 from bioims.api.http import search_app
 from bioims.settings import FUNCTION_SERVICES
 from tests.conftest import REPO
-from asl import substitute
+from asl import resolve, substitute
+from bioims.store.cloudformation import load_template
 from tests.sfn import LOST_HOST, HostTerminated, LocalBatch, SearchGateway, in_process_job, offline_interpreter
-from tests.unit.test_aws import (ACCOUNT, ARTIFACTS, INPUT, MOTO_CONFIG, REGION, create_state_machine, deploy_data,
+from tests.unit.test_aws import (ACCOUNT, ARTIFACTS, INPUT, MOTO_CONFIG, PREFIX, REGION, create_state_machine, deploy_data,
                                  install_functions, put_plate, template_environment)
 from tests.unit.test_permissions import SPEC, manifests
 
@@ -39,6 +40,17 @@ def substitutions() -> dict[str, str]:
             "SearchApiEndpoint": "search.example.org", "EmbedThreads": "1"}
 
 
+def job_definitions() -> dict[str, dict[str, str]]:
+    """The environment of infra/batch.yaml's job definitions in the test account, by the names the state
+    machines are given (:func:`substitutions`)."""
+    resources = load_template(REPO / "infra" / "batch.yaml")["Resources"]
+    values = {"AWS::Region": REGION, "AWS::AccountId": ACCOUNT, "AWS::Partition": "aws", "Prefix": "bioims-test",
+              "TablePrefix": PREFIX, "ArtifactBucket": ARTIFACTS, "ArtifactPrefix": "bioims", "InputBucket": INPUT}
+    return {name: {e["Name"]: str(resolve(e["Value"], values))
+                   for e in resources[logical]["Properties"]["ContainerProperties"]["Environment"]}
+            for name, logical in (("bioims-test-job", "JobDefinition"), ("bioims-test-gpu-job", "GpuJobDefinition"))}
+
+
 @pytest.fixture
 def executed(aws_env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
     """A moto account that executes state machines: the tables, the buckets, the three state machines
@@ -52,7 +64,7 @@ def executed(aws_env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[st
             monkeypatch.setenv(name, value)
         functions, handler = install_functions(monkeypatch)
         apps = {s: handler(s) for s in FUNCTION_SERVICES}
-        batch = LocalBatch(in_process_job(monkeypatch))
+        batch = LocalBatch(in_process_job(monkeypatch), job_definitions())
         search = runtime.aws(service="search").search
         waits = offline_interpreter(monkeypatch, functions, batch,
                                     SearchGateway(search_app(search, load=False, watch=0)))

@@ -57,7 +57,7 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, params: dict
         if settings.runtime == "aws":
             if args.name not in runtime.STEP_SERVICE:
                 raise BioimsError(f"workflows run locally; on AWS {args.name} is a Step Functions state machine")
-            container = runtime.aws(settings, service=runtime.STEP_SERVICE[args.name])
+            container = runtime.aws(settings, service=runtime.STEP_SERVICE[args.name], job=True)
         else:
             container = runtime.local(settings)
         if args.array_params:
