@@ -113,11 +113,39 @@ def test_process_plate_runs_to_completion(executed: dict[str, Any], rng: np.rand
     assert json.loads(execution["output"])["plate_id"] == plate_id
 
 
+def local_composition(folder: Any) -> Any:
+    """The one-machine composition (every service in this process, the local runner) in the same moto
+    account under its own table prefix, its objects as files under ``folder``: what ``bioims`` runs on one
+    machine, for the same screen."""
+    from bioims.jobs.runner import LocalRunner
+    from bioims.jobs.tables import RunnerTables
+    from bioims.settings import Settings
+    from bioims.store.objects import ObjectStore
+    from bioims.store.tables import Database
+
+    settings = Settings(home=folder, table_prefix="bioims-local-", input_bucket=INPUT, region=REGION)
+    database = Database(settings.table_prefix, region=REGION, client=boto3.client("dynamodb", region_name=REGION))
+    c = runtime.build(settings, database, ObjectStore(boto3.client("s3", region_name=REGION)),
+                      LocalRunner(settings, RunnerTables(database)))
+    database.create()
+    return c
+
+
+def field_outputs(fields: list[dict[str, Any]], info: Any, vector: Any, thumbnail: Any) -> dict[tuple, dict]:
+    """What the workflows made of each field, by its source names (plate, well, site): its inspection,
+    its thumbnail's bytes, its cells under the spec and its embedding."""
+    return {(f["plate"], f["well"], f["site"]): {
+        **{k: v for k, v in info(f["image_id"]).items() if k in ("status", "width", "height", "channels", "dtype")},
+        "thumbnail": thumbnail(f["plate_id"], f["image_id"]), "cells": f["cells"],
+        "embedding": vector(f["image_id"]) if f["cells"] else None} for f in fields}
+
+
 def test_train_then_embed_run_to_completion(executed: dict[str, Any], tmp_path: Any) -> None:
     """On two plates of the tiny screen: train (preprocess each plate: flat-field and crop arrays; the
     run's train-model job on the GPU queue; every export checked), then embed (an embed-plate array, the
     search indexes built through the search API and reloaded). The run is complete with a verified
-    model, every preprocessed field has an embedding, and the index answers a query."""
+    model, every preprocessed field has an embedding, and the index answers a query. The local runner,
+    run on the same screen, makes the same inspections, thumbnails, cells, model and embeddings."""
     images, training, embedding = (executed["apps"][s] for s in ("image-management", "training", "embedding"))
     plate_ids = processed_plates(executed, tmp_path)
     training({"method": "createEmbedding", "spec": SPEC}, None)
@@ -146,6 +174,33 @@ def test_train_then_embed_run_to_completion(executed: dict[str, Any], tmp_path: 
                           for v in vectors)
     hits = executed["search"].search(train_id, image_id=fields[0]["image_id"], k=3)["hits"]
     assert len(hits) == 3 and fields[0]["image_id"] not in {h["id"] for h in hits}
+
+    s3 = executed["s3"]
+    aws = field_outputs(
+        every, lambda i: images({"method": "getImageInfo", "imageId": i}, None),
+        lambda i: embedding({"method": "getImageEmbedding", "imageId": i, "trainId": train_id}, None)["embedding"],
+        lambda p, i: s3.get_object(Bucket=ARTIFACTS, Key=f"bioims/plates/{p}/thumbnails/{i}-100.png")["Body"].read())
+    c = local_composition(tmp_path / "local")
+    for document in manifests(tmp_path / "tiny", plates=2, bucket=INPUT):
+        c.runner.run(c, "process-plate", {"plate_id": c.images.populate_source_plate(document)["plate_id"]})
+    c.training.create_embedding(SPEC)
+    c.runner.run(c, "preprocess", {"spec": SPEC["name"]})
+    (local_run,) = c.training.create_trainings(SPEC["name"], "none", epochs=1, seed=4)
+    c.runner.run(c, "train", {"train_ids": [local_run["train_id"]]})
+    c.runner.run(c, "embed", {"train_id": local_run["train_id"]})
+    local = field_outputs(
+        [f for p in c.images.list_plates() for f in c.images.list_spec_fields(SPEC["name"], p["plate_id"], False)],
+        c.images.get_image_info, lambda i: c.embedding.get_image_embedding(i, local_run["train_id"])["embedding"],
+        lambda p, i: c.objects.get_bytes(c.keys.thumbnail(p, i, 100)))
+    assert sorted(local) == sorted(aws) and len(aws) == 20
+    for name, made in aws.items():
+        expected = local[name]
+        assert {k: v for k, v in made.items() if k != "embedding"} == \
+            {k: v for k, v in expected.items() if k != "embedding"}, name
+        assert (made["embedding"] is None) == (expected["embedding"] is None), name
+        if made["embedding"] is not None:
+            np.testing.assert_allclose(made["embedding"], expected["embedding"], rtol=0, atol=1e-5, err_msg=str(name))
+    assert c.training.get_training(local_run["train_id"])["metrics"]["best_epoch"] == run["metrics"]["best_epoch"]
 
 
 def test_a_failed_array_job_fails_the_execution_with_its_reason(executed: dict[str, Any],
