@@ -19,12 +19,12 @@ Principals
     ``searches`` table, the objects, and invocations of the services it reads from).
 ``jobs``
     The AWS Batch job role: the steps of :data:`bioims.jobs.steps.STEPS` (inspect-image, validate-plate,
-    thumbnails, flatfield, preprocess-image, train-model, embed-plate), each running as its service
-    (:data:`bioims.runtime.STEP_SERVICE`), and reading the array parameters.
+    thumbnails, flatfield, preprocess-image, train-model, embed-plate, build-index), each running as its
+    service (:data:`bioims.runtime.STEP_SERVICE`), and reading the array parameters.
 ``states``
     The role of the Step Functions state machines (``infra/statemachines/*.asl.json``): planning calls
     to the service functions, Batch jobs (``.sync``), the array parameter lists written to S3 and the
-    search service's index build and reload through the search API.
+    search service's reload of the new index builds through the search API.
 
 Derivation
 ----------
@@ -176,10 +176,14 @@ _EMBED_PLATE: Grants = _union(  # the embed-plate job step (ONNX Runtime)
     _ARTIFACTS_READ_WRITE, _invokes("artifact", "image-management", "training"))
 
 # SearchService (shared/bioims/services/search/) in the search container
-_SEARCH: Grants = _union(
+_BUILD_INDEX: Grants = _union(  # build_index: the build-index job step too (the embed workflow's builds)
     _ARTIFACTS_READ_WRITE, _invokes("artifact", "embedding", "tags", "training"),
+    {"s3:DeleteObject": ["artifacts"]},  # the previous version of the index
+)
+_SEARCH: Grants = _union(
+    _BUILD_INDEX,
     {
-        "s3:DeleteObject": ["artifacts"],  # build_index drops the previous version; delete_index
+        "s3:DeleteObject": ["artifacts"],  # delete_index
         "dynamodb:GetItem": ["searches"],
         "dynamodb:Query": ["searches/index/by_train"],
         "dynamodb:BatchWriteItem": ["searches"],  # the search log writer
@@ -191,13 +195,13 @@ _STATES: Grants = {
     # planning steps: image ids / validation (image-management), runs, specs and plates (training)
     "lambda:InvokeFunction": ["image-management", "training"],
     "s3:PutObject": ["artifacts"],  # the parameter lists of the array jobs
-    "batch:SubmitJob": ["cpu-queue", "gpu-queue", "job-definition", "gpu-job-definition"],
+    "batch:SubmitJob": ["cpu-queue", "gpu-queue", "job-definition", "gpu-job-definition"],  # every heavy step
     "batch:TerminateJob": ["jobs"],  # a .sync task that is stopped or times out
     "batch:DescribeJobs": ["*"],  # no resource-level permissions
     "events:PutTargets": ["batch-sync-rule"],
     "events:PutRule": ["batch-sync-rule"],
     "events:DescribeRule": ["batch-sync-rule"],
-    "execute-api:Invoke": ["search:POST /indexes", "search:POST /indexes/*/reload"],
+    "execute-api:Invoke": ["search:POST /indexes/*/reload"],  # the new builds swapped in
 }
 
 PERMISSIONS: dict[str, dict[str, list[str]]] = {
@@ -209,7 +213,7 @@ PERMISSIONS: dict[str, dict[str, list[str]]] = {
     "search": _SEARCH,
     "jobs": _union(  # a Batch job runs as its step's service (bioims.runtime.STEP_SERVICE)
         _ARTIFACTS_READ,  # the array parameter list of a Batch array child
-        _IMAGE_UNITS, _RUN_TRAINING, _EMBED_PLATE,
+        _IMAGE_UNITS, _RUN_TRAINING, _EMBED_PLATE, _BUILD_INDEX,
     ),
     "states": _union(_STATES),
 }

@@ -52,8 +52,8 @@ class LocalBatch:
     definition's environment (``definitions``: job definition name -> its variables, as the template sets
     them) and the task's overrides, each array child with ``AWS_BATCH_JOB_ARRAY_INDEX``; the job fails if a child exits non-zero, with the
     failed children as its reason. ``describe_jobs`` answers the status the ``.sync`` integration waits for.
-    ``fail(name_prefix, attempts)`` makes the next ``attempts`` jobs of that name fail before they start (a
-    lost Spot host); a command that raises :class:`HostTerminated` loses its host while it runs."""
+    ``fail(name_part, attempts)`` makes the next ``attempts`` jobs whose name contains ``name_part`` fail
+    before they start (a lost Spot host); a command that raises :class:`HostTerminated` loses its host while it runs."""
 
     def __init__(self, run: JobCommand, definitions: Mapping[str, Mapping[str, str]]) -> None:
         self.run = run
@@ -63,8 +63,8 @@ class LocalBatch:
         self._failures: dict[str, int] = {}
         self._lock = threading.Lock()
 
-    def fail(self, name_prefix: str, attempts: int = 1) -> None:
-        self._failures[name_prefix] = attempts
+    def fail(self, name_part: str, attempts: int = 1) -> None:
+        self._failures[name_part] = attempts
 
     def submit_job(self, **params: Any) -> dict[str, Any]:
         p = {k[0].lower() + k[1:]: v for k, v in params.items()}
@@ -80,9 +80,9 @@ class LocalBatch:
                "jobDefinition": p["jobDefinition"], "command": command, "arraySize": size}
         self.submitted.append(job)
         status, reason = "SUCCEEDED", "Essential container in task exited"
-        prefix = next((k for k in self._failures if p["jobName"].startswith(k) and self._failures[k] > 0), None)
-        if prefix is not None:
-            self._failures[prefix] -= 1
+        part = next((k for k in self._failures if k in p["jobName"] and self._failures[k] > 0), None)
+        if part is not None:
+            self._failures[part] -= 1
             status, reason = "FAILED", LOST_HOST
         else:
             failed = []  # every child runs (as on Batch); the job fails if any did

@@ -88,7 +88,7 @@ CALLS: dict[str, tuple[str, ...]] = {
 STEP_SERVICE: dict[str, str] = {
     "inspect-image": "image-management", "validate-plate": "image-management", "thumbnails": "image-management",
     "flatfield": "image-management", "preprocess-image": "image-management", "train-model": "training",
-    "embed-plate": "embedding",
+    "embed-plate": "embedding", "build-index": "search",
 }
 """The service a Batch job step runs as on AWS (its tables; the others by Lambda invocation)."""
 

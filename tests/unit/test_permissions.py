@@ -386,7 +386,8 @@ def walkthrough(walk: Walk, setup: runtime.Container, folder: Path) -> None:
 
     # ------------------------------------------------------------ search
     walk.search("build_index", train_id, "field")
-    walk.search("build_index", train_id, "well")
+    walk.job("build-index", {"train_id": train_id, "level": "field"})  # the embed workflow's: a new version
+    walk.job("build-index", {"train_id": train_id, "level": "well"})
     walk.search("list_indexes")
     walk.search("loaded_indexes")
     walk.search("indexes", stored=True)

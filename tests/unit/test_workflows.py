@@ -142,9 +142,10 @@ def field_outputs(fields: list[dict[str, Any]], info: Any, vector: Any, thumbnai
 
 def test_train_then_embed_run_to_completion(executed: dict[str, Any], tmp_path: Any) -> None:
     """On two plates of the tiny screen: train (preprocess each plate: flat-field and crop arrays; the
-    run's train-model job on the GPU queue; every export checked), then embed (an embed-plate array, the
-    search indexes built through the search API and reloaded). The run is complete with a verified
-    model, every preprocessed field has an embedding, and the index answers a query. The local runner,
+    run's train-model job on the GPU queue; every export checked), then embed (an embed-plate array, a
+    build-index job per level, the new indexes reloaded through the search API). The run is complete with
+    a verified model, every preprocessed field has an embedding, and the index answers a query; the
+    treatment level, whose job is lost twice, is skipped without stopping the others. The local runner,
     run on the same screen, makes the same inspections, thumbnails, cells, model and embeddings."""
     images, training, embedding = (executed["apps"][s] for s in ("image-management", "training", "embedding"))
     plate_ids = processed_plates(executed, tmp_path)
@@ -159,11 +160,18 @@ def test_train_then_embed_run_to_completion(executed: dict[str, Any], tmp_path: 
     queues = {j["command"][3]: j["jobQueue"] for j in executed["batch"].submitted}
     assert queues["train-model"] == "bioims-test-gpu" and queues["preprocess-image"] == "bioims-test-cpu"
 
+    executed["batch"].fail("-treatment", attempts=2)
     embedded = finished(executed["sfn"], embedding({"method": "startComputeEmbedding", "trainId": train_id}, None),
                         timeout=600)
     assert embedded["status"] == "SUCCEEDED", json.dumps(embedded["events"], default=str)
     output = json.loads(embedded["output"])
-    assert output["plates"] == 2 and {i["level"] for i in output["indexes"] if i["built"]} >= {"field", "well"}
+    indexes = {i["level"]: i for i in output["indexes"]}
+    assert output["plates"] == 2 and indexes["field"]["built"] and indexes["well"]["built"]
+    assert not indexes["treatment"]["built"] and indexes["treatment"]["error"] == "States.TaskFailed"
+    assert sorted(i["level"] for i in output["loaded"]) == ["field", "well"]
+    builds = [j for j in executed["batch"].submitted if j["command"][3] == "build-index"]
+    assert sorted(json.loads(j["command"][5])["level"] for j in builds) == ["field", "treatment", "treatment", "well"]
+    assert {j["jobQueue"] for j in builds} == {"bioims-test-cpu"}
     every = [f for p in plate_ids for f in images({"method": "listSpecFields", "spec": SPEC["name"], "plateId": p,
                                                    "preprocessed": False}, None)]
     assert len(every) == 20 and all(f["cells"] is not None for f in every)  # every field preprocessed

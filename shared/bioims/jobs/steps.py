@@ -54,6 +54,14 @@ def embed_plate(c: Container, train_id: str, plate_id: str, force: bool = False,
     return c.embedding.compute_plate_embedding(train_id, plate_id, force, threads, image_ids)
 
 
+def build_index(c: Container, train_id: str, level: str, kind: str = "auto", metric: str = "cosine") -> dict[str, Any]:
+    """One level's search index of a run, built and stored (the search service swaps it in when it reloads
+    the run's indexes): the index's sidecar (``{"kind", "metric", "dims", "count", "version", ...}``). On
+    AWS a Batch job on the CPU queue (the embed workflow's), not a request to the search API: a build at
+    BBBC021 scale can take longer than API Gateway's 30 s (``benchmarks/bench_index_build.py``)."""
+    return c.search.build_index(train_id, level, kind, metric)
+
+
 STEPS: dict[str, Callable[..., dict[str, Any]]] = {
     "inspect-image": inspect_image,
     "validate-plate": validate_plate,
@@ -62,6 +70,7 @@ STEPS: dict[str, Callable[..., dict[str, Any]]] = {
     "preprocess-image": preprocess_image,
     "train-model": train_model,
     "embed-plate": embed_plate,
+    "build-index": build_index,
 }
 
 
