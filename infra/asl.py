@@ -28,7 +28,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from bioims.store.cloudformation import load_template
+from cloudformation import load_template
 
 ROOT = Path(__file__).resolve().parent.parent
 VALIDATOR = ROOT / "node_modules" / ".bin" / "asl-validator"

@@ -31,7 +31,7 @@ import package  # infra/package.py: what each service's functions are given
 from bioims import runtime
 from permissions import policy_statements
 from bioims.settings import function_variable
-from bioims.store.cloudformation import table_resources
+from cloudformation import table_resources
 
 INFRA = Path(__file__).resolve().parent
 ROOT = INFRA.parent

@@ -17,7 +17,7 @@ from modules import PACKAGE, files, imports, module_name
 
 SERVICES = sorted(p.name for p in (PACKAGE / "services").iterdir() if (p / "__init__.py").exists())
 DOMAIN = ("imaging", "datasets", "profiles", "training", "index", "evaluation")
-COMPOSITION_ROOTS = {"bioims.runtime", "bioims.store.cloudformation"}
+COMPOSITION_ROOTS = {"bioims.runtime"}
 """Modules that may build any service's tables (they assemble every owner's pieces)."""
 
 

@@ -92,7 +92,7 @@ def test_sam_template_is_ready_to_nest(service):
 
 @pytest.mark.parametrize("service", permissions.SERVICES)
 def test_each_service_template_passes_the_parameters_its_functions_declare(service):
-    from bioims.store.cloudformation import load_template
+    from cloudformation import load_template
 
     declared = set(json.loads((BUILD / service / "sam.json").read_text())["Parameters"])
     api = load_template(ROOT / "services" / service / "template.yaml")["Resources"]["Api"]["Properties"]

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from bioims import settings
-from bioims.store.cloudformation import SHARED_STACK_TABLES, load_template, table_resources
+from cloudformation import SHARED_STACK_TABLES, load_template, table_resources
 from bioims import runtime
 from bioims.store.tables import Database
 

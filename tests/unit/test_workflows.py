@@ -20,7 +20,7 @@ from bioims.api.http import search_app
 from bioims.settings import FUNCTION_SERVICES
 from tests.conftest import REPO
 from asl import resolve, substitute
-from bioims.store.cloudformation import load_template
+from cloudformation import load_template
 from tests.sfn import LOST_HOST, HostTerminated, LocalBatch, SearchGateway, in_process_job, offline_interpreter
 from tests.unit.test_aws import (ACCOUNT, ARTIFACTS, INPUT, MOTO_CONFIG, PREFIX, REGION, create_state_machine, deploy_data,
                                  install_functions, put_plate, template_environment)

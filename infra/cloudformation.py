@@ -3,7 +3,7 @@
 Each Lambda service's template (``services/<name>/template.yaml``, written by ``infra/render.py``) holds
 the output of :func:`table_resources` for its own table set; ``infra/data.yaml`` (the data stack of
 ``template.yaml``) holds the others' (:data:`SHARED_STACK_TABLES`: the search service's, which runs as a
-container of the root stack, and the local runner's; ``python -m bioims.store.cloudformation`` prints
+container of the root stack, and the local runner's; ``python infra/cloudformation.py`` prints
 that block). Unit tests keep both identical to the models, so a key or index added to a model cannot be
 forgotten in the deployment.
 """
@@ -15,7 +15,7 @@ from typing import Any
 
 from collections.abc import Iterable
 
-from .tables import Database, TableSet
+from bioims.store.tables import Database, TableSet
 
 
 def logical_id(attr: str) -> str:
@@ -71,16 +71,12 @@ def tables_yaml(indent: int = 2) -> str:
     """The table resources as the YAML block of ``infra/data.yaml`` (under ``Resources:``)."""
     import yaml
 
-    from ..runtime import table_sets
+    from bioims.runtime import table_sets
 
     sets = [t for owner, t in table_sets().items() if owner in SHARED_STACK_TABLES]
     text = yaml.safe_dump(table_resources(sets), sort_keys=False, default_flow_style=False)
     pad = " " * indent
     return "".join(pad + line if line.strip() else line for line in text.splitlines(keepends=True))
-
-
-if __name__ == "__main__":  # python -m bioims.store.cloudformation  -> the block to paste into infra/data.yaml
-    print(tables_yaml(), end="")
 
 
 def load_template(path: str | Path) -> dict[str, Any]:
@@ -104,3 +100,7 @@ def load_template(path: str | Path) -> dict[str, Any]:
 
     _Loader.add_multi_constructor("!", _tag)
     return yaml.load(Path(path).read_text(), Loader=_Loader)
+
+
+if __name__ == "__main__":  # python infra/cloudformation.py  -> the block to paste into infra/data.yaml
+    print(tables_yaml(), end="")
