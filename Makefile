@@ -14,7 +14,7 @@ WORKERS ?= 2
 #   .tools/py312/  python3.12 with chalice and the runtime dependencies: `chalice package` imports the apps
 TOOLS      := .tools
 
-.PHONY: lint setup test test-unit test-integration demo bench clean help validate package deploy tools emulate
+.PHONY: lint setup test test-unit test-integration demo bench clean help validate package deploy tools emulate browser
 
 help:
 	@echo "make demo    bootstrap, then run the walkthrough (bioims demo)"
@@ -45,8 +45,15 @@ node_modules/.installed: package.json package-lock.json
 
 # The integration tests run the packaged Lambda services under the Lambda emulator: `package` builds them
 # (python3.12 wheels once, then seconds per service) and the Lambda runtime client they run under.
-test: setup lint validate package $(TOOLS)/lambda-runtime/.installed
+test: setup lint validate package browser $(TOOLS)/lambda-runtime/.installed
 	$(BIN)/pytest -n $(WORKERS) --dist loadgroup tests
+
+# The web interface's browser tests (tests/integration/test_web.py) drive Debian's chromium: installed with
+# apt when it is missing and this runs as root; otherwise those tests are skipped, saying so in one line.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } >/dev/null 2>&1; } || \
+		echo "chromium is not installed (apt-get install chromium): the browser tests will be skipped"
 
 # ruff (pyflakes, bugbear, pyupgrade, unused noqa; settings in shared/pyproject.toml) and the doctests of
 # the domain packages, the contract, the store and the logs.
@@ -58,7 +65,7 @@ lint: setup
 test-unit: setup
 	$(BIN)/pytest -n $(WORKERS) --dist loadgroup tests/unit
 
-test-integration: setup package $(TOOLS)/lambda-runtime/.installed
+test-integration: setup package browser $(TOOLS)/lambda-runtime/.installed
 	$(BIN)/pytest -n $(WORKERS) --dist loadgroup tests/integration
 
 demo: setup

@@ -120,3 +120,34 @@ def test_image_train_results_and_queries(container, tmp_path, rng):
     new_log = images.create_plate_message_id(plate_id)
     assert images.get_plate_message_id(plate_id) == new_log
 
+
+
+def test_the_web_view_of_a_field(container, tmp_path, rng):
+    """getImageView: each channel as a greyscale PNG at most ``width`` wide (never upscaled), the field's
+    status and problem when it cannot be shown, and a clear error for an unknown field."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    images = container.images
+    plate_id = images.ingest([make_plate(tmp_path, rng, broken=True)]).plate_ids[0]
+    container.runner.run(container, "process-plate", {"plate_id": plate_id})
+    fields = {i["well_source_id"]: i for i in images.get_images_by_plate_id(plate_id) if i["field_source_id"] == "s1"}
+    view = images.get_image_view(fields["B02"]["image_id"], width=20)
+    assert [c["name"] for c in view["channels"]] == list(CHANNELS)
+    assert (view["width"], view["height"], view["field_width"], view["field_height"]) == (20, 16, 40, 32)
+    for channel in view["channels"]:
+        png = Image.open(io.BytesIO(base64.b64decode(channel["png"].removeprefix("data:image/png;base64,"))))
+        assert png.mode == "L" and png.size == (20, 16)
+    assert images.get_image_view(fields["B02"]["image_id"], width=2048)["width"] == 40  # never upscaled
+    assert (view["plate"], view["well"], view["site"], view["metadata"]["moa"]) == \
+        ("Week1_100", "B02", "s1", "Microtubule stabilizers")
+    missing = images.get_image_view(fields["B04"]["image_id"])
+    assert missing["status"] == "invalid" and "missing file: " in missing["error"] and missing["channels"] == []
+    unprocessed = images.get_image_view(fields["B02"]["image_id"], spec="no-such-spec")
+    assert unprocessed["cells"] is None and unprocessed["boxes"] is None
+    with pytest.raises(NotFound, match="no image 'nope'"):
+        images.get_image_view("nope")
+    with pytest.raises(InvalidInput):
+        images.get_image_view(fields["B02"]["image_id"], spec="../escape")

@@ -22,14 +22,16 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..contract import LAMBDA_SERVICES, MAX_BODY_BYTES, Operation, Service, dispatch, service
@@ -262,9 +264,14 @@ def _local_gateway(app: Any) -> Any:
     return LocalGateway(app, Config())
 
 
+WEB = Path(__file__).with_name("web")
+"""The web interface's static files (``index.html``, ``app.js``, ``style.css``): no build step."""
+
+
 def local_app(container: Container, *, allowed_hosts: Iterable[str] = ()) -> ASGIApp:
-    """``bioims serve``: every service under its prefix, ``GET /health``, ``GET /openapi.json`` (every
-    service's operations in one document), guarded (see :func:`guarded`)."""
+    """``bioims serve``: the web interface at ``/`` (its files under ``/ui/``), every service under its
+    prefix, ``GET /health``, ``GET /openapi.json`` (every service's operations in one document), guarded
+    (see :func:`guarded`)."""
     services = sorted([*LAMBDA_SERVICES, "search"])
 
     def health(request: Request) -> Response:
@@ -273,7 +280,9 @@ def local_app(container: Container, *, allowed_hosts: Iterable[str] = ()) -> ASG
     document = combined({name: service(name) for name in services}, extra_paths={"/health": {"get": {
         "operationId": "health", "summary": "Liveness and the services served",
         "responses": {"200": json_response("alive", {"type": "object"})}}}})
-    routes: list[BaseRoute] = [Route("/health", health, methods=["GET"]),
+    routes: list[BaseRoute] = [Route("/", lambda request: FileResponse(WEB / "index.html"), methods=["GET"]),
+                               Mount("/ui", app=StaticFiles(directory=WEB), name="ui"),
+                               Route("/health", health, methods=["GET"]),
                                Route("/openapi.json", lambda request: JSONResponse(document), methods=["GET"]),
                                Mount("/search", app=search_app(container.search))]
     routes += [Mount(f"/{name}", app=ChaliceGateway(name, lambda: container)) for name in LAMBDA_SERVICES]
@@ -283,7 +292,7 @@ def local_app(container: Container, *, allowed_hosts: Iterable[str] = ()) -> ASG
         if prefix in services:
             raise NotFound(f"no route {request.method} {request.url.path[:200]}")
         raise NotFound(f"no service at /{prefix[:80]}; services: " + ", ".join(f"/{s}" for s in services)
-                       + ", /health, /openapi.json")
+                       + ", /health, /openapi.json; the web interface is at /")
 
     routes.append(Route("/{path:path}", no_service, methods=["GET", "POST", "PUT", "DELETE", "PATCH"]))
     app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS)

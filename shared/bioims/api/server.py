@@ -88,5 +88,5 @@ def serve(container: Container, host: str = DEFAULT_HOST, port: int = DEFAULT_PO
 
     server = LocalServer(container, host, port, allowed_hosts=allowed_hosts)
     set_search_threads(1)  # single queries: one thread each is fastest (see ENVIRONMENT.md)
-    _log.info("serving every service at %s", server.url)
+    _log.info("serving every service at %s (the web interface: %s/)", server.url, server.url.rstrip("/"))
     server.run()

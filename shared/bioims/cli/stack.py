@@ -75,7 +75,8 @@ def _demo_human(r: dict[str, Any]) -> None:
     click.echo("")
     click.echo("steps: " + ", ".join(f"{s} {t:.1f} s" for s, t in r["steps"].items()) + f"; total {r['seconds']:.1f} s")
     baseline = r["models"]["baseline"][0]
-    click.echo(f"next: `bioims serve`, then POST http://127.0.0.1:8700/search/searches "
+    click.echo(f"next: `bioims serve`, then open http://127.0.0.1:8700/ (plates, fields, search) or POST "
+               f"http://127.0.0.1:8700/search/searches "
                f"{{\"train_id\": \"{baseline}\", \"image_id\": \"...\"}} (services/search/README.md); "
                f"`bioims search {baseline} --image IMAGE_ID --require-moa`; open the report above; "
                f"your own plates: `bioims ingest loaddata ...` onwards (README.md, tutorial)")

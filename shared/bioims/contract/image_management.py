@@ -310,6 +310,51 @@ class GetImageInfo(Request):
     train_id: Name = ORIGIN
 
 
+class GetImageView(Request):
+    """A field as the web viewer shows it: each channel as an 8-bit greyscale PNG (its own 0.5-99.9
+    percentile stretch, at most ``width`` pixels wide, never upscaled) for the browser to tint, window and
+    composite, and, with ``spec``, the boxes of the cells cropped under that spec and up to ``crops`` of
+    the crops (colour composites). 404 if there is no such field; a field that cannot be read is returned
+    with its status and problem and no channels."""
+
+    image_id: Id
+    width: Annotated[int, Field(ge=16, le=2048)] = 512
+    spec: SpecName | None = None
+    crops: Annotated[int, Field(ge=0, le=200)] = 48
+
+
+class ViewChannel(Model):
+    name: str
+    png: str = Field(description="data:image/png;base64,... (8-bit greyscale)")
+
+
+class CellBox(Model):
+    x: int = Field(description="left edge, in the view's pixels")
+    y: int = Field(description="top edge, in the view's pixels")
+    width: int
+    height: int
+
+
+class ImageView(Model):
+    image_id: str
+    plate_id: str
+    plate: str | None = Field(None, description="the plate's source id")
+    well: str | None = Field(None, description="the well's source id")
+    site: str | None = Field(None, description="the field's source id")
+    status: ImageStatus | ResultStatus
+    error: str | None = Field(None, description="the exact problem of an invalid field, or why it cannot be shown")
+    metadata: dict[str, JsonValue] | None = None
+    field_width: int | None = Field(None, description="the field's own size in pixels")
+    field_height: int | None = None
+    width: int | None = Field(None, description="the size of the channel PNGs (and the boxes' space)")
+    height: int | None = None
+    channels: list[ViewChannel] = Field(description="one per channel, in order (empty if the field cannot be read)")
+    spec: str | None = None
+    cells: int | None = Field(None, description="cells found under the spec (None: not preprocessed)")
+    boxes: list[CellBox] | None = Field(None, description="the cells' crop boxes under the spec")
+    crops: list[str] | None = Field(None, description="data:image/png;base64,... colour composites of the first crops")
+
+
 class CreateImageTrainResult(Request):
     """Create or replace the row holding one train run's results for a field."""
 
@@ -488,6 +533,7 @@ SERVICE = Service("image-management", "bioims image-management service",
     _Op("listSpecFields", "list_spec_fields", "GET /plates/{plate_id}/spec-fields/{spec}", ListSpecFields,
         list[SpecField]),
     _Op("getImageTags", "get_image_tags", "GET /images/{image_id}/tags", GetImageTags, list[Tag]),
+    _Op("getImageView", "get_image_view", "GET /images/{image_id}/view", GetImageView, ImageView),
     _Op("updateImageTags", "update_image_tags", "PUT /images/{image_id}/tags", UpdateImageTags, list[Tag]),
     _Op("inspectImage", "inspect_image", "POST /images/{image_id}/inspect", InspectImage, Inspection),
     _Op("makeThumbnails", "make_thumbnails", "POST /images/{image_id}/thumbnails", MakeThumbnails, Thumbnails),

@@ -17,7 +17,7 @@ from PIL import Image
 from ..errors import InvalidInput
 from .dtypes import check_real_dtype
 
-__all__ = ["DEFAULT_COLORS", "color_max_projection", "thumbnail_png"]
+__all__ = ["DEFAULT_COLORS", "channel_pngs", "color_max_projection", "png_bytes", "thumbnail_png"]
 
 Color = tuple[float, float, float]
 
@@ -141,9 +141,62 @@ def thumbnail_png(
     image = Image.fromarray(rgb)
     if (int(width), height) != (w, h):
         image = image.resize((int(width), height), Image.Resampling.LANCZOS, reducing_gap=3.0)
+    return png_bytes(image)
+
+
+def png_bytes(image: np.ndarray | Image.Image) -> bytes:
+    """An 8-bit image ((H, W) grey or (H, W, 3) RGB uint8, or a PIL image) encoded as PNG.
+
+    >>> png_bytes(np.zeros((2, 3), np.uint8))[:8]
+    b'\\x89PNG\\r\\n\\x1a\\n'
+    """
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
+    (image if isinstance(image, Image.Image) else Image.fromarray(image)).save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def channel_pngs(field: np.ndarray, width: int, *, low: float = 0.5, high: float = 99.9) -> list[bytes]:
+    """Each channel of a field alone, as an 8-bit greyscale PNG: what the web viewer tints, windows and
+    composites in the browser (its per-channel colours, toggles and contrast).
+
+    Parameters
+    ----------
+    field : (C, H, W) or (C, Z, H, W) ndarray of any real dtype
+        Channels first; a z-stack is maximum-projected along Z.
+    width : int
+        Width of each PNG in pixels (> 0), never more than the field's (no upscaling); the height keeps
+        the aspect ratio.
+    low, high : float, optional
+        Percentiles of each channel mapped to 0 and 255 (as :func:`color_max_projection`).
+
+    Returns
+    -------
+    pngs : list of bytes
+        One 8-bit greyscale PNG per channel, in channel order, all of the same size.
+
+    Examples
+    --------
+    >>> pngs = channel_pngs(np.random.default_rng(0).random((3, 64, 80)), 40)
+    >>> len(pngs), Image.open(io.BytesIO(pngs[0])).size, Image.open(io.BytesIO(pngs[0])).mode
+    (3, (40, 32), 'L')
+    """
+    if isinstance(width, bool) or not isinstance(width, (int, np.integer)) or width <= 0:
+        raise InvalidInput(f"width must be a positive integer, got {width!r}")
+    field = np.asarray(field)
+    if field.ndim not in (3, 4) or field.size == 0:
+        raise InvalidInput(f"field must be a non-empty (C, H, W) or (C, Z, H, W), got shape {field.shape}")
+    check_real_dtype(field, name="field")
+    if field.ndim == 4:
+        field = field.max(axis=1)
+    h, w = field.shape[1:]
+    size = (min(int(width), w), max(1, round(h * min(int(width), w) / w)))
+    out = []
+    for channel in field:
+        image = Image.fromarray(np.rint(_rescale(channel, low, high) * 255.0).astype(np.uint8))
+        if size != (w, h):
+            image = image.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+        out.append(png_bytes(image))
+    return out
 
 
 def _palette(colors: Sequence[Color] | None, n_channels: int) -> np.ndarray:

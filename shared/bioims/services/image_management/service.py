@@ -9,6 +9,8 @@ overwrites its own partial rows instead of duplicating them.
 
 from __future__ import annotations
 
+import base64
+import io
 import math
 from collections import Counter as Tally
 from collections.abc import Callable, Sequence
@@ -19,11 +21,11 @@ import numpy as np
 
 from ...contract.enums import ImageStatus, PlateStatus, ResultStatus
 from ...datasets.records import PlateRecord
-from ...errors import Conflict, InvalidInput, NotFound, one_line
+from ...errors import BioimsError, Conflict, InvalidInput, NotFound, one_line
 from ...ids import stable_id, utcnow
 from ...names import check_name
 from ...imaging.io import inspect_field, read_field
-from ...imaging.thumbnails import thumbnail_png
+from ...imaging.thumbnails import channel_pngs, color_max_projection, png_bytes, thumbnail_png
 from ...store.keys import Keys
 from ...store.objects import ObjectStore, uri_to_path
 from ...store.roots import IngestRoots
@@ -391,6 +393,49 @@ class ImageManagementService:
         self._image(image_id)
         return self._tags.get_image_tags(image_id)
 
+    def get_image_view(self, image_id: str, width: int = 512, spec: str | None = None,
+                       crops: int = 48) -> dict[str, Any]:
+        """A field as the web viewer shows it: each channel as a greyscale PNG data URL at most ``width``
+        pixels wide, and, with ``spec``, its cells' crop boxes (in the PNGs' pixels) and the first
+        ``crops`` crops as colour composites (see :class:`bioims.contract.image_management.GetImageView`)."""
+        row = self._image(image_id)
+        view: dict[str, Any] = {
+            "image_id": image_id, "plate_id": row.plate_id, "plate": row.plate_source_id, "well": row.well_source_id,
+            "site": row.field_source_id, "status": row.status, "error": row.error,
+            "metadata": row.metadata.as_dict() if row.metadata else {}, "field_width": row.width,
+            "field_height": row.height, "channels": [], "spec": spec}
+        if row.status == ImageStatus.VALID:
+            try:
+                field_ = read_field(self._roots.field_uris(row.channel_uris, row.channels, f"image {image_id}"),
+                                    self._objects)
+            except BioimsError as e:  # its files changed since the inspection: shown as it is, with why
+                view["error"] = e.message
+            else:
+                pngs = channel_pngs(field_, width)
+                view["width"] = min(width, field_.shape[-1])
+                view["height"] = max(1, round(field_.shape[-2] * view["width"] / field_.shape[-1]))
+                view["channels"] = [{"name": name, "png": _data_url(png)} for name, png in zip(row.channels, pngs)]
+        if spec is not None:
+            view |= self._cells_view(row, check_name(spec, "spec"), view.get("width"), crops)
+        return view
+
+    def _cells_view(self, row: Any, spec: str, width: int | None, crops: int) -> dict[str, Any]:
+        """The cells of a field under a spec: ``{"cells", "boxes", "crops"}`` (``cells`` None if the field
+        is not preprocessed under it)."""
+        uri = self._keys.rois(spec, row.plate_id, row.image_id)
+        if not self._objects.exists(uri):
+            return {"cells": None, "boxes": None, "crops": None}
+        rois = self._objects.get_json(uri)
+        scale = width / row.width if width and row.width else 1.0
+        size = rois["roi_size"]
+        boxes = [{"x": round(r["x"] * scale), "y": round(r["y"] * scale), "width": max(1, round(size["x"] * scale)),
+                  "height": max(1, round(size["y"] * scale))} for r in rois["rois"]]
+        shown = []
+        if crops and rois["cells"]:
+            stack = np.load(io.BytesIO(self._objects.get_bytes(rois["crops"])), allow_pickle=False)
+            shown = [_data_url(png_bytes(color_max_projection(crop))) for crop in stack[:crops]]
+        return {"cells": int(rois["cells"]), "boxes": boxes, "crops": shown}
+
     def update_image_tags(self, image_id: str, tags: list[str]) -> list[dict[str, Any]]:
         """Replace the tags of an image."""
         self._image(image_id)
@@ -527,6 +572,10 @@ class ImageManagementService:
         for width, uri in wanted.items():  # (re)recording is idempotent: a kill between write and record heals
             self._artifacts.create_artifact(image_id, uri, type=f"thumbnail-{width}", size=self._objects.size(uri))
         return {"image_id": image_id, "thumbnails": {str(w): uri for w, uri in wanted.items()}, "written": len(todo)}
+
+
+def _data_url(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
 def _vector(embedding: Any) -> bytes:
