@@ -30,9 +30,9 @@ pytestmark = pytest.mark.xdist_group("web")
 
 @pytest.fixture(scope="module")
 def site(stack_settings: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """The screen behind ``bioims serve``: ``{"url", "c", "train_id"}``."""
+    """The screen behind ``bioims serve``, trained two epochs: ``{"url", "c", "train_id"}``."""
     c = preprocessed_screen(stack_settings, tmp_path_factory.mktemp("web"), SPEC)
-    train_id = c.training.create_trainings(SPEC["name"], "none", epochs=0, seed=5)[0]["train_id"]
+    train_id = c.training.create_trainings(SPEC["name"], "none", epochs=2, seed=5)[0]["train_id"]
     c.training.run_training(train_id)
     c.runner.run(c, "embed", {"train_id": train_id})
     c.search.build_index(train_id, "field")
@@ -179,3 +179,27 @@ def test_search_filters_reopens_and_uploads(site: dict[str, Any], page: Any) -> 
     page.click("#run-search")
     page.wait_for_selector("#hit-grid article")
     assert page.locator("#hit-grid article").count() == 10  # the form's default k
+
+
+def test_evaluation_metrics_map_and_curves(site: dict[str, Any], page: Any) -> None:
+    """The runs with their status; the selected run's NSC / NSCB / mAP (as the embedding service computes
+    them), per-MOA accuracy, confusion matrix, a map whose every point opens a field, and the training
+    curves; the field map has a point per embedded field."""
+    c, train_id = site["c"], site["train_id"]
+    expected = c.embedding.evaluate_embeddings(train_id)
+    goto(page, f"{site['url']}/#/evaluation")
+    assert page.locator("table[aria-label='train runs'] tbody tr").count() == 1
+    metrics = page.locator("#metrics").inner_text()
+    assert f"NSC\n{100 * expected['nsc']:.1f}%" in metrics and f"mAP\n{100 * expected['map']:.1f}%" in metrics
+    assert page.locator("#embedding-map circle").count() == len(expected["points"]) == expected["treatments"]
+    assert page.locator("table[aria-label='per-MOA accuracy'] tr").count() == len(expected["per_moa"])
+    assert page.locator("table[aria-label='confusion matrix'] tbody tr").count() == len(expected["confusion"]["true"])
+    assert page.locator("#curves polyline").count() == 2  # loss and validation NSC over the two epochs
+    shot(page, "evaluation")
+    page.select_option("#map-level", "field")
+    wait_rendered(page)
+    fields = c.embedding.profiles(train_id, "field")
+    assert page.locator("#embedding-map circle").count() == len(fields)
+    page.locator("#embedding-map a").first.click()
+    wait_rendered(page)
+    assert "/fields/" in page.url and page.locator("canvas#composite").count() == 1

@@ -155,6 +155,13 @@ def test_no_batch_column_means_no_nscb(tiny):
     assert evaluate(tiny, batch=False).nscb is None
 
 
+def test_one_batch_only_gives_no_nscb_instead_of_an_error(tiny):
+    """Every MOA in a single batch: NSCB drops them all and has nothing to score (it used to raise)."""
+    result = evaluate(tiny.assign(**{BATCH: "B1"}))
+    assert result.nsc.accuracy == pytest.approx(2 / 6)
+    assert result.nscb.accuracy is None and result.nscb.treatments == 0 and result.nscb.dropped_moas == ("X", "Y", "Z")
+
+
 def test_joined_batches_overlap():
     data = frame([("a", "X", "B1;B2", [1.0]), ("b", "X", "B2", [1.0]), ("c", "Y", "B3", [1.0])])
     np.testing.assert_array_equal(excluded_pairs(data, exclude_batch=True),

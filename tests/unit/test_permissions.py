@@ -378,6 +378,8 @@ def walkthrough(walk: Walk, setup: runtime.Container, folder: Path) -> None:
     walk.job("embed-plate", embed_units(train_id, [plate_id], image_ids=[image_id])[0])  # the seed's per image
     call("embedding", "list_plate_embeddings", train_id=train_id)
     embedding = call("embedding", "get_image_embedding", image_id=image_id, train_id=train_id)
+    evaluated = call("embedding", "evaluate_embeddings", train_id=train_id, level="field")  # the web's evaluation
+    assert evaluated["points"] and all(p["image_id"] for p in evaluated["points"])
     call("image-management", "create_image_train_result", image_id=image_id, train_id="manual-run",
          embedding=[0.5, -1.0], cell_count=2)
     call("image-management", "create_image_train_results", train_id="manual-run", results=[

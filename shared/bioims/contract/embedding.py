@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Literal
+
+from pydantic import Field, JsonValue
 
 from .base import Id, Model, Name, Operation, Request, Service
+from .enums import Metric
 
 MAX_PLATES = 10_000
 """Most plates of one ``embed`` workflow."""
@@ -68,6 +71,54 @@ class GetImageEmbedding(Request):
     train_id: Name
 
 
+class EvaluateEmbeddings(Request):
+    """How well a complete run's treatment embeddings recover MOAs (NSC, NSCB, mAP, per-MOA accuracy, the
+    confusion matrix, as ``bioims evaluate``) and a 2-D map of its treatments or fields (t-SNE where
+    scikit-learn is installed, else PCA), each point with a field to open."""
+
+    train_id: Name
+    metric: Metric = Metric.COSINE
+    normalize: bool = Field(True, description="standardise each plate to its DMSO wells before averaging")
+    level: Literal["treatment", "field"] = Field("treatment", description="what the map shows")
+
+
+class ConfusionMatrix(Model):
+    true: list[str] = Field(description="the rows: true MOAs")
+    predicted: list[str] = Field(description="the columns: predicted MOAs")
+    counts: list[list[int]] = Field(description="treatments, rows x columns")
+
+
+class MapPoint(Model):
+    x: float
+    y: float
+    moa: str | None = None
+    compound: str | None = None
+    concentration: float | None = None
+    plate: str | None = None
+    well: str | None = None
+    image_id: str | None = Field(None, description="the field (field map) or a field of the treatment")
+
+
+class EmbeddingEvaluation(Model):
+    train_id: str
+    metric: Metric
+    nsc: float | None = Field(description="treatment 1-NN MOA accuracy, other compounds only")
+    nscb: float | None = Field(description="... and other batches only")
+    map: float | None = Field(description="mean average precision of same-MOA retrieval")
+    compound_level: float | None
+    treatments: int
+    moas: int
+    compounds: int
+    per_moa: dict[str, float | None]
+    dropped_moas_nscb: list[str]
+    not_evaluated: list[str]
+    report: JsonValue = None
+    confusion: ConfusionMatrix
+    level: str = Field(description="what the map shows: treatment or field")
+    map_method: str = Field(description="t-SNE or PCA")
+    points: list[MapPoint]
+
+
 _Op = Operation
 SERVICE = Service("embedding", "bioims embedding service",
                   "A train run's ONNX model over every preprocessed field of its compatible plates (ONNX "
@@ -83,4 +134,6 @@ SERVICE = Service("embedding", "bioims embedding service",
         list[PlateEmbeddingEntry]),
     _Op("getImageEmbedding", "get_image_embedding", "GET /trainings/{train_id}/images/{image_id}",
         GetImageEmbedding, ImageEmbedding),
+    _Op("evaluateEmbeddings", "evaluate_embeddings", "GET /trainings/{train_id}/evaluation", EvaluateEmbeddings,
+        EmbeddingEvaluation),
 ))

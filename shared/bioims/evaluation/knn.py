@@ -150,6 +150,9 @@ def nearest(data: pd.DataFrame, sim: np.ndarray, excluded: np.ndarray,
     all_rows = queries is None or bool(np.all(queries))
     rows = np.arange(len(data)) if all_rows else np.flatnonzero(queries)
     scores = np.where(excluded, -np.inf, sim) if all_rows else np.where(excluded[rows], -np.inf, sim[rows])
+    if scores.size == 0:  # no query, or nothing to match (NSCB when every MOA is in one batch)
+        return pd.DataFrame(columns=[COMPOUND, CONCENTRATION, MOA, "match_compound", "match_moa", "match_similarity",
+                                     "correct"])
     has_candidate = np.isfinite(scores).any(axis=1)
     best = np.argmax(scores, axis=1)
     compounds, moas = data[COMPOUND].to_numpy(), data[MOA].to_numpy()

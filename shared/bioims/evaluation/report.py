@@ -16,11 +16,11 @@ import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from sklearn.manifold import TSNE
 
 from ..store.objects import write_file_atomic
 from .evaluate import Evaluation
 from .knn import COMPOUND, MOA, Metric, feature_columns, similarity, without_controls
+from .maps import embedding_map
 
 _STYLE = {"text.parse_math": False, "font.size": 8}  # MOA names are data: never read "$...$" as TeX
 _CSS = ("body{font-family:sans-serif;margin:2em;max-width:1100px}table{border-collapse:collapse;margin:1em 0}"
@@ -56,7 +56,7 @@ def write_report(evaluation: Evaluation, treatments: pd.DataFrame, path: str | P
             ("Confusion matrix (NSC)", _confusion_figure(evaluation.confusion)),
             ("Per-MOA accuracy (NSC)", _per_moa_figure(evaluation.per_moa)),
             (f"Treatment similarity ({metric}), ordered by MOA", _similarity_figure(similarity(x, metric), moas)),
-            ("t-SNE map of treatments", _tsne_figure(x, moas, metric)),
+            ("Map of treatments (t-SNE, or PCA past 3,000 treatments)", _tsne_figure(x, moas, metric)),
         ]
     parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{_e(title)}</title>",
              f"<style>{_CSS}</style></head><body><h1>{_e(title)}</h1>", "<h2>Summary</h2>",
@@ -140,17 +140,8 @@ def _similarity_figure(sim: np.ndarray, moas: np.ndarray) -> bytes:
 def _tsne_figure(x: np.ndarray, moas: np.ndarray, metric: Metric) -> bytes:
     fig = Figure(figsize=(8, 6), layout="constrained")
     ax = fig.add_subplot()
-    n = len(x)
-    if n >= 2:
-        sim = similarity(x, metric)
-        distance = -sim if metric == "euclidean" else 1.0 - sim
-        distance = np.maximum(distance, 0.0)
-        np.fill_diagonal(distance, 0.0)
-        perplexity = float(min(30.0, max(1.0, (n - 1) / 3)))
-        coords = TSNE(2, perplexity=min(perplexity, n - 1.0), metric="precomputed", init="random",
-                      random_state=0).fit_transform(distance)
-    else:
-        coords = np.zeros((n, 2))
+    coords, method = embedding_map(x, metric)
+    ax.set_title(method)
     colours = matplotlib.colormaps["tab20"]
     for k, moa in enumerate(sorted(set(moas))):
         mask = moas == moa

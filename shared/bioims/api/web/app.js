@@ -401,12 +401,107 @@ async function showResults(section, result, imageId) {
   section.append(h("h2", {}, "Nearest neighbours"), grid);
 }
 
+// ------------------------------------------------------------------------------------------ evaluation
+const SVG = "http://www.w3.org/2000/svg";
+
+function svg(tag, attrs = {}, ...children) {
+  const el = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs)) if (v !== undefined && v !== null) el.setAttribute(k, v);
+  for (const c of children.flat()) if (c !== undefined && c !== null) el.append(c);
+  return el;
+}
+
+const pct = v => v === null || v === undefined ? "—" : `${(100 * v).toFixed(1)}%`;
+
+function scatter(points, colour) {
+  const W = 560, H = 420, pad = 12;
+  const xs = points.map(p => p.x), ys = points.map(p => p.y);
+  const [x0, x1, y0, y1] = [Math.min(...xs), Math.max(...xs), Math.min(...ys), Math.max(...ys)];
+  const sx = x => pad + (x1 > x0 ? (x - x0) / (x1 - x0) : 0.5) * (W - 2 * pad);
+  const sy = y => H - pad - (y1 > y0 ? (y - y0) / (y1 - y0) : 0.5) * (H - 2 * pad);
+  return svg("svg", { viewBox: `0 0 ${W} ${H}`, width: W, height: H, id: "embedding-map", role: "img",
+    "aria-label": "embedding map", style: "background:#fff;border:1px solid #d8dce3" },
+    ...points.map(p => {
+      const label = `${p.compound ?? ""}${p.concentration !== null && p.concentration !== undefined ? " @ " + p.concentration : ""} · ${p.moa ?? ""}`;
+      const dot = svg("circle", { cx: sx(p.x).toFixed(1), cy: sy(p.y).toFixed(1), r: 5, fill: colour(p.moa), stroke: "#fff" },
+        svg("title", {}, label));
+      return p.image_id ? svg("a", { href: `#/fields/${enc(p.image_id)}`, "data-image": p.image_id, "aria-label": label }, dot) : dot;
+    }));
+}
+
+function curves(history) {
+  const W = 420, H = 180, pad = 28;
+  if (!history.length) return h("p", { class: "muted" }, "no epoch yet");
+  const epochs = history.map(e => e.epoch), last = Math.max(...epochs), first = Math.min(...epochs);
+  const line = (key, colour) => {
+    const values = history.map(e => e[key]).filter(v => v !== null && v !== undefined);
+    if (!values.length) return null;
+    const lo = Math.min(...values), hi = Math.max(...values);
+    const pts = history.filter(e => e[key] !== null && e[key] !== undefined).map(e =>
+      `${(pad + (last > first ? (e.epoch - first) / (last - first) : 0.5) * (W - 2 * pad)).toFixed(1)},` +
+      `${(H - pad - (hi > lo ? (e[key] - lo) / (hi - lo) : 0.5) * (H - 2 * pad)).toFixed(1)}`).join(" ");
+    return svg("g", {}, svg("polyline", { points: pts, fill: "none", stroke: colour, "stroke-width": 2 }),
+      svg("text", { x: W - pad, y: key === "loss" ? 14 : 28, "text-anchor": "end", fill: colour, "font-size": 11 },
+        `${key} ${lo.toFixed(3)}–${hi.toFixed(3)}`));
+  };
+  return svg("svg", { viewBox: `0 0 ${W} ${H}`, width: W, height: H, id: "curves", role: "img", "aria-label": "training curves",
+    style: "background:#fff;border:1px solid #d8dce3" }, line("loss", "#d62728"), line("validation_nsc", "#1f77b4"),
+    svg("text", { x: pad, y: H - 8, "font-size": 11, fill: "#5b6474" }, `epochs ${first}–${last}`));
+}
+
+async function evaluationPage(params) {
+  const specs = await api("training/embeddings");
+  const runs = (await Promise.all(specs.map(s => api(`training/embeddings/${enc(s.name)}/trainings`)))).flat();
+  document.title = "Evaluation · bioims";
+  const complete = runs.filter(r => r.status === "complete");
+  const trainId = params.get("train") || complete[0]?.train_id;
+  const level = params.get("level") === "field" ? "field" : "treatment";
+  const table = h("table", { "aria-label": "train runs" },
+    h("thead", {}, h("tr", {}, ...["run", "spec", "status", "hold-out", "epochs", "best validation NSC"].map(t => h("th", {}, t)))),
+    h("tbody", {}, ...runs.map(r => h("tr", {},
+      h("td", {}, r.status === "complete" ? h("a", { href: `#/evaluation?train=${enc(r.train_id)}&level=${level}` }, r.train_id) : r.train_id),
+      h("td", {}, r.spec_name), h("td", { class: `status-${r.status}` }, r.status), h("td", {}, (r.holdout || []).join(", ") || "none"),
+      h("td", {}, (r.metrics?.history || []).length), h("td", {}, pct(r.metrics?.best_validation_nsc))))));
+  const body = h("section", { id: "evaluation" });
+  render(h("h1", {}, "Evaluation"), runs.length ? table : h("p", { class: "muted" }, "No train run yet (bioims train)."), body);
+  if (!trainId) return;
+  const run = await api(`training/trainings/${enc(trainId)}`);
+  let ev;
+  try {
+    ev = await api(`embedding/trainings/${enc(trainId)}/evaluation`, { query: { level } });
+  } catch (e) {
+    body.replaceChildren(h("h2", {}, trainId), h("p", { class: "error", role: "alert" }, e.message), curves(run.metrics?.history || []));
+    return;
+  }
+  const moas = [...new Set(ev.points.map(p => p.moa))].sort();
+  const colour = m => PALETTE[moas.indexOf(m) % PALETTE.length];
+  const max = Math.max(1, ...ev.confusion.counts.flat());
+  const confusion = h("table", { "aria-label": "confusion matrix" },
+    h("thead", {}, h("tr", {}, h("th", {}, "true \\ predicted"), ...ev.confusion.predicted.map(p => h("th", {}, p)))),
+    h("tbody", {}, ...ev.confusion.true.map((t, i) => h("tr", {}, h("th", {}, t), ...ev.confusion.counts[i].map(n =>
+      h("td", { style: { background: n ? `rgba(31, 95, 191, ${(0.15 + 0.85 * n / max).toFixed(2)})` : "", color: n / max > 0.5 ? "#fff" : "" } }, n || ""))))));
+  const perMoa = h("table", { "aria-label": "per-MOA accuracy" }, h("tbody", {}, ...Object.entries(ev.per_moa).map(([m, a]) =>
+    h("tr", {}, h("td", {}, m), h("td", {}, h("div", { style: { width: `${Math.round(160 * (a || 0))}px`, height: "10px", background: colour(m) } })), h("td", {}, pct(a))))));
+  const levelSelect = h("select", { id: "map-level", onchange: e => { location.hash = `#/evaluation?train=${enc(trainId)}&level=${e.target.value}`; } },
+    ...["treatment", "field"].map(l => h("option", { value: l, selected: l === level }, l)));
+  body.replaceChildren(h("h2", {}, `${trainId}`),
+    h("div", { class: "card", id: "metrics" }, meta([["NSC", pct(ev.nsc)], ["NSCB", pct(ev.nscb)], ["mAP", pct(ev.map)],
+      ["compound-level", pct(ev.compound_level)], ["treatments", ev.treatments], ["MOAs", ev.moas], ["compounds", ev.compounds],
+      ["metric", ev.metric]])),
+    h("div", { class: "row" },
+      h("div", {}, h("h2", {}, `Map of ${level}s (${ev.map_method}); a point opens its field`),
+        h("div", { class: "controls" }, h("label", { for: "map-level" }, "map of", levelSelect)), scatter(ev.points, colour),
+        h("div", { class: "legend" }, ...moas.map(m => h("span", { style: { "--swatch": colour(m) } }, m)))),
+      h("div", {}, h("h2", {}, "Per-MOA accuracy (NSC)"), perMoa, h("h2", {}, "Training curves"), curves(run.metrics?.history || []))),
+    h("h2", {}, "Confusion matrix (NSC)"), confusion);
+}
+
 // ---------------------------------------------------------------------------------------------- router
 async function route() {
   const [path, search = ""] = location.hash.replace(/^#/, "").split("?");
   const params = new URLSearchParams(search);
   const parts = path.split("/").filter(Boolean).map(decodeURIComponent);
-  const section = parts[0] === "search" || parts[0] === "searches" ? "search" : "plates";
+  const section = parts[0] === "search" || parts[0] === "searches" ? "search" : parts[0] === "evaluation" ? "evaluation" : "plates";
   for (const a of document.querySelectorAll("header nav a")) {
     if (a.dataset.section === section) a.setAttribute("aria-current", "page"); else a.removeAttribute("aria-current");
   }
@@ -416,7 +511,9 @@ async function route() {
     if (parts[0] === "fields" && parts.length === 2) return await fieldPage(parts[1], params);
     if (parts[0] === "search" && parts.length === 1) return await searchPage(params);
     if (parts[0] === "searches" && parts.length === 2) return await searchPage(params, await api(`search/searches/${enc(parts[1])}`));
-    throw new ApiError(404, `no page ${location.hash}; the pages are #/plates, #/plates/ID, #/fields/ID, #/search, #/searches/ID`);
+    if (parts[0] === "evaluation" && parts.length === 1) return await evaluationPage(params);
+    throw new ApiError(404, `no page ${location.hash}; the pages are #/plates, #/plates/ID, #/fields/ID, #/search, ` +
+      "#/searches/ID, #/evaluation");
   } catch (error) {
     errorPage(error);
   } finally {

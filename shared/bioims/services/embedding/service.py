@@ -224,6 +224,42 @@ class EmbeddingService:
                                f"{', '.join(r['train_id'] for r in runs if not r['holdout'])} saw every compound")
         return evaluate_holdout([(t, r["holdout"]) for t, r in zip(tables, runs)], metric=metric), tables[0]  # type: ignore[arg-type]
 
+    def evaluate_embeddings(self, train_id: str, metric: str = "cosine", normalize: bool = True,
+                            level: str = "treatment") -> dict[str, Any]:
+        """:meth:`evaluate` of one run as a document (``bioims evaluate --json``'s figures, the confusion
+        matrix) with a 2-D map of its treatments or fields (``level``): ``points`` ``[{"x", "y", "moa", "compound",
+        "concentration", "plate", "well", "image_id"}]`` (a treatment's ``image_id`` is one of its fields)."""
+        from ...evaluation.knn import feature_columns, without_controls
+        from ...evaluation.maps import embedding_map
+
+        if level not in ("treatment", "field"):
+            raise InvalidInput(f"level must be treatment or field, not {level!r}")
+        evaluation, treatments = self.evaluate([train_id], metric, normalize)
+        fields = self.profiles(train_id, "field")
+        table = without_controls(treatments) if level == "treatment" else fields
+        coords, method = embedding_map(table[feature_columns(table)].to_numpy(np.float64), metric)  # type: ignore[arg-type]
+        first_field = {(r.Metadata_Compound, _number(r.Metadata_Concentration)): r.Metadata_ImageId
+                       for r in fields[::-1].itertuples()}
+        points = []
+        for (x, y), r in zip(coords, table.to_dict("records")):
+            concentration = _number(r.get("Metadata_Concentration"))
+            points.append({"x": float(x), "y": float(y), "moa": r.get("Metadata_MoA"), "compound": r.get("Metadata_Compound"),
+                           "concentration": concentration, "plate": r.get("Metadata_Plate"), "well": r.get("Metadata_Well"),
+                           "image_id": r.get("Metadata_ImageId") or first_field.get((r.get("Metadata_Compound"), concentration))})
+        confusion = evaluation.confusion
+        return {"train_id": train_id, **evaluation.to_document(), "level": level, "map_method": method,
+                "confusion": {"true": [str(v) for v in confusion.index], "predicted": [str(v) for v in confusion.columns],
+                              "counts": confusion.to_numpy(dtype=int).tolist()}, "points": points}
+
+
+def _number(value: Any) -> float | None:
+    """A finite float, or None (a missing concentration)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if number == number and abs(number) != float("inf") else None
+
 
 def _flag(image_id: str, status: str, reason: str) -> dict[str, Any]:
     """The result of a field that has no embedding (``empty`` or ``failed``, with the reason)."""
