@@ -111,11 +111,17 @@ def check(text: str, substitutions: Mapping[str, Any]) -> list[str]:
                  if line.strip() and "State machine definition" not in line}
         problems += [f"asl-validator: {line}" for line in sorted(found)] or ["asl-validator: invalid"]
     from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
+    from moto.stepfunctions.parser.asl.parse.preprocessor import Preprocessor
 
     try:
         AmazonStateLanguageParser.parse(definition)
     except Exception as e:  # the parser raises its own exceptions and ValueError alike
         problems.append(f"the interpreter's parser: {str(e).splitlines()[0]}")
+    finally:
+        # moto 5.2.5 keeps the query-language scopes in a list shared by every Preprocessor (a class
+        # attribute) and leaves a refused definition's scopes in it: every later parse in this process
+        # would then see a JSONata scope and refuse a JSONPath state
+        Preprocessor._query_language_per_scope.clear()
     for where, entries in _error_lists(json.loads(definition)):
         if any("States.ALL" in (e.get("ErrorEquals") or []) for e in entries[:-1]):
             problems.append(f"{where}: States.ALL must be the last entry")
