@@ -36,6 +36,7 @@ def site(stack_settings: Any, tmp_path_factory: pytest.TempPathFactory) -> Itera
     c.training.run_training(train_id)
     c.runner.run(c, "embed", {"train_id": train_id})
     c.search.build_index(train_id, "field")
+    c.search.build_index(train_id, "well")
     with running_server(c) as url:
         yield {"url": url.rstrip("/"), "c": c, "train_id": train_id}
 
@@ -111,6 +112,15 @@ def test_plates_and_the_plate_map(site: dict[str, Any], page: Any) -> None:
     wait_rendered(page)
     assert "/fields/" in page.url and page.locator("canvas#composite").count() == 1
     print(f"plate page to field viewer: {time.perf_counter() - started:.2f} s")
+    page.go_back()
+    wait_rendered(page)
+    page.click(f"button.well[data-well='{well['source_id']}']")
+    page.click("#similar-wells")  # the well's neighbours in the well index
+    page.wait_for_selector("#hit-grid article, #results .error")
+    assert page.locator("#results .error").count() == 0, page.inner_text("#results")
+    expected = c.search.search(site["train_id"], id=f"{plate['source_id']}/{well['source_id']}", level="well")["hits"]
+    hits = page.locator("#hit-grid article")
+    assert [hits.nth(i).get_attribute("data-id") for i in range(hits.count())] == [h["id"] for h in expected]
 
 
 def test_the_field_viewer_toggles_channels_and_draws_the_cells(site: dict[str, Any], page: Any) -> None:

@@ -11,8 +11,12 @@ from typing import Annotated, Any
 
 from pydantic import Field, JsonValue, StringConstraints, model_validator
 
-from .base import Id, Model, Name, Operation, Request, Service, SpecName, TagValue, alias, unwrap
+from .base import MAX_ID, Id, Model, Name, Operation, Request, Service, SpecName, TagValue, alias, unwrap
 from .enums import IndexKind, Level, Metric
+
+ItemId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID, pattern=r"^[^\x00-\x1f\x7f]+$")]
+"""An item of an index (``PLATE/WELL``, ``COMPOUND@CONC``, ``IMAGE#N``): printable, with the ``/`` of a well's
+id; only ever looked up in the index, never part of a path."""
 
 MAX_K = 1000
 """Largest ``k`` of one search."""
@@ -117,7 +121,7 @@ class Search(Request):
     image_id: Id | None = Field(None, description="query: a field's stored embedding")
     vector: list[float] | None = Field(None, min_length=1, max_length=MAX_DIMS,
                                        description="query: the embedding itself (dims numbers)")
-    id: Id | None = Field(None, description="query: an item of the index (PLATE/WELL, COMPOUND@CONC, IMAGE#N)")
+    id: ItemId | None = Field(None, description="query: an item of the index (PLATE/WELL, COMPOUND@CONC, IMAGE#N)")
     images: dict[Name, Annotated[str, StringConstraints(max_length=MAX_UPLOAD_CHARS)]] | None = Field(None, max_length=64, description=(
         "query: an uploaded field, {channel: base64 TIFF/PNG}, embedded with the run's model"))
     k: int = Field(10, ge=1, le=MAX_K, description="hits wanted")

@@ -115,7 +115,8 @@ async function platePage(plateId, params) {
   const by = ["compound", "moa", "concentration", "status"].includes(params.get("by")) ? params.get("by") : "moa";
   const fieldsOf = {};
   for (const f of images) (fieldsOf[f.well_source_id] ||= []).push(f);
-  const placed = wells.map(w => ({ ...w, pos: wellPosition(w.source_id), fields: fieldsOf[w.source_id] || [] }))
+  const placed = wells.map(w => ({ ...w, plate: plate.source_id, pos: wellPosition(w.source_id),
+    fields: fieldsOf[w.source_id] || [] }))
     .filter(w => w.pos);
   const rows = Math.max(8, ...placed.map(w => w.pos.row + 1)), cols = Math.max(12, ...placed.map(w => w.pos.col + 1));
   const [nr, nc] = rows <= 8 && cols <= 12 ? [8, 12] : rows <= 16 && cols <= 24 ? [16, 24] : [32, 48];
@@ -158,6 +159,8 @@ function showWell(well, button, panel) {
   const m = well.metadata || {};
   panel.replaceChildren(h("h2", {}, `Well ${well.source_id}`),
     meta([["compound", m.compound], ["concentration", m.concentration], ["MOA", m.moa]]),
+    h("p", {}, h("a", { href: `#/search?id=${enc(`${well.plate}/${well.source_id}`)}&level=well`, id: "similar-wells" },
+      "find similar wells")),
     h("ul", { "aria-label": "fields" }, ...well.fields.map(f => h("li", {},
       h("a", { href: `#/fields/${enc(f.image_id)}` }, `field ${f.field_source_id ?? f.image_id}`), " ",
       h("span", { class: `status-${f.status}` }, f.status), f.error ? h("span", { class: "muted" }, ` ${f.error}`) : ""))));
@@ -311,6 +314,7 @@ async function searchPage(params, record = null) {
   const runs = [...new Set(indexes.map(i => i.train_id))];
   const query = record ? record.query || {} : {};
   const imageId = params.get("image") || query.image_id || "";
+  const itemId = params.get("id") || query.id || "";
   const form = {
     train: params.get("train") || record?.train_id || runs[0] || "",
     level: params.get("level") || query.level || "field",
@@ -325,6 +329,7 @@ async function searchPage(params, record = null) {
   const input = (id, label, attrs) => h("label", { for: id }, label, h("input", { id, name: id, ...attrs }));
   const formEl = h("form", { class: "controls", id: "search-form", onsubmit: e => { e.preventDefault(); submit(); } },
     input("image", "query field (image id)", { value: imageId, size: 18 }),
+    input("item", "or item (PLATE/WELL, COMPOUND@CONC, IMAGE#N)", { value: itemId, size: 22 }),
     h("label", { for: "train" }, "model (train run)", h("select", { id: "train",
       onchange: e => { location.hash = `#/search?image=${enc(document.getElementById("image").value)}&train=${enc(e.target.value)}`; } },
       ...runs.map(r => h("option", { value: r, selected: r === form.train }, r)))),
@@ -345,6 +350,7 @@ async function searchPage(params, record = null) {
     past.length ? h("section", {}, h("h2", {}, "Recent searches"), h("ul", { "aria-label": "recent searches" },
       ...past.slice(0, 10).map(e => h("li", {}, h("a", { href: `#/searches/${enc(e.id)}` }, e.id), ` ${e.query} · ${e.train_id} · ${e.hits} hits`)))) : "");
   if (record) showResults(results, record, query.image_id);
+  else if (itemId && runs.length) submit();  // a link to an item's neighbours (a well of the plate map)
 
   async function submit() {
     const value = id => document.getElementById(id).value.trim();
@@ -355,7 +361,8 @@ async function searchPage(params, record = null) {
     if (uploads.length) {  // an uploaded field: one image per channel of the model's spec (the service says which is missing)
       body.images = {};
       for (const i of uploads) body.images[i.dataset.channel] = await base64(i.files[0]);
-    } else body.image_id = value("image");
+    } else if (value("item")) body.id = value("item");
+    else body.image_id = value("image");
     results.replaceChildren(h("p", { class: "muted" }, "searching…"));
     try {
       const result = await api("search/searches", { method: "POST", body });
