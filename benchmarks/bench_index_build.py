@@ -84,7 +84,8 @@ def write_embeddings(c: Any, rng: np.random.Generator) -> tuple[list[dict[str, s
             rows.append({"Metadata_Plate": plate.source_id, "Metadata_Well": f.well, "Metadata_Site": f.site,
                          "Metadata_Batch": plate.batch or f.metadata.get("batch"),
                          "Metadata_Compound": f.metadata.get("compound"),
-                         "Metadata_Concentration": f.metadata.get("concentration"), "Metadata_MoA": f.metadata.get("moa"),
+                         "Metadata_Concentration": f.metadata.get("concentration"),
+                         "Metadata_MoA": f.metadata.get("moa"),
                          "Metadata_ImageId": image_id, "Metadata_Cells": len(vectors),
                          **dict(zip(names, vectors.mean(axis=0).tolist()))})
         table = pd.DataFrame(rows)

@@ -81,8 +81,9 @@ def resolve(value: Any, values: Mapping[str, Any]) -> Any:
 def example_values(template: Mapping[str, Any]) -> dict[str, Any]:
     """Example values of a template's parameters (each one's default, or its name) and pseudo parameters.
 
-    >>> example_values({"Parameters": {"Threads": {"Type": "Number", "Default": 2}, "Queue": {"Type": "String"}}})["Queue"]
-    'queue'
+    >>> values = example_values({"Parameters": {"Threads": {"Type": "Number", "Default": 2}, "Queue": {}}})
+    >>> values["Threads"], values["Queue"], values["AWS::Partition"]
+    (2, 'queue', 'aws')
     """
     parameters = template.get("Parameters") or {}
     return {**PSEUDO, **{name: p.get("Default", name.lower()) for name, p in parameters.items()}}

@@ -48,12 +48,13 @@ class HostTerminated(BaseException):
 
 
 class LocalBatch:
-    """AWS Batch for the interpreter's ``submitJob.sync`` tasks: a job runs when it is submitted, with its job
-    definition's environment (``definitions``: job definition name -> its variables, as the template sets
-    them) and the task's overrides, each array child with ``AWS_BATCH_JOB_ARRAY_INDEX``; the job fails if a child exits non-zero, with the
-    failed children as its reason. ``describe_jobs`` answers the status the ``.sync`` integration waits for.
-    ``fail(name_part, attempts)`` makes the next ``attempts`` jobs whose name contains ``name_part`` fail
-    before they start (a lost Spot host); a command that raises :class:`HostTerminated` loses its host while it runs."""
+    """AWS Batch for the interpreter's ``submitJob.sync`` tasks. A job runs when it is submitted, with its
+    job definition's environment (``definitions``: job definition name -> its variables, as the template
+    sets them) and the task's overrides, each array child with ``AWS_BATCH_JOB_ARRAY_INDEX``. The job fails
+    if a child exits non-zero, with the failed children as its reason; ``describe_jobs`` answers the status
+    the ``.sync`` integration waits for. ``fail(name_part, attempts)`` makes the next ``attempts`` jobs whose
+    name contains ``name_part`` fail before they start (a lost Spot host); a command that raises
+    :class:`HostTerminated` loses its host while it runs."""
 
     def __init__(self, run: JobCommand, definitions: Mapping[str, Mapping[str, str]]) -> None:
         self.run = run

@@ -22,8 +22,8 @@ from tests.conftest import REPO
 from asl import resolve, substitute
 from cloudformation import load_template
 from tests.sfn import LOST_HOST, HostTerminated, LocalBatch, SearchGateway, in_process_job, offline_interpreter
-from tests.unit.test_aws import (ACCOUNT, ARTIFACTS, INPUT, MOTO_CONFIG, PREFIX, REGION, create_state_machine, deploy_data,
-                                 install_functions, put_plate, template_environment)
+from tests.unit.test_aws import (ACCOUNT, ARTIFACTS, INPUT, MOTO_CONFIG, PREFIX, REGION, create_state_machine,
+                                 deploy_data, install_functions, put_plate, template_environment)
 from tests.unit.test_permissions import SPEC, manifests
 
 MACHINES = REPO / "infra" / "statemachines"

@@ -264,7 +264,9 @@ async function fieldPage(imageId, params) {
           ["cells", view.cells === null || view.cells === undefined ? (spec ? "not preprocessed under " + spec : "") : view.cells]]),
         h("h2", {}, "Tags"), h("div", { class: "tags" }, ...tags.map(t => h("span", { class: "tag" }, t.value)))))),
     view.crops && view.crops.length ? h("section", {}, h("h2", {}, `Cells (${view.cells}; first ${view.crops.length})`),
-      h("div", { class: "crops" }, ...view.crops.map((src, i) => h("img", { src, alt: `cell ${i + 1}`, loading: "lazy" })))) : "");
+      h("p", { class: "muted" }, "A cell opens its neighbours in the run's cell index (bioims index build RUN --level cell)."),
+      h("div", { class: "crops" }, ...view.crops.map((src, i) => h("a", { href: `#/search?id=${enc(`${imageId}#${i}`)}&level=cell`,
+        "aria-label": `cells like cell ${i + 1}` }, h("img", { src, alt: `cell ${i + 1}`, loading: "lazy" }))))) : "");
   if (greys.length) redraw();
 }
 

@@ -237,19 +237,23 @@ class EmbeddingService:
         evaluation, treatments = self.evaluate([train_id], metric, normalize)
         fields = self.profiles(train_id, "field")
         table = without_controls(treatments) if level == "treatment" else fields
-        coords, method = embedding_map(table[feature_columns(table)].to_numpy(np.float64), metric)  # type: ignore[arg-type]
+        coords, method = embedding_map(table[feature_columns(table)].to_numpy(np.float64),
+                                       metric)  # type: ignore[arg-type]
         first_field = {(r.Metadata_Compound, _number(r.Metadata_Concentration)): r.Metadata_ImageId
                        for r in fields[::-1].itertuples()}
         points = []
         for (x, y), r in zip(coords, table.to_dict("records")):
-            concentration = _number(r.get("Metadata_Concentration"))
-            points.append({"x": float(x), "y": float(y), "moa": r.get("Metadata_MoA"), "compound": r.get("Metadata_Compound"),
-                           "concentration": concentration, "plate": r.get("Metadata_Plate"), "well": r.get("Metadata_Well"),
-                           "image_id": r.get("Metadata_ImageId") or first_field.get((r.get("Metadata_Compound"), concentration))})
+            compound, concentration = r.get("Metadata_Compound"), _number(r.get("Metadata_Concentration"))
+            points.append({"x": float(x), "y": float(y), "moa": r.get("Metadata_MoA"), "compound": compound,
+                           "concentration": concentration, "plate": r.get("Metadata_Plate"),
+                           "well": r.get("Metadata_Well"),
+                           "image_id": r.get("Metadata_ImageId") or first_field.get((compound, concentration))})
         confusion = evaluation.confusion
         return {"train_id": train_id, **evaluation.to_document(), "level": level, "map_method": method,
-                "confusion": {"true": [str(v) for v in confusion.index], "predicted": [str(v) for v in confusion.columns],
-                              "counts": confusion.to_numpy(dtype=int).tolist()}, "points": points}
+                "confusion": {"true": [str(v) for v in confusion.index],
+                              "predicted": [str(v) for v in confusion.columns],
+                              "counts": confusion.to_numpy(dtype=int).tolist()},
+                "points": points}
 
 
 def _number(value: Any) -> float | None:
