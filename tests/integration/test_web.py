@@ -104,7 +104,8 @@ def test_plates_and_the_plate_map(site: dict[str, Any], page: Any) -> None:
     compounds = {(w.get("metadata") or {}).get("compound") for w in wells} - {None}
     assert page.locator(".legend span[style]").count() == len(compounds)
     well = wells[0]
-    page.click(f"button.well[data-well='{well['source_id']}']")
+    page.focus(f"button.well[data-well='{well['source_id']}']")  # keyboard: a well is a button
+    page.keyboard.press("Enter")
     fields = page.locator("#well-panel ul[aria-label=fields] li a")
     assert fields.count() == well["image_count"]
     shot(page, "plate")
