@@ -1,10 +1,17 @@
 """Real microscope fields through the pipeline (``../shared/data/real/``, read in place; see its README for
-origin and licence): the five NF1 Cell Painting fields (904 x 1224 uint16, LZW-compressed TIFFs) are found
-by the folder importer, inspected, thumbnailed and preprocessed, and the nuclei bioims crops are
-CellProfiler's (its nuclei masks of the same fields, ``NF1_plate2_export_masks.cppipe``)."""
+origin and licence):
+
+- the five NF1 Cell Painting fields (904 x 1224 uint16, LZW-compressed TIFFs) are found by the folder
+  importer, inspected, thumbnailed and preprocessed, and the nuclei bioims crops are CellProfiler's (its
+  nuclei masks of the same fields, ``NF1_plate2_export_masks.cppipe``);
+- CellProfiler's ExampleHuman and ExampleFly fields (uint8, 512 x 512 and 1000 x 1006) go through the
+  same steps under specs sized for their nuclei;
+- the flat-field of the 72 Transfluor fields of one plate row (ExampleIlluminationCorrection) makes
+  every one of them flatter."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +24,9 @@ from bioims.datasets.folder import scan_folder
 from bioims.settings import Settings
 from tests.conftest import REPO
 
-NF1 = REPO.parent / "shared" / "data" / "real" / "nf1-cellpainting"
+REAL = REPO.parent / "shared" / "data" / "real"
+NF1 = REAL / "nf1-cellpainting"
+EXAMPLES = REAL / "cellprofiler-examples"
 pytestmark = pytest.mark.skipif(not NF1.exists(), reason="the real images are not beside the repository")
 
 PATTERN = r"(?P<plate>[^/]+)/(?P<well>[A-P]\d+)_01_(?P<channel>\d)_(?P<site>\d)_\w+_001\.tif"
@@ -56,7 +65,7 @@ def real(database: Any, tmp_path: Path) -> Any:
     from bioims.runtime import build
     from bioims.store.objects import ObjectStore
 
-    settings = Settings(home=tmp_path / "home", table_prefix="real-", ingest_roots=(NF1,))
+    settings = Settings(home=tmp_path / "home", table_prefix="real-", ingest_roots=(REAL,))
     c = build(settings, database, ObjectStore(), LocalRunner(settings, RunnerTables(database)))
     database.create()
     return c
@@ -85,3 +94,64 @@ def test_nf1_fields_through_the_pipeline_find_cellprofilers_nuclei(real: Any) ->
     assert sorted(figures) == ["B7", "D6", "D7", "F7", "H12"]
     for well, (recall, precision, compared) in figures.items():
         assert compared >= 20 and recall >= 0.9 and precision >= 0.9, (well, recall, precision)
+
+
+@pytest.mark.parametrize("folder, pattern, spec, cells", [
+    ("ExampleHuman", r"(?P<plate>images)/AS_09125_050116030001_(?P<well>D03)f(?P<site>\d\d)d(?P<channel>\d)\.tif$",
+     {"name": "human", "input": {"width": 512, "height": 512, "depth": 1, "channels": ["0", "1", "2"]},
+      "segmentation_channel": "0", "roi_size": 24, "min_nucleus_voxels": 30, "embedding_length": 16},
+     (200, 350)),  # HT29 nuclei of about 115 px: 24 px crops
+    ("ExampleFly", r"(?P<plate>images)/01_(?P<well>POS\d+)_(?P<channel>[DFR])\.TIF$",
+     {"name": "fly", "input": {"width": 1000, "height": 1006, "depth": 1, "channels": ["D", "F", "R"]},
+      "segmentation_channel": "D", "roi_size": 32, "min_nucleus_voxels": 80, "embedding_length": 16},
+     (200, 700)),  # Kc167 nuclei of about 350 px, 3 fields: 32 px crops
+], ids=["ExampleHuman", "ExampleFly"])
+def test_cellprofiler_examples_are_ingested_and_preprocessed(real: Any, folder: str, pattern: str, spec: dict,
+                                                            cells: tuple[int, int]) -> None:
+    """uint8 fields of other sizes and channel names: valid, thumbnailed, and cropped around as many nuclei
+    as the fields hold (each field within ``cells``), each crop (channels, roi, roi)."""
+    c = real
+    plate_id = c.images.ingest(scan_folder(EXAMPLES / folder, pattern)).plate_ids[0]
+    processed = c.runner.run(c, "process-plate", {"plate_id": plate_id})["output"]
+    assert processed["invalid_images"] == 0 and processed["failed"] == [] and processed["thumbnails"] > 0
+    assert {i["dtype"] for i in c.images.get_images_by_plate_id(plate_id)} == {"uint8"}
+    c.training.create_embedding(spec)
+    done = c.runner.run(c, "preprocess", {"spec": spec["name"]})["output"]
+    assert done["failed"] == 0 and done["fields"] == processed["valid_images"]
+    for field in c.images.list_spec_fields(spec["name"], plate_id):
+        assert cells[0] <= field["cells"] <= cells[1], field
+        crops = np.load(io.BytesIO(c.objects.get_bytes(field["crops_uri"])), allow_pickle=False)
+        assert crops.shape[1:] == (3, spec["roi_size"], spec["roi_size"]) and crops.shape[0] == field["cells"]
+
+
+def test_the_transfluor_flatfield_flattens_every_field_of_its_plate_row(real: Any) -> None:
+    """The flat-field bioims computes for the 72 GFP fields of ExampleIlluminationCorrection's plate row:
+    every field divided by it has a lower coefficient of variation of its heavily smoothed background
+    (Gaussian, sigma 50 px: the illumination, not the cells) than the raw field."""
+    from bioims.imaging.dtypes import to_float01
+    from bioims.imaging.io import read_field
+
+    c = real
+    pattern = r"(?P<plate>images)/AS_09047_050428030001_(?P<well>O\d\d)f(?P<site>\d\d)d(?P<channel>2)\.TIF$"
+    plate_id = c.images.ingest(scan_folder(EXAMPLES / "ExampleIlluminationCorrection", pattern)).plate_ids[0]
+    c.artifacts.set_parameter("thumbnail-widths", [32])  # not what is tested: the smallest thumbnails
+    assert c.runner.run(c, "process-plate", {"plate_id": plate_id})["output"]["valid_images"] == 72
+    c.training.create_embedding({"name": "transfluor", "input": {"width": 512, "height": 512, "depth": 1,
+                                                                 "channels": ["2"]},
+                                 "segmentation_channel": "2", "roi_size": 32, "min_nucleus_voxels": 50,
+                                 "embedding_length": 16})
+    c.images.compute_flatfield("transfluor", plate_id, "2")
+    flat = np.load(io.BytesIO(c.objects.get_bytes(c.keys.flatfield("transfluor", plate_id, "2"))), allow_pickle=False)
+
+    def variation(image: np.ndarray) -> float:
+        background = ndi.gaussian_filter(image, 50, mode="nearest")
+        return float(background.std() / background.mean())
+
+    raw, corrected = [], []
+    for image in c.images.get_images_by_plate_id(plate_id):
+        field = to_float01(read_field([image["channel_uris"]["2"]], c.objects)[0])
+        raw.append(variation(field))
+        corrected.append(variation(field / flat))
+    print(f"coefficient of variation of the smoothed background: raw {np.mean(raw):.3f}, "
+          f"flat-field corrected {np.mean(corrected):.3f} (72 fields)")
+    assert all(c < r for c, r in zip(corrected, raw)) and np.mean(corrected) < 0.8 * np.mean(raw)
