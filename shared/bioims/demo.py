@@ -14,7 +14,6 @@ finished by running it again, and a finished one reruns in seconds.
 
 from __future__ import annotations
 
-import math
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from .contract.enums import PlateStatus
 from .datasets.synth import IMAGE_CSV, MOA_CSV, PRESETS, Preset, synthesize
 from .datasets.synth.design import CHANNELS
 from .errors import BioimsError, NotFound
+from .imaging.suggest import sizes_for_radius
 from .jobs.runner import LocalPool
 from .profiles.pipeline import CONTROL
 from .runtime import Container
@@ -209,11 +209,11 @@ def ensure_spec(c: Container, preset: Preset) -> str:
     try:
         c.training.get_embedding_info(name)
     except NotFound:
-        r = preset.nucleus_radius
+        roi_size, min_nucleus_voxels = sizes_for_radius(preset.nucleus_radius)
         c.training.create_embedding({
             "name": name, "input": {"width": preset.width, "height": preset.height, "depth": 1,
                                     "channels": list(CHANNELS)},
-            "segmentation_channel": CHANNELS[0], "roi_size": int(8 * round(6 * r / 8)),
-            "min_nucleus_voxels": int(0.25 * math.pi * r * r), "embedding_length": 128,
+            "segmentation_channel": CHANNELS[0], "roi_size": roi_size,
+            "min_nucleus_voxels": min_nucleus_voxels, "embedding_length": 128,
             "training": {"epochs": 12, "folds": 3}})
     return name

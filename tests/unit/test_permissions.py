@@ -349,6 +349,8 @@ def walkthrough(walk: Walk, setup: runtime.Container, folder: Path) -> None:
             walk.job("preprocess-image", {"spec": spec, "image_id": i})
     call("image-management", "compute_flatfield", spec=spec, plate_id=plate_id, channel="DAPI", force=True)
     call("image-management", "preprocess_image", spec=spec, image_id=image_id, force=True)
+    suggested = call("image-management", "suggest_spec", plate_id=plate_id, fields=2)  # bioims spec suggest
+    assert suggested["spec"]["input"]["channels"] == SPEC["input"]["channels"] and suggested["nuclei"] > 0
     view = call("image-management", "get_image_view", image_id=image_id, width=64, spec=spec, crops=2)  # the web viewer
     assert len(view["channels"]) == len(SPEC["input"]["channels"]) and view["cells"] is not None
 

@@ -21,6 +21,7 @@ import tifffile
 from scipy import ndimage as ndi
 
 from bioims.datasets.folder import scan_folder
+from bioims.errors import InvalidInput
 from bioims.settings import Settings
 from tests.conftest import REPO
 
@@ -40,15 +41,16 @@ MARGIN = 60
 CellProfiler pipeline discards every object touching the border, bioims keeps them."""
 
 
-def match(centres: np.ndarray, mask: np.ndarray) -> tuple[float, float, int]:
+def match(centres: np.ndarray, mask: np.ndarray, margin: int = MARGIN) -> tuple[float, float, int]:
     """(recall, precision, CellProfiler nuclei compared) of nucleus centres (N, 2 (y, x)) against a binary
-    nuclei mask's connected components, interior nuclei only. A CellProfiler nucleus is found if a centre
-    lies in it; a centre is right if it lies in a nucleus no earlier centre claimed."""
+    nuclei mask's connected components, interior nuclei only (centres at least ``margin`` pixels from the
+    border). A CellProfiler nucleus is found if a centre lies in it; a centre is right if it lies in a
+    nucleus no earlier centre claimed."""
     labels, n = ndi.label(mask > 0)
     h, w = labels.shape
 
     def interior(c: Any) -> bool:
-        return min(c[0], h - 1 - c[0], c[1], w - 1 - c[1]) >= MARGIN
+        return min(c[0], h - 1 - c[0], c[1], w - 1 - c[1]) >= margin
 
     theirs = {i + 1 for i, c in enumerate(ndi.center_of_mass(mask > 0, labels, range(1, n + 1))) if interior(c)}
     under = [int(labels[int(round(y)), int(round(x))]) for y, x in centres]
@@ -155,3 +157,34 @@ def test_the_transfluor_flatfield_flattens_every_field_of_its_plate_row(real: An
     print(f"coefficient of variation of the smoothed background: raw {np.mean(raw):.3f}, "
           f"flat-field corrected {np.mean(corrected):.3f} (72 fields)")
     assert all(c < r for c, r in zip(corrected, raw)) and np.mean(corrected) < 0.8 * np.mean(raw)
+
+
+def test_a_suggested_spec_for_the_nf1_plate_finds_cellprofilers_nuclei(real: Any) -> None:
+    """suggestSpec on the NF1 plate (channels named by their stain): DAPI as the nuclei channel, sizes
+    measured on its fields (CellProfiler's nuclei: median area 2,300-3,900 px, radius 27-35 px); the spec,
+    registered as suggested, crops CellProfiler's interior nuclei."""
+    c = real
+    pattern = r"(?P<plate>[^/]+)/(?P<well>[A-P]\d+)_01_\d_(?P<site>\d)_(?P<channel>[A-Z]+)_001\.tif"
+    plate_id = c.images.ingest(scan_folder(NF1, pattern)).plate_ids[0]
+    with pytest.raises(InvalidInput, match="no inspected valid field yet"):
+        c.images.suggest_spec(plate_id)
+    c.artifacts.set_parameter("thumbnail-widths", [32])
+    c.runner.run(c, "process-plate", {"plate_id": plate_id})
+    suggested = c.images.suggest_spec(plate_id, fields=5)
+    spec = suggested["spec"]
+    print({k: suggested[k] for k in ("nucleus_radius", "nuclei", "fields")}, spec["roi_size"],
+          spec["min_nucleus_voxels"])
+    assert spec["input"] == {"width": 1224, "height": 904, "depth": 1, "channels": ["DAPI", "GFP", "RFP"]}
+    assert spec["segmentation_channel"] == "DAPI" and spec["name"] == "Plate_2_images-spec"
+    assert 25 <= suggested["nucleus_radius"] <= 36 and suggested["fields"] == 5 and suggested["nuclei"] >= 100
+    assert spec["roi_size"] % 8 == 0 and 150 <= spec["roi_size"] <= 216
+    c.training.create_embedding(spec)
+    assert c.runner.run(c, "preprocess", {"spec": spec["name"]})["output"]["failed"] == 0
+    for field in c.images.list_spec_fields(spec["name"], plate_id):
+        rois = c.objects.get_json(c.keys.rois(spec["name"], plate_id, field["image_id"]))
+        half = np.array([rois["roi_size"]["y"] // 2, rois["roi_size"]["x"] // 2])
+        centres = np.array([[r["y"], r["x"]] for r in rois["rois"]]) + half
+        mask = tifffile.imread(next(NF1.glob(f"Plate_2_masks/{field['well']}_01_1_*_MaskNuclei.tiff")))
+        # crops nearer the border than half their size are shifted inwards: their centre is not the nucleus'
+        recall, precision, _ = match(centres, mask, margin=max(MARGIN, spec["roi_size"] // 2))
+        assert recall >= 0.9 and precision >= 0.9, (field["well"], recall, precision)

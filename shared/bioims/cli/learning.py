@@ -54,6 +54,27 @@ def spec_show(obj: Ctx, name: str) -> dict[str, Any]:
         "compatible_plates": [p["source_id"] for p in training.get_compatible_plates(name)]}
 
 
+def _suggested(r: dict[str, Any]) -> None:
+    click.echo(json.dumps(r["spec"], indent=2))
+    then = "registered" if r.get("created") else "register it with --create, or save it and `bioims spec create FILE`"
+    click.echo(f"measured: {r['nuclei']} nuclei in {r['fields']} fields, median radius {r['nucleus_radius']} px; "
+               f"{then}", err=True)
+
+
+@command(spec, "suggest", human=_suggested)
+@click.argument("plate")
+@click.option("--fields", type=int, default=8, show_default=True, help="sample fields to measure nuclei in")
+@click.option("--name", help="the spec's name (default: PLATE-spec)")
+@click.option("--create", is_flag=True, help="register the suggested spec")
+def spec_suggest(obj: Ctx, plate: str, fields: int, name: str | None, create: bool) -> dict[str, Any]:
+    """Propose a spec for a processed plate: its dims and channels, the nuclei channel by name, and crop and
+    minimum nucleus sizes measured on its fields."""
+    result = obj.container.images.suggest_spec(plate, fields, name)
+    if create:
+        obj.container.training.create_embedding(result["spec"])
+    return result | {"created": create}
+
+
 def _preprocess_human(r: dict[str, Any]) -> None:
     click.echo(f"{r['fields']} fields preprocessed ({r['skipped']} already done), {r['failed']} failed, "
                f"{r['cells']} cells, {r['plates']} plates, {r['seconds']} s")

@@ -323,6 +323,25 @@ class GetImageView(Request):
     crops: Annotated[int, Field(ge=0, le=200)] = 48
 
 
+class SuggestSpec(Request):
+    """An embedding spec for a registered plate's images, measured on them: its dims and channels, the
+    nuclei channel guessed from the channel names (DAPI, Hoechst, DNA, ...; else the first), and a crop
+    size and minimum nucleus size from the nuclei found in up to ``fields`` valid fields spread over the
+    plate (crops of about six median radii, nuclei of at least a quarter of the median area). Nothing is
+    registered: create the spec (createEmbedding) as it is or edited."""
+
+    plate_id: Id
+    fields: Annotated[int, Field(ge=1, le=64)] = 8
+    name: SpecName | None = Field(None, description="the spec's name (default: from the plate's source id)")
+
+
+class SuggestedSpec(Model):
+    spec: dict[str, JsonValue] = Field(description="a spec for createEmbedding")
+    nucleus_radius: float = Field(description="median equivalent radius of the nuclei found, pixels")
+    nuclei: int = Field(description="nuclei found in the sample fields")
+    fields: int = Field(description="sample fields measured")
+
+
 class ViewChannel(Model):
     name: str
     png: str = Field(description="data:image/png;base64,... (8-bit greyscale)")
@@ -534,6 +553,7 @@ SERVICE = Service("image-management", "bioims image-management service",
         list[SpecField]),
     _Op("getImageTags", "get_image_tags", "GET /images/{image_id}/tags", GetImageTags, list[Tag]),
     _Op("getImageView", "get_image_view", "GET /images/{image_id}/view", GetImageView, ImageView),
+    _Op("suggestSpec", "suggest_spec", "GET /plates/{plate_id}/suggested-spec", SuggestSpec, SuggestedSpec),
     _Op("updateImageTags", "update_image_tags", "PUT /images/{image_id}/tags", UpdateImageTags, list[Tag]),
     _Op("inspectImage", "inspect_image", "POST /images/{image_id}/inspect", InspectImage, Inspection),
     _Op("makeThumbnails", "make_thumbnails", "POST /images/{image_id}/thumbnails", MakeThumbnails, Thumbnails),

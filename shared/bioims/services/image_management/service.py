@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import io
 import math
+import re
 from collections import Counter as Tally
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from ...errors import BioimsError, Conflict, InvalidInput, NotFound, one_line
 from ...ids import stable_id, utcnow
 from ...names import check_name
 from ...imaging.io import inspect_field, read_field
+from ...imaging.suggest import nuclei_channel, nucleus_radius, sizes_for_radius
 from ...imaging.thumbnails import channel_pngs, color_max_projection, png_bytes, thumbnail_png
 from ...store.keys import Keys
 from ...store.objects import ObjectStore, uri_to_path
@@ -418,6 +420,30 @@ class ImageManagementService:
         if spec is not None:
             view |= self._cells_view(row, check_name(spec, "spec"), view.get("width"), crops)
         return view
+
+    def suggest_spec(self, plate_id: str, fields: int = 8, name: str | None = None) -> dict[str, Any]:
+        """A spec measured on a plate's images (see :class:`bioims.contract.image_management.SuggestSpec`):
+        ``{"spec", "nucleus_radius", "nuclei", "fields"}``; nothing is registered."""
+        plate = self._plate(plate_id)
+        valid = [i for i in self.get_images_by_plate_id(plate.plate_id) if i["status"] == ImageStatus.VALID]
+        if not valid or not plate.width:
+            raise InvalidInput(f"plate {plate.source_id} has no inspected valid field yet; process it first "
+                               f"(bioims plate process {plate.source_id})")
+        channels = list(plate.channels)
+        channel = nuclei_channel(channels)
+        sample = valid[::max(1, len(valid) // fields)][:fields]
+        planes = [read_field(self._roots.field_uris(f["channel_uris"], [channel], f"image {f['image_id']}"),
+                             self._objects)[0] for f in sample]
+        radius, found = nucleus_radius(planes)
+        roi_size, min_voxels = sizes_for_radius(radius)
+        safe = re.sub(r"[^A-Za-z0-9._+-]", "-", plate.source_id).strip("-._+")[:59]
+        spec_name = name or f"{safe or 'plate'}-spec"
+        spec = {"name": check_name(spec_name, "spec"),
+                "input": {"width": plate.width, "height": plate.height, "depth": plate.depth or 1,
+                          "channels": channels},
+                "segmentation_channel": channel, "roi_size": min(roi_size, plate.width, plate.height),
+                "min_nucleus_voxels": min_voxels, "embedding_length": 128}
+        return {"spec": spec, "nucleus_radius": round(radius, 2), "nuclei": found, "fields": len(sample)}
 
     def _cells_view(self, row: Any, spec: str, width: int | None, crops: int) -> dict[str, Any]:
         """The cells of a field under a spec: ``{"cells", "boxes", "crops"}`` (``cells`` None if the field
