@@ -1,5 +1,5 @@
-// bioims web interface: plates, plate maps, the field viewer and similarity search, over the same HTTP
-// APIs as every other client (`bioims serve`: /image-management, /training, /search). No dependency and no
+// bioims web interface: plates, plate maps, the field viewer, similarity search and evaluation, over the same HTTP
+// APIs as every other client (`bioims serve`: /image-management, /training, /embedding, /search). No dependency and no
 // build step: a hash router renders one page at a time into <main>.
 
 const app = document.getElementById("app");
