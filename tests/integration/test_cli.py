@@ -197,6 +197,16 @@ def test_spec_and_preprocess_commands(bioims, tmp_path):
     assert bioims.json("evaluate", train_id)["treatments"] == 16
     exported = bioims.json("export", train_id, "--parquet", str(tmp_path / "wells.parquet"))
     assert exported["features"] == 64 and (tmp_path / "wells.parquet").stat().st_size > 0
+    as_csv = bioims.json("export", train_id, "--csv", str(tmp_path / "wells.csv"))
+    assert (as_csv["format"], as_csv["rows"]) == ("csv", exported["rows"])
+    from bioims.profiles.io import read_profiles
+
+    parquet_table = read_profiles(tmp_path / "wells.parquet")
+    csv_table = pd.read_csv(tmp_path / "wells.csv")
+    assert list(csv_table.columns) == list(parquet_table.columns)
+    features = [c for c in parquet_table.columns if c.startswith("emb_")]
+    assert np.array_equal(csv_table[features].to_numpy(np.float32), parquet_table[features].to_numpy(np.float32))
+    assert "give one output" in bioims("export", train_id, expect=1).stderr
     assert "give TRAIN_ID... or --profiles" in bioims("evaluate", expect=2).stderr
 
     built = bioims.json("index", "build", train_id)
@@ -234,3 +244,7 @@ def test_bbbc021_cellprofiler_profiles_reproduce_the_reference(bioims, tmp_path)
                                       "--metadata", str(BBBC021 / "BBBC021_v1_image.csv.gz"), "--name", "bbbc021-cp",
                                       expect=1).stderr
     assert "no profile set 'nope'" in bioims("evaluate", "--profiles", "nope", expect=1).stderr
+    exported = bioims.json("export", "bbbc021-cp", "--csv", str(tmp_path / "treatments.csv"), "--level", "treatment")
+    assert exported["rows"] == 103 and pd.read_csv(tmp_path / "treatments.csv").shape[0] == 103
+    assert "well and treatment levels only" in bioims("export", "bbbc021-cp", "--csv", str(tmp_path / "f.csv"),
+                                                      "--level", "field", expect=1).stderr

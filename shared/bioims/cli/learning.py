@@ -299,16 +299,32 @@ def embed(obj: Ctx, train_id: str, plates: tuple[str, ...], workers: int | None,
 
 
 @command(main, "export", human=_kv, remote=False)
-@click.argument("train_id")
-@click.option("--parquet", "out", required=True, type=click.Path(path_type=Path), help="Output Parquet file.")
+@click.argument("name")
+@click.option("--parquet", type=click.Path(path_type=Path), help="Output Parquet file.")
+@click.option("--csv", "csv_out", type=click.Path(path_type=Path), help="Output CSV file.")
 @click.option("--level", type=click.Choice([v for v in values(Level) if v != Level.CELL]), default="well",
               show_default=True)
 @click.option("--no-normalize", is_flag=True, help="Treatment level: skip the per-plate standardisation to DMSO.")
-def export(obj: Ctx, train_id: str, out: Path, level: str, no_normalize: bool) -> dict[str, Any]:
-    """pycytominer-style profiles of a run's embeddings: Metadata_* columns + emb_* features."""
-    from ..profiles.io import feature_columns, write_profiles
+def export(obj: Ctx, name: str, parquet: Path | None, csv_out: Path | None, level: str,
+           no_normalize: bool) -> dict[str, Any]:
+    """pycytominer-style profiles (Metadata_* columns + features) of a train run's embeddings (field, well,
+    treatment) or of a profile set (well, treatment), as Parquet or CSV."""
+    from ..errors import NotFound
+    from ..profiles.io import feature_columns, write_profiles, write_profiles_csv
     from ..store.objects import write_file_atomic
 
-    table = obj.container.embedding.profiles(train_id, level, normalize=not no_normalize)
-    write_file_atomic(out, write_profiles(table))
-    return {"path": str(out), "level": level, "rows": len(table), "features": len(feature_columns(table))}
+    outputs = [(path, kind) for path, kind in ((parquet, "parquet"), (csv_out, "csv")) if path is not None]
+    if len(outputs) != 1:
+        raise InvalidInput("give one output: --parquet OUT.parquet or --csv OUT.csv")
+    (out, kind), c = outputs[0], obj.container
+    try:
+        c.profiles.info(name)
+    except NotFound:  # not a profile set: a train run's embeddings
+        table = c.embedding.profiles(name, level, normalize=not no_normalize)
+    else:
+        if level == Level.FIELD:
+            raise InvalidInput(f"profile set {name} has well and treatment levels only, not field")
+        table = c.profiles.read(name, level)
+    write_file_atomic(out, write_profiles(table) if kind == "parquet" else write_profiles_csv(table))
+    return {"path": str(out), "format": kind, "level": level, "rows": len(table),
+            "features": len(feature_columns(table))}

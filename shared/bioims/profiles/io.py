@@ -53,6 +53,17 @@ def write_profiles(profiles: pd.DataFrame) -> bytes:
     return sink.getvalue()
 
 
+def write_profiles_csv(profiles: pd.DataFrame) -> bytes:
+    """Serialise a profile table to CSV bytes (UTF-8, a header row, index dropped, column order kept, floats
+    written exactly: ``pandas.read_csv`` gives the same table back).
+
+    >>> table = pd.DataFrame({"Metadata_Well": ["B02"], "emb_000": [0.1 + 0.2]})
+    >>> pd.read_csv(io.BytesIO(write_profiles_csv(table))).equals(table)
+    True
+    """
+    return profiles.to_csv(index=False, float_format="%.17g").encode("utf-8")
+
+
 def read_profiles(source: bytes | str | os.PathLike[str]) -> pd.DataFrame:
     """Read a Parquet profile table from bytes, a local path or a ``file://`` URI.
 
