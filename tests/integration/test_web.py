@@ -200,6 +200,8 @@ def test_evaluation_metrics_map_and_curves(site: dict[str, Any], page: Any) -> N
     expected = c.embedding.evaluate_embeddings(train_id)
     goto(page, f"{site['url']}/#/evaluation")
     assert page.locator("table[aria-label='train runs'] tbody tr").count() == 1
+    page.wait_for_function("document.querySelector('td[data-score=map]').textContent.endsWith('%')")
+    assert page.locator("td[data-score=map]").inner_text() == f"{100 * expected['map']:.1f}%"  # per model
     metrics = page.locator("#metrics").inner_text()
     assert f"NSC\n{100 * expected['nsc']:.1f}%" in metrics and f"mAP\n{100 * expected['map']:.1f}%" in metrics
     assert page.locator("#embedding-map circle").count() == len(expected["points"]) == expected["treatments"]

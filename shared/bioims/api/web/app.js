@@ -465,12 +465,19 @@ async function evaluationPage(params) {
   const complete = runs.filter(r => r.status === "complete");
   const trainId = params.get("train") || complete[0]?.train_id;
   const level = params.get("level") === "field" ? "field" : "treatment";
+  const scores = r => ["nsc", "nscb", "map"].map(k => h("td", { "data-run": r.train_id, "data-score": k }, r.status === "complete" ? "…" : ""));
   const table = h("table", { "aria-label": "train runs" },
-    h("thead", {}, h("tr", {}, ...["run", "spec", "status", "hold-out", "epochs", "best validation NSC"].map(t => h("th", {}, t)))),
+    h("thead", {}, h("tr", {}, ...["run", "spec", "status", "hold-out", "epochs", "best validation NSC", "NSC", "NSCB", "mAP"]
+      .map(t => h("th", {}, t)))),
     h("tbody", {}, ...runs.map(r => h("tr", {},
       h("td", {}, r.status === "complete" ? h("a", { href: `#/evaluation?train=${enc(r.train_id)}&level=${level}` }, r.train_id) : r.train_id),
       h("td", {}, r.spec_name), h("td", { class: `status-${r.status}` }, r.status), h("td", {}, (r.holdout || []).join(", ") || "none"),
-      h("td", {}, (r.metrics?.history || []).length), h("td", {}, pct(r.metrics?.best_validation_nsc))))));
+      h("td", {}, (r.metrics?.history || []).length), h("td", {}, pct(r.metrics?.best_validation_nsc)), ...scores(r)))));
+  for (const r of complete) {  // each model's own NSC, NSCB and mAP, filled in as they come
+    api(`embedding/trainings/${enc(r.train_id)}/evaluation`).then(e => {
+      for (const cell of table.querySelectorAll(`td[data-run="${CSS.escape(r.train_id)}"]`)) cell.textContent = pct(e[cell.dataset.score]);
+    }, () => { for (const cell of table.querySelectorAll(`td[data-run="${CSS.escape(r.train_id)}"]`)) cell.textContent = "—"; });
+  }
   const body = h("section", { id: "evaluation" });
   render(h("h1", {}, "Evaluation"), runs.length ? table : h("p", { class: "muted" }, "No train run yet (bioims train)."), body);
   if (!trainId) return;
