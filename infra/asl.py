@@ -106,6 +106,10 @@ def check(text: str, substitutions: Mapping[str, Any]) -> list[str]:
     if problems:
         return problems
     definition = substitute(text, substitutions)
+    try:
+        machine = json.loads(definition)
+    except json.JSONDecodeError as e:
+        return [f"not valid JSON: {e}"]
     validated = subprocess.run([str(VALIDATOR), "--json-definition", definition], capture_output=True, text=True)
     if validated.returncode != 0:
         found = {line.strip() for line in (validated.stdout + validated.stderr).splitlines()
@@ -123,7 +127,7 @@ def check(text: str, substitutions: Mapping[str, Any]) -> list[str]:
         # attribute) and leaves a refused definition's scopes in it: every later parse in this process
         # would then see a JSONata scope and refuse a JSONPath state
         Preprocessor._query_language_per_scope.clear()
-    for where, entries in _error_lists(json.loads(definition)):
+    for where, entries in _error_lists(machine):
         if any("States.ALL" in (e.get("ErrorEquals") or []) for e in entries[:-1]):
             problems.append(f"{where}: States.ALL must be the last entry")
     return problems

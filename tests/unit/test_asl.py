@@ -44,6 +44,10 @@ def test_a_valid_definition_has_no_problems() -> None:
     assert check(json.dumps(VALID), GIVEN) == []
 
 
+def test_a_definition_that_is_not_json_is_one_problem() -> None:
+    assert check('{"StartAt": "A", ', {})[0].startswith("not valid JSON: ")
+
+
 def test_substitutions_must_match_the_placeholders() -> None:
     problems = check(json.dumps(VALID), {"Fn": "f", "Unused": "x"})
     assert problems == ["placeholder ${Queue} has no substitution", "substitution Unused is not used"]
