@@ -211,12 +211,15 @@ class EmbeddingService:
         it never saw (:func:`~bioims.evaluation.evaluate.evaluate_holdout`); a single run without hold-out
         is evaluated on every compound. Returns the :class:`~bioims.evaluation.evaluate.Evaluation` and the
         first run's treatment table (for the report)."""
-        from ...evaluation.evaluate import evaluate, evaluate_holdout
-
         if not train_ids:
             raise InvalidInput("give at least one train run")
         runs = [self._complete_run(t) for t in train_ids]
-        tables = [self.profiles(t, "treatment", normalize) for t in train_ids]
+        return self._evaluate(runs, [self.profiles(t, "treatment", normalize) for t in train_ids], metric)
+
+    def _evaluate(self, runs: list[dict[str, Any]], tables: list[pd.DataFrame], metric: str) -> tuple[Any, pd.DataFrame]:
+        """:meth:`evaluate` of complete runs whose treatment tables are given."""
+        from ...evaluation.evaluate import evaluate, evaluate_holdout
+
         if len(runs) == 1 and not runs[0]["holdout"]:
             return evaluate(tables[0], metric=metric), tables[0]  # type: ignore[arg-type]
         if any(not r["holdout"] for r in runs):
@@ -234,8 +237,9 @@ class EmbeddingService:
 
         if level not in ("treatment", "field"):
             raise InvalidInput(f"level must be treatment or field, not {level!r}")
-        evaluation, treatments = self.evaluate([train_id], metric, normalize)
-        fields = self.profiles(train_id, "field")
+        run = self._complete_run(train_id)
+        fields = self.profiles(train_id, "field")  # the plates' tables read once, for the scores and the map
+        evaluation, treatments = self._evaluate([run], [embedding_profiles(fields, "treatment", normalize)], metric)
         table = without_controls(treatments) if level == "treatment" else fields
         coords, method = embedding_map(table[feature_columns(table)].to_numpy(np.float64),
                                        metric)  # type: ignore[arg-type]
