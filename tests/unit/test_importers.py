@@ -514,8 +514,9 @@ def test_scan_folder_incomplete_fields(tmp_path: Path) -> None:
     ("pattern", "message"),
     [
         (r"(?P<plate>[^/]+/(?P<well>\w+)", "is not a valid regular expression: missing ), unterminated"),
-        (r"(?P<plate>[^/]+)/(?P<well>\w+)", r"lacks the named group(s) (?P<channel>...)"),
-        (r"(?P<plate>x)(?P<chan>y)", r"lacks the named group(s) (?P<well>...), (?P<channel>...)"),
+        (r"(?P<plate>[^/]+)/(?P<well>\w+)", "P1/A01_s1_w1.tif: not a multi-channel OME-TIFF"),
+        (r"(?P<plate>[^/]+)/(?P<well>\w+)", "so each file must be a multi-channel OME-TIFF"),
+        (r"(?P<plate>x)(?P<chan>y)", r"lacks the named group(s) (?P<well>...)"),
         (r"(?P<plate>Z+)/(?P<well>\w+)_(?P<channel>\w+)", "no image file under {root} matches the pattern"),
         (  # the site is not captured, so both files are site s1
             r"(?P<plate>[^/]+)/(?P<well>[A-P]\d\d)_.*_w(?P<channel>\d)",

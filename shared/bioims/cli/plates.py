@@ -128,6 +128,18 @@ def ingest_folder(obj: Ctx, directory: Path, pattern: str, metadata_csv: Path | 
                    [directory])
 
 
+@command(ingest, "ome-zarr", human=_ingest_human, remote=False)
+@click.argument("plates", nargs=-1, required=True)
+@click.option("--metadata", "metadata_csv", type=click.Path(path_type=Path), help="plate,well,compound,... CSV")
+@click.option("--experiment", default="default", show_default=True)
+def ingest_ome_zarr(obj: Ctx, plates: tuple[str, ...], metadata_csv: Path | None, experiment: str) -> dict[str, Any]:
+    """OME-Zarr HCS plates (NGFF 0.4 or 0.5; local folders or s3:// URIs), read in place by chunk."""
+    from ..datasets.omezarr import plate_uri, read_ome_zarr
+
+    records = [read_ome_zarr(p, obj.local.objects, metadata_csv=metadata_csv, experiment=experiment) for p in plates]
+    return _ingest(obj, records, [plate_uri(p) for p in plates])
+
+
 # ----------------------------------------------------------------------------------------------- plates
 
 

@@ -2,7 +2,9 @@
 
 Each image file's path relative to the folder (with ``/`` separators) is searched with a pattern whose
 named groups say which plate, well, channel and (optionally) site the file is, e.g.
-``(?P<plate>[^/]+)/(?P<well>[A-P]\\d{2})_(?P<site>s\\d+)_w(?P<channel>\\d)``.
+``(?P<plate>[^/]+)/(?P<well>[A-P]\\d{2})_(?P<site>s\\d+)_w(?P<channel>\\d)``. A pattern without a
+``channel`` group matches multi-channel OME-TIFF files, one field per file (per series, for a multi-series
+file), with the channels its OME-XML names.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidInput
+from ..imaging.io import channel_ref
+from ..imaging.ome import tiff_channels
 from ..names import check_name
 from .loaddata import (
     BATCH_PATTERN,
@@ -31,13 +35,15 @@ logger = logging.getLogger(__name__)
 IMAGE_SUFFIXES = frozenset({".tif", ".tiff", ".png"})
 """File suffixes (case-insensitive) the scanner considers; other files are skipped silently."""
 
-_REQUIRED_GROUPS = ("plate", "well", "channel")
+_REQUIRED_GROUPS = ("plate", "well")
 _DEFAULT_SITE = "s1"
 _SHOWN = 5
 """How many offending fields or files an error message lists."""
 
 _FieldKey = tuple[str, str, str]
 """(plate, well, site)"""
+_Slot = tuple[str, int | None, int]
+"""(relative path, channel index in a multi-channel file or None, series)"""
 
 
 def scan_folder(
@@ -57,7 +63,9 @@ def scan_folder(
         Regular expression searched (:func:`re.search`; anchor it with ``^`` / ``$`` to match whole
         paths) in each file's path relative to ``root``, with named groups ``plate``, ``well``,
         ``channel`` and optionally ``site`` (default ``"s1"``). Files that do not match are skipped
-        (their number is logged at debug level).
+        (their number is logged at debug level). Without a ``channel`` group, each file is a multi-channel
+        OME-TIFF holding a whole field; a file of several series holds one field per series, sites
+        ``s1``, ``s2``, ... (the pattern then has no ``site`` group).
     metadata_csv : str or Path, optional
         Per-well metadata joined on (plate, well): columns ``plate`` and ``well`` and any of
         ``compound``, ``concentration`` (float), ``moa``, ``batch``, ``replicate`` (int), each optionally
@@ -97,10 +105,11 @@ def scan_folder(
         )
     if unmatched:
         logger.debug("%d image files under %s do not match the pattern %r", unmatched, root, pattern)
-    channels = _channel_order({channel for slots in files.values() for channel in slots})
+    channels = (tuple(next(iter(files.values()))) if "channel" not in regex.groupindex  # the OME-XML's order
+                else _channel_order({channel for slots in files.values() for channel in slots}))
     _check_complete(files, channels, root)
 
-    metadata = _read_metadata(metadata_csv) if metadata_csv is not None else {}
+    metadata = read_well_metadata(metadata_csv) if metadata_csv is not None else {}
     base = os.path.abspath(folder)
     fields: dict[str, list[FieldRecord]] = {}
     for plate, well, site in sorted(files):
@@ -113,7 +122,7 @@ def scan_folder(
             FieldRecord(
                 well=well,
                 site=site,
-                channel_uris={channel: location_uri(slots[channel], base) for channel in channels},
+                channel_uris={channel: _uri(slots[channel], base) for channel in channels},
                 metadata=field_metadata,
             )
         )
@@ -132,10 +141,11 @@ def _compile(pattern: str) -> re.Pattern[str]:
     return regex
 
 
-def _match_files(folder: Path, regex: re.Pattern[str]) -> tuple[dict[_FieldKey, dict[str, str]], int]:
-    """(plate, well, site) -> channel -> relative path, and the number of image files not matched."""
-    files: dict[_FieldKey, dict[str, str]] = {}
+def _match_files(folder: Path, regex: re.Pattern[str]) -> tuple[dict[_FieldKey, dict[str, _Slot]], int]:
+    """(plate, well, site) -> channel -> slot, and the number of image files not matched."""
+    files: dict[_FieldKey, dict[str, _Slot]] = {}
     unmatched = 0
+    multichannel = "channel" not in regex.groupindex
     for directory, subdirectories, names in os.walk(folder):
         subdirectories.sort()
         for name in sorted(names):
@@ -144,19 +154,50 @@ def _match_files(folder: Path, regex: re.Pattern[str]) -> tuple[dict[_FieldKey, 
             relative = Path(directory, name).relative_to(folder).as_posix()
             match = regex.search(relative)
             groups = match.groupdict() if match else {}
-            if not all(groups.get(group) for group in _REQUIRED_GROUPS):
+            if not all(groups.get(group) for group in _REQUIRED_GROUPS) or not (multichannel or groups.get("channel")):
                 unmatched += 1
                 continue
             key = (groups["plate"], groups["well"], groups.get("site") or _DEFAULT_SITE)
+            if multichannel:
+                _add_ome_tiff(files, folder, relative, key, has_site="site" in regex.groupindex)
+                continue
             slots = files.setdefault(key, {})
             channel = check_name(groups["channel"], f"{relative}: plate {key[0]!r}: channel")
             if channel in slots:
                 raise InvalidInput(
-                    f"{slots[channel]} and {relative} are both plate {key[0]!r} well {key[1]!r} "
+                    f"{slots[channel][0]} and {relative} are both plate {key[0]!r} well {key[1]!r} "
                     f"site {key[2]!r} channel {channel!r}"
                 )
-            slots[channel] = relative
+            slots[channel] = (relative, None, 0)
     return files, unmatched
+
+
+def _add_ome_tiff(files: dict[_FieldKey, dict[str, _Slot]], folder: Path, relative: str, key: _FieldKey,
+                  has_site: bool) -> None:
+    """The fields of one multi-channel OME-TIFF (one per series), its channels named by its OME-XML."""
+    try:
+        series, reason = tiff_channels(folder / relative), "not a multi-channel OME-TIFF"
+    except InvalidInput as exc:
+        series, reason = None, exc.message
+    if series is None:
+        raise InvalidInput(f"{relative}: {reason}; the pattern has no (?P<channel>...) group, so each file must be a "
+                           "multi-channel OME-TIFF")
+    if len(series) > 1 and has_site:
+        raise InvalidInput(f"{relative} holds {len(series)} series (one field each, sites s1..s{len(series)}); "
+                           "drop the pattern's (?P<site>...) group")
+    for s, channels in enumerate(series):
+        field = key if len(series) == 1 else (key[0], key[1], f"s{s + 1}")
+        if field in files:
+            raise InvalidInput(f"{relative} and {next(iter(files[field].values()))[0]} are both plate {field[0]!r} "
+                               f"well {field[1]!r} site {field[2]!r}")
+        files[field] = {check_name(c, f"{relative}: plate {key[0]!r}: channel"): (relative, i, s)
+                        for i, c in enumerate(channels)}
+
+
+def _uri(slot: _Slot, base: str) -> str:
+    relative, channel, series = slot
+    uri = location_uri(relative, base)
+    return uri if channel is None else channel_ref(uri, channel, series)
 
 
 def _channel_order(channels: set[str]) -> tuple[str, ...]:
@@ -167,7 +208,7 @@ def _channel_order(channels: set[str]) -> tuple[str, ...]:
 
 
 def _check_complete(
-    files: dict[_FieldKey, dict[str, str]], channels: tuple[str, ...], root: str | Path
+    files: dict[_FieldKey, dict[str, _Slot]], channels: tuple[str, ...], root: str | Path
 ) -> None:
     incomplete = [
         f"{plate}/{well}/{site} (missing {', '.join(c for c in channels if c not in slots)})"
@@ -181,7 +222,7 @@ def _check_complete(
         )
 
 
-def _read_metadata(path: str | Path) -> dict[tuple[str, str], dict[str, Any]]:
+def read_well_metadata(path: str | Path) -> dict[tuple[str, str], dict[str, Any]]:
     """(plate, well) -> metadata of a per-well metadata CSV (see :func:`scan_folder`)."""
     what = f"metadata CSV {path}"
     table = read_csv_table(path, "metadata CSV")

@@ -31,9 +31,10 @@ from urllib.parse import quote
 import pandas as pd
 
 from ..errors import InvalidInput
+from ..imaging.io import channel_ref
 from ..names import check_name
 from ..store.objects import uri_to_path
-from .records import METADATA_KEYS, FieldRecord, PlateRecord
+from .records import METADATA_KEYS, FieldRecord, PlateRecord, expand_ome_tiff
 
 BATCH_PATTERN = re.compile(r"^(Week\d+)_")
 """The batch of a plate named like ``Week4_27481`` is its ``WeekN`` prefix."""
@@ -326,7 +327,8 @@ def read_loaddata(
     _check_unique(table, plates, wells, sites, what)
 
     base = root if root is not None else os.path.dirname(os.path.abspath(csv))
-    uris = [_channel_uris(table, prefix, ch, base) for ch in channels]
+    uris = [_channel_uris(table, prefix, ch, base, what) for ch in channels]
+    whole = len(channels) == 1 and f"{prefix}Frame_{channels[0]}" not in table.columns  # a file per field
 
     metadata = typed_metadata(table, columns, what)
     derived = plates.str.extract(BATCH_PATTERN, expand=False)
@@ -338,17 +340,26 @@ def read_loaddata(
     known = {key: metadata.pop(key) for key in METADATA_KEYS if key in metadata}
 
     fields: dict[str, list[FieldRecord]] = {}
-    for plate, well, site, files, meta in zip(
+    found: tuple[str, ...] | None = None
+    for line, plate, well, site, files, meta in zip(
+        line_numbers(table, pd.Series(True, index=table.index)),
         plates.tolist(),
         wells.tolist(),
         sites.tolist(),
         zip(*(u.tolist() for u in uris)),
         metadata_rows(known | metadata, len(table)),
     ):
+        channel_uris = dict(zip(channels, files))
+        if whole:  # one multi-channel OME-TIFF per field: its OME-XML names the channels
+            channel_uris = expand_ome_tiff(channel_uris, f"{what}: line {line}")
+            found = found or tuple(channel_uris)
+            if tuple(channel_uris) != found:
+                raise InvalidInput(f"{what}: line {line}: the file has channels {list(channel_uris)}, the first "
+                                   f"row's {list(found)}")
         fields.setdefault(plate, []).append(
-            FieldRecord(well=well, site=site, channel_uris=dict(zip(channels, files)), metadata=meta)
+            FieldRecord(well=well, site=site, channel_uris=channel_uris, metadata=meta)
         )
-    return plate_records(fields, channels, experiment)
+    return plate_records(fields, found or channels, experiment)
 
 
 def _dialect(table: pd.DataFrame, what: str) -> tuple[str, tuple[str, ...]]:
@@ -429,8 +440,9 @@ def _check_unique(
         )
 
 
-def _channel_uris(table: pd.DataFrame, prefix: str, channel: str, base: str | Path) -> pd.Series:
-    """URI of every row's file of one channel: ``base / PathName / FileName``."""
+def _channel_uris(table: pd.DataFrame, prefix: str, channel: str, base: str | Path, what: str) -> pd.Series:
+    """URI of every row's image of one channel: ``base / PathName / FileName``, with CellProfiler's
+    ``Series_`` and ``Frame_`` columns (a channel of a multi-channel file) as a fragment ``#s=M&c=N``."""
     names = table[f"{prefix}FileName_{channel}"]
     path_column = f"{prefix}PathName_{channel}"
     folders = table[path_column] if path_column in table.columns else pd.Series("", index=table.index)
@@ -438,7 +450,24 @@ def _channel_uris(table: pd.DataFrame, prefix: str, channel: str, base: str | Pa
     is_file_uri = folder_uris.str.startswith("file://")
     if is_file_uri.any():
         names = names.where(~is_file_uri, names[is_file_uri].map(quote))
-    return folder_uris + "/" + names
+    uris = folder_uris + "/" + names
+    frame, series = (f"{prefix}{kind}_{channel}" for kind in ("Frame", "Series"))
+    if frame not in table.columns and series not in table.columns:
+        return uris
+    frames, series_ = (_indices(table, column, what) for column in (frame, series))
+    return pd.Series([channel_ref(u, c, s) for u, c, s in zip(uris, frames, series_)], index=table.index)
+
+
+def _indices(table: pd.DataFrame, column: str, what: str) -> list[int]:
+    """A ``Frame_`` / ``Series_`` column as non-negative integers (0 where the column is absent)."""
+    if column not in table.columns:
+        return [0] * len(table)
+    values = table[column]
+    bad = ~values.str.fullmatch(r"\d{1,6}")
+    if bad.any():
+        raise InvalidInput(f"{what}: line {line_numbers(table, bad)[0]}: {column} must be a non-negative integer, "
+                           f"not {values[bad].iloc[0]!r}")
+    return [int(v) for v in values]
 
 
 def _join_moa(

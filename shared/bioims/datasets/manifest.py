@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidInput
+from ..imaging.io import channel_ref
 from ..names import check_name
 from .loaddata import BATCH_PATTERN, location_uri, plate_records
-from .records import FieldRecord, PlateRecord
+from .records import FieldRecord, PlateRecord, expand_ome_tiff
 
 _STRUCTURAL_KEYS = frozenset(
     {
@@ -63,7 +64,10 @@ def read_manifest(
         ``source_id`` = ``plateSourceId``; one field per image, in document order, with ``well`` =
         ``wellId`` and ``site`` = ``imageSourceId``. A channel's URI is
         ``s3://{imageBucket}/{imageKeyPrefix}{keysuffix}`` when the image has a bucket, else
-        ``imageKeyPrefix + keysuffix`` taken as a URI, an absolute path or a path under ``root``.
+        ``imageKeyPrefix + keysuffix`` taken as a URI, an absolute path or a path under ``root``. A
+        channel key's ``frame`` and ``series`` (integers) name one channel of a multi-channel file; an image
+        with a single channel key whose file is a local multi-channel OME-TIFF has the channels its OME-XML
+        names.
         Metadata: ``trainLabel`` is the ``moa`` when ``trainCategory`` is absent or ``"moa"`` (else it is
         kept under the category's name); ``compound`` (str), ``concentration`` (float), ``replicate``
         (int), ``batch`` (str, default the plate name's ``WeekN`` prefix) and any other non-null image key
@@ -183,7 +187,17 @@ def _channel_uris(image: dict[str, Any], where: str, root: str | Path | None) ->
             raise InvalidInput(f"{at}: relative keysuffix {key!r} needs an imageBucket or a root")
         else:
             uris[name] = location_uri(key, root)
-    return uris
+        if "frame" in channel or "series" in channel:  # one channel of a multi-channel file
+            frame, series = (_index(channel, k, at) for k in ("frame", "series"))
+            uris[name] = channel_ref(uris[name], frame, series)
+    return expand_ome_tiff(uris, where)
+
+
+def _index(channel: dict[str, Any], key: str, at: str) -> int:
+    value = channel.get(key, 0)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 10**6:
+        raise InvalidInput(f"{at}: {key!r} must be a non-negative integer, not {value!r}")
+    return value
 
 
 def _metadata(image: dict[str, Any], where: str) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """What every importer produces: plates of fields, each field a set of channel files plus metadata.
 
-Importers (:mod:`.loaddata`, :mod:`.manifest`, :mod:`.folder`) only parse and validate their input into
-these records; :class:`bioims.services.image_management.ImageManagementService` registers them.
+Importers (:mod:`.loaddata`, :mod:`.manifest`, :mod:`.folder`, :mod:`.omezarr`) only parse and validate
+their input into these records; :class:`bioims.services.image_management.ImageManagementService` registers
+them.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..errors import InvalidInput
 from ..names import check_name
 
 METADATA_KEYS = ("compound", "concentration", "moa", "batch", "replicate")
@@ -61,3 +63,36 @@ class PlateRecord:
     def __post_init__(self) -> None:
         for channel in self.channels:
             check_name(channel, f"plate {self.source_id!r}: channel")
+
+
+def expand_ome_tiff(channel_uris: dict[str, str], where: str) -> dict[str, str]:
+    """A field given as one local multi-channel OME-TIFF, as its channels: ``{name: URI#c=N}`` with the names
+    of its OME-XML (first series); any other field is returned as it is.
+
+    This is how the LoadData (one ``FileName_`` column) and manifest (one ``channelKeys`` entry) importers
+    take a whole field from one file; the folder importer does the same for patterns without a channel.
+
+    Raises
+    ------
+    InvalidInput
+        The file is an OME-TIFF whose OME-XML does not match its pixels (``where`` names the record).
+    """
+    from ..imaging.io import channel_ref, split_ref
+    from ..imaging.ome import tiff_channels
+    from ..store.objects import uri_to_path
+
+    if len(channel_uris) != 1:
+        return channel_uris
+    (uri,) = channel_uris.values()
+    if not uri.startswith("file://") or split_ref(uri)[1] is not None:
+        return channel_uris
+    path = uri_to_path(uri)
+    if not path.is_file():
+        return channel_uris  # registered as a missing file, as any other
+    try:
+        series = tiff_channels(path)
+    except InvalidInput as exc:
+        raise InvalidInput(f"{where}: {exc.message}") from None
+    if series is None:
+        return channel_uris
+    return {name: channel_ref(uri, i) for i, name in enumerate(series[0])}

@@ -1,9 +1,14 @@
-"""Read fluorescence images referenced by URI, one file per channel.
+"""Read fluorescence images referenced by URI, one URI per channel.
 
-A *field* (one site of one well) is a list of channel files of identical shape and dtype. Files are
-TIFF (plain, multi-page z-stacks, OME-TIFF, BigTIFF; read with tifffile) or PNG / JPEG (read with
-Pillow); the format is decided by the file's magic bytes, never by its extension. Pixels are
-returned in the file's native dtype; conversion to float is :func:`bioims.imaging.dtypes.to_float01`.
+A *field* (one site of one well) is a list of channel images of identical shape and dtype. A channel URI
+names a single-channel file, or one channel of a multi-channel container with a fragment (see
+:func:`channel_ref`): ``file:///d/A01.ome.tif#c=2`` (channel 2 of the first series of an OME-TIFF),
+``...#s=1&c=0`` (of its second series), ``file:///d/plate.zarr/B/3/0#c=1`` (channel 1 of level 0 of an
+OME-Zarr image, NGFF 0.4 or 0.5). Files are TIFF (plain, multi-page z-stacks, OME-TIFF, BigTIFF; read
+with tifffile) or PNG / JPEG (read with Pillow); the format is decided by the file's magic bytes, never by
+its extension. A channel of a container is read alone, chunk by chunk (tifffile's and zarr's lazy
+arrays), never the whole file. Pixels are returned in the file's native dtype; conversion to float is
+:func:`bioims.imaging.dtypes.to_float01`.
 
 Every unreadable image raises :class:`bioims.errors.InvalidInput` whose message starts with
 ``cannot read image <uri>:`` followed by one of ``missing file``, ``empty file``, ``truncated or
@@ -34,7 +39,8 @@ from PIL import Image
 from ..errors import InvalidInput, NotFound
 from ..store.objects import ObjectStore, uri_to_path, write_file_atomic
 
-__all__ = ["MAX_PIXELS", "FieldInfo", "inspect_field", "non_finite", "read_field", "read_image", "write_tiff"]
+__all__ = ["MAX_PIXELS", "FieldInfo", "channel_ref", "inspect_field", "non_finite", "read_field", "read_image",
+           "split_ref", "write_tiff"]
 
 MAX_PIXELS = 2**29
 """Largest number of pixels (width x height x planes x samples) one image file may declare: 536,870,912,
@@ -89,14 +95,51 @@ class FieldInfo:
 # ---------------------------------------------------------------------------------------------- public
 
 
+def channel_ref(uri: str, channel: int, series: int = 0) -> str:
+    """The URI of one channel of a multi-channel container (OME-TIFF file, OME-Zarr image group).
+
+    >>> channel_ref("file:///d/A01.ome.tif", 2)
+    'file:///d/A01.ome.tif#c=2'
+    >>> channel_ref("file:///d/A01.ome.tif", 0, series=1)
+    'file:///d/A01.ome.tif#s=1&c=0'
+    """
+    return f"{uri}#{f's={series}&' if series else ''}c={channel}"
+
+
+_REF = re.compile(r"(?:s=(?P<s>0|[1-9]\d{0,5})&)?c=(?P<c>0|[1-9]\d{0,5})")
+
+
+def split_ref(uri: str) -> tuple[str, int | None, int]:
+    """``(container URI, channel or None, series)`` of a channel URI (:func:`channel_ref`'s inverse).
+
+    Raises
+    ------
+    InvalidInput
+        A fragment other than ``c=N`` or ``s=M&c=N``.
+
+    >>> split_ref("file:///d/A01.ome.tif#s=1&c=2")
+    ('file:///d/A01.ome.tif', 2, 1)
+    >>> split_ref("s3://in/A01_w1.tif")
+    ('s3://in/A01_w1.tif', None, 0)
+    """
+    base, sep, fragment = uri.partition("#")
+    if not sep:
+        return uri, None, 0
+    match = _REF.fullmatch(fragment)
+    if match is None:
+        raise InvalidInput(f"cannot read image {uri}: the fragment #{fragment[:40]} is not a channel reference "
+                           "(#c=N or #s=M&c=N)")
+    return base, int(match["c"]), int(match["s"] or 0)
+
+
 def read_image(uri: str, objects: ObjectStore) -> np.ndarray:
-    """Read one single-channel image file.
+    """Read one channel image: a single-channel file, or one channel of an OME-TIFF or OME-Zarr image.
 
     Parameters
     ----------
     uri : str
         ``file:///abs/path.tif`` (read directly from disk) or ``s3://bucket/key`` (read through
-        ``objects``).
+        ``objects``), optionally with a channel fragment (:func:`channel_ref`).
     objects : ObjectStore
         Store used for non-local URIs.
 
@@ -109,9 +152,10 @@ def read_image(uri: str, objects: ObjectStore) -> np.ndarray:
     Raises
     ------
     InvalidInput
-        If the file is missing, empty, truncated or corrupt, not a TIFF / PNG / JPEG, not 2-D or
-        3-D, or holds several channels (RGB, multi-sample or multi-channel OME-TIFF). An RGB file
-        whose three samples are identical is a greyscale image and is read as one channel.
+        If the file is missing, empty, truncated or corrupt, not a TIFF / PNG / JPEG / OME-Zarr image,
+        not 2-D or 3-D, holds several channels and the URI names none (RGB, multi-sample or multi-channel
+        OME-TIFF), or lacks the series or channel named. An RGB file whose three samples are identical is
+        a greyscale image and is read as one channel.
 
     Examples
     --------
@@ -119,11 +163,14 @@ def read_image(uri: str, objects: ObjectStore) -> np.ndarray:
     >>> image.shape, image.dtype  # doctest: +SKIP
     ((1080, 1080), dtype('uint16'))
     """
+    base, channel, series = split_ref(uri)
     try:
-        if uri.startswith("file://"):
-            image = _read_local(uri_to_path(uri))
+        if channel is not None and _is_zarr(base, objects):
+            image = _read_zarr_channel(base, channel, objects)
+        elif base.startswith("file://"):
+            image = _read_local(uri_to_path(base), series, channel)
         else:
-            image = _read_remote(uri, objects)
+            image = _read_remote(base, objects, series, channel)
         return _check_dimensions(image)
     except _Unreadable as exc:
         raise InvalidInput(f"cannot read image {uri}: {exc}") from exc.__cause__
@@ -291,10 +338,10 @@ def write_tiff(path: str | os.PathLike[str], array: np.ndarray) -> None:
 # --------------------------------------------------------------------------------------------- private
 
 
-def _read_local(path: Path) -> np.ndarray:
+def _read_local(path: Path, series: int = 0, channel: int | None = None) -> np.ndarray:
     try:
         with open(path, "rb") as fh:
-            return _decode(fh)
+            return _decode(fh, series, channel)
     except FileNotFoundError:
         raise _Unreadable(f"missing file: {path}") from None
     except IsADirectoryError:
@@ -303,12 +350,33 @@ def _read_local(path: Path) -> np.ndarray:
         raise _Unreadable(f"cannot open file {path}: {exc.strerror or exc}") from None
 
 
-def _read_remote(uri: str, objects: ObjectStore) -> np.ndarray:
+def _read_remote(uri: str, objects: ObjectStore, series: int = 0, channel: int | None = None) -> np.ndarray:
     try:
         data = objects.get_bytes(uri)
     except NotFound:
         raise _Unreadable(f"missing file: {uri}") from None
-    return _decode(io.BytesIO(data))
+    return _decode(io.BytesIO(data), series, channel)
+
+
+def _is_zarr(uri: str, objects: ObjectStore) -> bool:
+    """Whether ``uri`` is a folder / prefix holding Zarr metadata (an OME-Zarr image group)."""
+    if uri.startswith("file://"):
+        return uri_to_path(uri).is_dir()
+    base = uri.rstrip("/")
+    return objects.exists(f"{base}/zarr.json") or objects.exists(f"{base}/.zattrs")
+
+
+def _read_zarr_channel(uri: str, channel: int, objects: ObjectStore) -> np.ndarray:
+    """One channel of level 0 of an OME-Zarr image (NGFF 0.4 / 0.5), read by chunk."""
+    from .ome import open_image, read_channel  # zarr is imported only for OME-Zarr inputs
+
+    try:
+        image = open_image(uri, objects)
+    except InvalidInput as exc:
+        raise _Unreadable(str(exc)) from None
+    _check_size(image.array.shape, "OME-Zarr array")
+    plane, axes = read_channel(image, channel)
+    return _squeeze_tiff_axes(plane, axes)
 
 
 def _sniff(header: bytes) -> _Format | None:
@@ -318,8 +386,8 @@ def _sniff(header: bytes) -> _Format | None:
     return None
 
 
-def _decode(fh: BinaryIO) -> np.ndarray:
-    """Decode an open binary file positioned at its start."""
+def _decode(fh: BinaryIO, series: int = 0, channel: int | None = None) -> np.ndarray:
+    """Decode an open binary file positioned at its start (``series`` and ``channel``: TIFF only)."""
     header = fh.read(_HEADER_SIZE)
     if not header:
         raise _Unreadable("empty file (0 bytes)")
@@ -331,7 +399,9 @@ def _decode(fh: BinaryIO) -> np.ndarray:
     fh.seek(0)
     try:
         if fmt == "tiff":
-            return _decode_tiff(fh)
+            return _decode_tiff(fh, series, channel)
+        if series or channel:
+            raise _Unreadable(f"no series {series} channel {channel}: a {fmt.upper()} file has one channel")
         return _decode_pillow(fh, fmt)
     except (_Unreadable, MemoryError):
         raise
@@ -367,18 +437,42 @@ def _check_size(shape: Sequence[int], what: str) -> None:
                           f"the limit is {MAX_PIXELS:,})")
 
 
-def _decode_tiff(fh: BinaryIO) -> np.ndarray:
+def _decode_tiff(fh: BinaryIO, index: int = 0, channel: int | None = None) -> np.ndarray:
     with tifffile.TiffFile(fh) as tif:
         _check_ifd_chain(tif)
         if not tif.series:
             raise _Unreadable("truncated or corrupt image (TIFF without image data)")
-        series = tif.series[0]
+        if index >= len(tif.series):
+            raise _Unreadable(f"no series {index}: the file has {len(tif.series)}")
+        series = tif.series[index]
         if any(page is None for page in series.pages):
             raise _Unreadable("truncated or corrupt image (TIFF series with missing pages)")
         _check_size(series.shape, "TIFF header")
-        image = series.asarray()
         axes = series.axes
-    return _squeeze_tiff_axes(np.asarray(image), axes)
+        if channel is None:
+            image = np.asarray(series.asarray())
+        elif "C" not in axes:
+            if channel:
+                raise _Unreadable(f"no channel {channel}: the image has 1 (axes {axes!r})")
+            image = np.asarray(series.asarray())
+        else:
+            image, axes = _tiff_channel(series, axes, channel)
+    return _squeeze_tiff_axes(image, axes)
+
+
+def _tiff_channel(series: tifffile.TiffPageSeries, axes: str, channel: int) -> tuple[np.ndarray, str]:
+    """Channel ``channel`` of a TIFF series with a C axis, reading only its pages (tifffile's zarr view)."""
+    import zarr  # only for multi-channel files
+
+    count = series.shape[axes.index("C")]
+    if channel >= count:
+        raise _Unreadable(f"no channel {channel}: the image has {count} (axes {axes!r})")
+    with series.aszarr(level=0) as store:
+        # tifffile's store over an in-memory file (an S3 object) is not marked read-only, and zarr refuses
+        # mode "r" on such a store; nothing here writes to it either way
+        array = zarr.open_array(store, mode="r" if store.read_only else "a")
+        plane = array[tuple(channel if ax == "C" else slice(None) for ax in axes)]
+    return np.asarray(plane), axes.replace("C", "")
 
 
 def _check_ifd_chain(tif: tifffile.TiffFile) -> None:
@@ -422,7 +516,8 @@ def _squeeze_tiff_axes(image: np.ndarray, axes: str) -> np.ndarray:
     if "C" in axes:
         n = image.shape[axes.index("C")]
         raise _Unreadable(
-            f"file holds {n} channels (axes {axes!r}); channels must be separate single-channel files"
+            f"file holds {n} channels (axes {axes!r}); name one (URI#c=N) or import the file as a multi-channel "
+            "OME-TIFF"
         )
     extra = axes.replace("Y", "").replace("X", "")
     if not axes.endswith("YX") or len(extra) > 1 or (extra and extra not in _DEPTH_AXES):

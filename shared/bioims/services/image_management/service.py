@@ -191,7 +191,7 @@ class ImageManagementService:
             for f in record.fields:
                 image_id = stable_id("image", plate_id, f.well, f.site)
                 metadata = _clean_metadata(f.metadata)
-                missing = [u for u in f.channel_uris.values() if u.startswith("file://") and not uri_to_path(u).is_file()]
+                missing = [u for u in f.channel_uris.values() if u.startswith("file://") and not uri_to_path(u).exists()]
                 status, error = (ImageStatus.INVALID, f"missing file: {uri_to_path(missing[0])}"
                                  + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")) if missing \
                     else (ImageStatus.REGISTERED, None)
