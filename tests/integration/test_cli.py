@@ -206,7 +206,22 @@ def test_spec_and_preprocess_commands(bioims, tmp_path):
     assert list(csv_table.columns) == list(parquet_table.columns)
     features = [c for c in parquet_table.columns if c.startswith("emb_")]
     assert np.array_equal(csv_table[features].to_numpy(np.float32), parquet_table[features].to_numpy(np.float32))
+    import anndata
+
+    as_h5ad = bioims.json("export", train_id, "--out", str(tmp_path / "wells.h5ad"))  # the format from the suffix
+    assert (as_h5ad["format"], as_h5ad["rows"], as_h5ad["features"]) == ("anndata", exported["rows"], 64)
+    adata = anndata.read_h5ad(tmp_path / "wells.h5ad")
+    assert adata.X.dtype == np.float32 and adata.var_names.tolist() == features
+    assert np.allclose(adata.X, parquet_table[features].to_numpy(np.float32), rtol=0, atol=1e-6)
+    assert adata.obs.columns.tolist() == [c for c in parquet_table.columns if c.startswith("Metadata_")]
+    assert adata.obs["Metadata_Well"].astype(str).tolist() == parquet_table["Metadata_Well"].tolist()
+    bioims.json("export", train_id, "--out", str(tmp_path / "wells.zarr"), "--format", "anndata")
+    assert np.array_equal(anndata.read_zarr(tmp_path / "wells.zarr").X, adata.X)
     assert "give one output" in bioims("export", train_id, expect=1).stderr
+    assert "not both --parquet and --csv" in bioims("export", train_id, "--parquet", str(tmp_path / "a.parquet"),
+                                                   "--csv", str(tmp_path / "a.csv"), expect=1).stderr
+    unknown = bioims("export", train_id, "--out", str(tmp_path / "wells.txt"), expect=1).stderr
+    assert unknown.startswith("error: cannot tell the format of") and unknown.count("\n") == 1
     assert "give TRAIN_ID... or --profiles" in bioims("evaluate", expect=2).stderr
 
     built = bioims.json("index", "build", train_id)

@@ -1,5 +1,6 @@
-"""Profile verbs (aggregate, normalize, sphere, select_features), Parquet I/O, loading, and the BBBC021
-reference lock (84/103 NSC, 70/92 NSCB)."""
+"""Profile verbs (aggregate, normalize, sphere, select_features), Parquet I/O, loading, `bioims export`
+(Parquet, CSV, AnnData .h5ad and .zarr, read back by pycytominer), and the BBBC021 reference lock
+(84/103 NSC, 70/92 NSCB)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ from bioims.errors import InvalidInput
 from bioims.evaluation.knn import nsc
 from bioims.profiles.aggregate import aggregate
 from bioims.profiles.feature_select import select_features
-from bioims.profiles.io import load_feature_table, read_profiles, write_profiles
+from bioims.profiles.io import (
+    feature_columns, load_feature_table, metadata_columns, profiles_to_anndata, read_profiles, write_profiles,
+    write_profiles_anndata, write_profiles_csv)
 from bioims.profiles.normalize import normalize, sphere
 from bioims.profiles.pipeline import ProfileProcessing, process_profiles
 
@@ -175,6 +178,219 @@ def test_parquet_round_trip(tmp_path: Path, wells: pd.DataFrame) -> None:
         read_profiles(tmp_path / "missing.parquet")
     with pytest.raises(InvalidInput):
         read_profiles(b"not parquet")
+
+
+# ------------------------------------------------------------------ export: Parquet, CSV, AnnData
+@pytest.fixture
+def fields(rng: np.random.Generator) -> pd.DataFrame:
+    """A field-level embedding table as the embedding job stores it (read back from its Parquet), with
+    CytoTable's per-image file columns, a missing batch, MOA and concentration, and float32 features."""
+    table = pd.DataFrame({
+        "Metadata_Plate": ["Week1_1", "Week1_1", "Week1_1", "Week2_9"],
+        "Metadata_Well": ["B02", "B02", "C05", "B02"], "Metadata_Site": ["1", "2", "1", "1"],
+        "Metadata_Batch": ["Week1", "Week1", None, "Week2"], "Metadata_Compound": ["DMSO", "DMSO", "taxol", "taxol"],
+        "Metadata_Concentration": [0.0, 0.0, np.nan, 3.0],
+        "Metadata_MoA": [None, None, "Microtubule stabilizers", "Microtubule stabilizers"],
+        "Metadata_ImageId": ["01J0A", "01J0B", "01J0C", "01J0D"], "Metadata_Cells": [12, 7, 30, 1],
+        "Image_FileName_DAPI": ["a_d.tif", "b_d.tif", "c_d.tif", "d_d.tif"],
+        "Image_PathName_DAPI": ["/data/Week1_1", "/data/Week1_1", "/data/Week1_1", "/data/Week2_9"]})
+    features = pd.DataFrame(rng.normal(size=(4, 5)).astype(np.float32), columns=[f"emb_{i:03d}" for i in range(5)])
+    return read_profiles(write_profiles(pd.concat([table, features], axis=1)))
+
+
+METADATA = ["Metadata_Plate", "Metadata_Well", "Metadata_Site", "Metadata_Batch", "Metadata_Compound",
+            "Metadata_Concentration", "Metadata_MoA", "Metadata_ImageId", "Metadata_Cells", "Image_FileName_DAPI",
+            "Image_PathName_DAPI"]
+
+
+def _plain(frame: pd.DataFrame) -> list[list[object]]:
+    """A table's values row by row as plain Python values, every missing value None (categoricals, str and
+    object columns, NaN and None compare alike)."""
+    return [[None if pd.isna(v) else v for v in row] for row in frame.astype(object).itertuples(index=False)]
+
+
+def _read_anndata(path: Path):
+    import anndata
+
+    return anndata.read_zarr(path) if path.suffix == ".zarr" else anndata.read_h5ad(path)
+
+
+def test_image_columns_are_metadata_not_features(fields: pd.DataFrame) -> None:
+    assert metadata_columns(fields) == METADATA
+    assert feature_columns(fields) == [f"emb_{i:03d}" for i in range(5)]
+    wells = aggregate(fields.drop(columns=["Metadata_Site", "Metadata_ImageId", "Metadata_Cells"]),
+                      ["Metadata_Plate", "Metadata_Well"])
+    assert wells["Image_FileName_DAPI"].tolist() == ["a_d.tif;b_d.tif", "c_d.tif", "d_d.tif"]
+    assert feature_columns(wells) == feature_columns(fields)
+
+
+def test_parquet_and_csv_exports_read_back_equal(tmp_path: Path, fields: pd.DataFrame) -> None:
+    pd.testing.assert_frame_equal(read_profiles(write_profiles(fields)), fields)
+    (tmp_path / "f.csv").write_bytes(write_profiles_csv(fields))
+    back = pd.read_csv(tmp_path / "f.csv", dtype={"Metadata_Site": str, "Metadata_ImageId": str})
+    assert back.columns.tolist() == fields.columns.tolist()
+    assert _plain(back[METADATA]) == _plain(fields[METADATA])
+    features = feature_columns(fields)
+    assert np.array_equal(back[features].to_numpy(np.float32), fields[features].to_numpy())  # exact: %.17g
+
+
+@pytest.mark.parametrize("suffix", [".h5ad", ".zarr"])
+def test_anndata_export_reads_back_equal(tmp_path: Path, fields: pd.DataFrame, suffix: str) -> None:
+    path = write_profiles_anndata(fields, tmp_path / f"fields{suffix}")
+    assert path.is_dir() == (suffix == ".zarr") and path.exists()
+    adata = _read_anndata(path)
+    features = feature_columns(fields)
+    assert adata.X.dtype == np.float32 and adata.X.shape == (4, 5)
+    assert np.allclose(adata.X, fields[features].to_numpy(np.float64), rtol=0, atol=1e-6)
+    assert adata.var_names.tolist() == features
+    assert adata.obs.columns.tolist() == METADATA and adata.obs_names.tolist() == ["0", "1", "2", "3"]
+    assert _plain(adata.obs) == _plain(fields[METADATA])
+    assert adata.obs["Metadata_Cells"].dtype == np.int64 and adata.obs["Metadata_Concentration"].dtype == np.float64
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"fields{suffix}"]  # no staging folder left behind
+
+
+def test_anndata_export_strings_are_written_as_object(fields: pd.DataFrame) -> None:
+    """anndata 0.12.6 cannot write pandas 3's str arrays; every string column, category and index goes in
+    as object (categorical where a value repeats or is missing, as anndata's writers would make it)."""
+    assert fields["Metadata_ImageId"].dtype != object  # pandas 3 reads strings as its str dtype
+    adata = profiles_to_anndata(fields)
+    obs = adata.obs
+    assert obs.index.dtype == object and adata.var.index.dtype == object
+    assert obs["Metadata_ImageId"].dtype == object and obs["Image_FileName_DAPI"].dtype == object  # all distinct
+    assert obs["Metadata_Plate"].cat.categories.tolist() == ["Week1_1", "Week2_9"]
+    assert all(obs[c].cat.categories.dtype == object for c in ("Metadata_Plate", "Metadata_Batch", "Metadata_MoA"))
+    assert obs["Metadata_MoA"].isna().tolist() == [True, True, False, False]
+    assert obs["Metadata_Cells"].tolist() == [12, 7, 30, 1]
+
+
+@pytest.mark.parametrize("suffix", [".h5ad", ".zarr"])
+def test_anndata_export_replaces_an_output_only_once_the_new_one_is_complete(
+        tmp_path: Path, fields: pd.DataFrame, suffix: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import anndata
+
+    path = tmp_path / f"out{suffix}"
+    write_profiles_anndata(fields.head(2), path)
+    write_profiles_anndata(fields, path)  # an existing output (a Zarr directory too) is replaced
+    assert _read_anndata(path).n_obs == 4
+
+    def broken(self, *args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(anndata.AnnData, "write_zarr" if suffix == ".zarr" else "write_h5ad", broken)
+    with pytest.raises(OSError, match="disk full"):
+        write_profiles_anndata(fields.head(1), path)
+    assert _read_anndata(path).n_obs == 4 and sorted(p.name for p in tmp_path.iterdir()) == [path.name]
+
+
+def test_anndata_export_refuses_what_it_cannot_write(tmp_path: Path, fields: pd.DataFrame,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "plain.zarr").mkdir()
+    (tmp_path / "plain.zarr" / "keep.txt").write_text("mine")
+    with pytest.raises(InvalidInput, match="is a directory but not a Zarr store"):
+        write_profiles_anndata(fields, tmp_path / "plain.zarr")
+    assert (tmp_path / "plain.zarr" / "keep.txt").read_text() == "mine"
+    with pytest.raises(InvalidInput, match="is a directory, not a file"):
+        write_profiles_anndata(fields, tmp_path / "plain.zarr" / "..")
+    with pytest.raises(InvalidInput, match="non-numeric feature column"):
+        write_profiles_anndata(fields.assign(label=["x"] * 4), tmp_path / "bad.h5ad")
+    monkeypatch.setitem(__import__("sys").modules, "anndata", None)  # not installed
+    with pytest.raises(InvalidInput, match=r"needs the anndata package: pip install 'bioims\[ml\]'"):
+        write_profiles_anndata(fields, tmp_path / "f.h5ad")
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".h5ad", ".zarr"])
+def test_pycytominer_reads_our_exports(tmp_path: Path, fields: pd.DataFrame, suffix: str) -> None:
+    from pycytominer.cyto_utils.load import load_profiles
+
+    path = tmp_path / f"fields{suffix}"
+    if suffix == ".parquet":
+        path.write_bytes(write_profiles(fields))
+    else:
+        write_profiles_anndata(fields, path)
+    loaded = load_profiles(path)
+    features = feature_columns(fields)
+    assert loaded.columns.tolist() == fields.columns.tolist()
+    assert [c for c in loaded.columns if c.startswith("Metadata_")] == METADATA[:-2]
+    assert _plain(loaded[METADATA]) == _plain(fields[METADATA])
+    assert np.allclose(loaded[features].to_numpy(np.float64), fields[features].to_numpy(np.float64), rtol=0, atol=1e-6)
+    assert loaded.index.tolist() == [0, 1, 2, 3]
+
+
+# ------------------------------------------------------------------ `bioims export`'s outputs
+@pytest.fixture
+def export(tmp_path: Path, fields: pd.DataFrame, monkeypatch: pytest.MonkeyPatch):
+    """Run `bioims export RUN ARGS --json` in-process on a container whose run has ``fields`` as its
+    field-level embeddings; returns (exit code, JSON or None, stderr)."""
+    import json
+    from types import SimpleNamespace
+
+    from click.testing import CliRunner
+
+    from bioims.cli import main
+    from bioims.cli.base import Ctx
+    from bioims.errors import NotFound
+
+    def info(name: str) -> dict:
+        raise NotFound(f"no profile set {name!r}")
+
+    calls: list[tuple] = []
+
+    def profiles(name: str, level: str, normalize: bool = True) -> pd.DataFrame:
+        calls.append((name, level, normalize))
+        return fields
+
+    stub = SimpleNamespace(profiles=SimpleNamespace(info=info), embedding=SimpleNamespace(profiles=profiles))
+    monkeypatch.setattr(Ctx, "container", property(lambda self: stub))
+    monkeypatch.setenv("BIOIMS_HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+
+    def run(*args: str):
+        result = CliRunner().invoke(main, ["export", "RUN", *args, "--json"])
+        return result.exit_code, json.loads(result.stdout) if result.exit_code == 0 else None, result.stderr
+
+    run.calls = calls  # type: ignore[attr-defined]
+    return run
+
+
+@pytest.mark.parametrize("args, path, kind", [
+    (["--out", "p.parquet"], "p.parquet", "parquet"), (["--out", "P.PQ"], "P.PQ", "parquet"),
+    (["--out", "c.csv"], "c.csv", "csv"), (["--out", "a.h5ad"], "a.h5ad", "anndata"),
+    (["--out", "z.zarr"], "z.zarr", "anndata"), (["--out", "x.bin", "--format", "anndata"], "x.bin", "anndata"),
+    (["--out", "t.txt", "--format", "csv"], "t.txt", "csv"), (["--parquet", "s.parquet"], "s.parquet", "parquet"),
+    (["--csv", "s.csv", "--format", "csv"], "s.csv", "csv")])
+def test_export_writes_the_format_of_its_output(tmp_path: Path, fields: pd.DataFrame, export, args, path, kind):
+    code, result, stderr = export(*args, "--level", "field")
+    assert (code, stderr) == (0, "")
+    assert result == {"path": path, "format": kind, "level": "field", "rows": 4, "features": 5}
+    assert export.calls == [("RUN", "field", True)]
+    features = feature_columns(fields)
+    if kind == "parquet":
+        pd.testing.assert_frame_equal(read_profiles(tmp_path / path), fields)
+    elif kind == "csv":
+        back = pd.read_csv(tmp_path / path)
+        assert back.columns.tolist() == fields.columns.tolist()
+        assert np.array_equal(back[features].to_numpy(np.float32), fields[features].to_numpy())
+    else:
+        import anndata
+
+        adata = anndata.read_zarr(tmp_path / path) if path.endswith(".zarr") else anndata.read_h5ad(tmp_path / path)
+        assert adata.var_names.tolist() == features and _plain(adata.obs) == _plain(fields[METADATA])
+
+
+@pytest.mark.parametrize("args, message", [
+    ([], "give one output: --out PATH (.parquet, .csv, .h5ad, .zarr), --parquet OUT.parquet or --csv OUT.csv"),
+    (["--parquet", "a.parquet", "--csv", "a.csv"], "give one output, not both --parquet and --csv"),
+    (["--out", "a.h5ad", "--parquet", "a.parquet"], "give one output, not both --out and --parquet"),
+    (["--out", "profiles.txt"], "cannot tell the format of profiles.txt from its suffix .txt: name it .parquet, "
+                                ".pq, .csv, .h5ad, .zarr or give --format parquet|anndata|csv"),
+    (["--out", "profiles"], "cannot tell the format of profiles from its suffix (none)"),
+    (["--parquet", "a.parquet", "--format", "csv"],
+     "--parquet writes parquet, not --format csv; use --out a.parquet --format csv"),
+    (["--out", ".", "--format", "parquet"], ". is a directory, not a file")])
+def test_export_refuses_a_missing_double_or_unknown_output_in_one_line(export, args, message):
+    code, _, stderr = export(*args)
+    assert code == 1 and stderr.startswith(f"error: {message}") and stderr.count("\n") == 1, stderr
+    assert export.calls == []  # refused before reading any profile
 
 
 def test_load_feature_table_platemap_style(tmp_path: Path) -> None:

@@ -298,25 +298,65 @@ def embed(obj: Ctx, train_id: str, plates: tuple[str, ...], workers: int | None,
     return _run_over_plates(obj, "embed", {"train_id": train_id, "force": force}, plates, workers)
 
 
+EXPORT_FORMATS = ("parquet", "anndata", "csv")
+EXPORT_SUFFIXES = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".h5ad": "anndata", ".zarr": "anndata"}
+"""The format ``bioims export --out PATH`` writes when ``--format`` is not given, by PATH's suffix."""
+
+
+def _export_target(out: Path | None, fmt: str | None, parquet: Path | None,
+                   csv_out: Path | None) -> tuple[Path, str]:
+    """The one output of ``bioims export`` and its format, from ``--out``/``--format`` or the ``--parquet``
+    and ``--csv`` shorthands. Raises :class:`InvalidInput` (one line) for no output, two outputs, a format
+    that contradicts its shorthand, or a suffix that names no format."""
+    given = [(flag, path) for flag, path in (("--out", out), ("--parquet", parquet), ("--csv", csv_out))
+             if path is not None]
+    if not given:
+        raise InvalidInput("give one output: --out PATH (.parquet, .csv, .h5ad, .zarr), --parquet OUT.parquet "
+                           "or --csv OUT.csv")
+    if len(given) > 1:
+        raise InvalidInput(f"give one output, not both {given[0][0]} and {given[1][0]}")
+    (flag, path), = given
+    if flag != "--out":
+        kind = flag[2:]
+        if fmt is not None and fmt != kind:
+            raise InvalidInput(f"{flag} writes {kind}, not --format {fmt}; use --out {path} --format {fmt}")
+        return path, kind
+    if fmt is not None:
+        return path, fmt
+    suffix = path.suffix.lower()
+    if suffix not in EXPORT_SUFFIXES:
+        raise InvalidInput(f"cannot tell the format of {path} from its suffix {suffix or '(none)'}: name it "
+                           f"{', '.join(EXPORT_SUFFIXES)} or give --format {'|'.join(EXPORT_FORMATS)}")
+    return path, EXPORT_SUFFIXES[suffix]
+
+
 @command(main, "export", human=_kv, remote=False)
 @click.argument("name")
-@click.option("--parquet", type=click.Path(path_type=Path), help="Output Parquet file.")
-@click.option("--csv", "csv_out", type=click.Path(path_type=Path), help="Output CSV file.")
+@click.option("--out", type=click.Path(path_type=Path),
+              help="Output path; its suffix gives the format: .parquet/.pq, .csv, .h5ad or .zarr (AnnData).")
+@click.option("--format", "fmt", type=click.Choice(EXPORT_FORMATS), default=None,
+              help="Output format (default: from the suffix of --out).")
+@click.option("--parquet", type=click.Path(path_type=Path), help="Output Parquet file (--out OUT --format parquet).")
+@click.option("--csv", "csv_out", type=click.Path(path_type=Path), help="Output CSV file (--out OUT --format csv).")
 @click.option("--level", type=click.Choice([v for v in values(Level) if v != Level.CELL]), default="well",
               show_default=True)
 @click.option("--no-normalize", is_flag=True, help="Treatment level: skip the per-plate standardisation to DMSO.")
-def export(obj: Ctx, name: str, parquet: Path | None, csv_out: Path | None, level: str,
-           no_normalize: bool) -> dict[str, Any]:
+def export(obj: Ctx, name: str, out: Path | None, fmt: str | None, parquet: Path | None, csv_out: Path | None,
+           level: str, no_normalize: bool) -> dict[str, Any]:
     """pycytominer-style profiles (Metadata_* columns + features) of a train run's embeddings (field, well,
-    treatment) or of a profile set (well, treatment), as Parquet or CSV."""
+    treatment) or of a profile set (well, treatment), as Parquet, CSV or AnnData (.h5ad or .zarr: the
+    features in X as float32, the Metadata_* columns in obs)."""
     from ..errors import NotFound
-    from ..profiles.io import feature_columns, write_profiles, write_profiles_csv
+    from ..profiles.io import (
+        feature_columns, require_anndata, write_profiles, write_profiles_anndata, write_profiles_csv)
     from ..store.objects import write_file_atomic
 
-    outputs = [(path, kind) for path, kind in ((parquet, "parquet"), (csv_out, "csv")) if path is not None]
-    if len(outputs) != 1:
-        raise InvalidInput("give one output: --parquet OUT.parquet or --csv OUT.csv")
-    (out, kind), c = outputs[0], obj.container
+    path, kind = _export_target(out, fmt, parquet, csv_out)
+    if path.is_dir() and not (kind == "anndata" and path.suffix.lower() == ".zarr"):
+        raise InvalidInput(f"{path} is a directory, not a file")
+    if kind == "anndata":
+        require_anndata()  # before reading the profiles
+    c = obj.container
     try:
         c.profiles.info(name)
     except NotFound:  # not a profile set: a train run's embeddings
@@ -325,6 +365,9 @@ def export(obj: Ctx, name: str, parquet: Path | None, csv_out: Path | None, leve
         if level == Level.FIELD:
             raise InvalidInput(f"profile set {name} has well and treatment levels only, not field")
         table = c.profiles.read(name, level)
-    write_file_atomic(out, write_profiles(table) if kind == "parquet" else write_profiles_csv(table))
-    return {"path": str(out), "format": kind, "level": level, "rows": len(table),
+    if kind == "anndata":
+        write_profiles_anndata(table, path)
+    else:
+        write_file_atomic(path, write_profiles(table) if kind == "parquet" else write_profiles_csv(table))
+    return {"path": str(path), "format": kind, "level": level, "rows": len(table),
             "features": len(feature_columns(table))}

@@ -5,9 +5,9 @@ other treatment, never one of the same compound (NSC: "not same compound"); NSCB
 same batch ("not same compound or batch"), and drops the MOAs present in one batch only, which could
 never be matched (Ljosa et al. 2013; Ando et al. 2017).
 
-Profiles follow pycytominer's conventions: ``Metadata_*`` columns, everything else a feature. The
-columns used are ``Metadata_Compound``, ``Metadata_Concentration``, ``Metadata_MoA`` and, for NSCB,
-``Metadata_Batch``.
+Profiles follow pycytominer's conventions: ``Metadata_*`` (and CytoTable's ``Image_*``) columns, everything
+else a feature (:func:`bioims.profiles.io.feature_columns`). The columns used are ``Metadata_Compound``,
+``Metadata_Concentration``, ``Metadata_MoA`` and, for NSCB, ``Metadata_Batch``.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from ...names import check_name
 from ...imaging.io import read_field
 from ...profiles.aggregate import aggregate
 from ...profiles.handcrafted import handcrafted_field_profiles
-from ...profiles.io import load_feature_table, read_profiles, write_profiles
+from ...profiles.io import feature_columns, load_feature_table, read_profiles, write_profiles
 from ...profiles.naive import intensity_features
 from ...profiles.pipeline import ProfileProcessing, process_profiles
 from ...specs import EmbeddingSpec
@@ -84,7 +84,7 @@ class ProfileSets:
             per_field = handcrafted_field_profiles(fields, channels)
         else:
             per_field = pd.DataFrame([m | intensity_features(image, channels) for m, image in fields])
-        features = [c for c in per_field.columns if not str(c).startswith("Metadata_")]
+        features = feature_columns(per_field)
         per_field[features] = per_field[features].fillna(per_field[features].mean()).fillna(0.0)
         wells = aggregate(per_field.drop(columns=["Metadata_Site", "Metadata_Cells"], errors="ignore"),
                           by=["Metadata_Plate", "Metadata_Well"])
@@ -115,7 +115,7 @@ class ProfileSets:
             counts[level] = len(frame)
         info = {"name": name, "source": source or {}, "processing": asdict(options), "rows": counts,
                 "created_at": iso(),
-                "features": len([c for c in treatments.columns if not str(c).startswith("Metadata_")])}
+                "features": len(feature_columns(treatments))}
         uri = self._keys.profiles_info(name)
         self._objects.put_json(uri, info)
         self._artifacts.create_artifact(context_id(name), uri, type="profiles-info")
