@@ -32,3 +32,5 @@ def test_tutorial_runs_as_written(tmp_path):
     out = proc.stdout
     assert "NSC" in out and "search" in out and (tmp_path / "learned.html").exists()
     assert (tmp_path / "wells.parquet").stat().st_size > 0 and "stopped: True" in out
+    assert (tmp_path / "wells.h5ad").stat().st_size > 0 and (tmp_path / "zarr" / "wells.csv").exists()
+    assert int(re.findall(r"^(\d+) fields preprocessed", out, re.M)[-1]) > 0, "the OME-Zarr plate was not preprocessed"

@@ -15,12 +15,12 @@ import tifffile
 from bioims.datasets.folder import scan_folder
 from bioims.datasets.loaddata import read_loaddata
 from bioims.datasets.manifest import read_manifest
-from bioims.datasets.omezarr import read_ome_zarr
+from bioims.datasets.omezarr import read_ome_zarr, write_plate
 from bioims.errors import InvalidInput
 from bioims.imaging.io import channel_ref, inspect_field, read_field, read_image, split_ref
 from bioims.settings import Settings
 from bioims.store.objects import ObjectStore, path_to_uri
-from tests.ome import write_ome_tiff, write_plate
+from tests.ome import write_ome_tiff
 
 CHANNELS = ("DNA", "Actin", "Tubulin")
 
@@ -252,3 +252,30 @@ def test_ome_zarr_and_ome_tiff_plates_through_the_pipeline(plates, database, tmp
                     for f in c.images.list_spec_fields("ome", plate_id)) for plate_id in plate_ids]
     assert sum(len(json.loads(rois)) for rois in cells[0]) > 20
     assert cells[0] == cells[1] == cells[2]
+
+
+def test_a_tiff_plate_converted_to_ome_zarr_reads_back_the_same(tmp_path, rng, objects) -> None:
+    from bioims.datasets.omezarr import well_metadata_csv, write_ome_zarr
+
+    rows = ["Metadata_Plate,Metadata_Well,Metadata_Site,Metadata_Compound,Metadata_Concentration,"
+            + ",".join(f"FileName_{c}" for c in CHANNELS)]
+    planes = {}
+    for well, compound in (("B03", "taxol"), ("C10", "DMSO")):
+        for site in ("s1", "s2"):
+            for c in CHANNELS:
+                planes[well, site, c] = pixels(rng, (32, 40), np.uint16)
+                tifffile.imwrite(tmp_path / f"{well}_{site}_{c}.tif", planes[well, site, c])
+            rows.append(f"P9,{well},{site},{compound},0.5," + ",".join(f"{well}_{site}_{c}.tif" for c in CHANNELS))
+    (tmp_path / "load.csv").write_text("\n".join(rows) + "\n")
+    (record,) = read_loaddata(tmp_path / "load.csv")
+    path = write_ome_zarr(record, objects, tmp_path / "zarr")
+    assert path == tmp_path / "zarr" / "P9.ome.zarr" and not list((tmp_path / "zarr").glob(".*"))
+    stamp = (path / "zarr.json").stat().st_mtime_ns
+    assert write_ome_zarr(record, objects, tmp_path / "zarr") == path and (path / "zarr.json").stat().st_mtime_ns == stamp
+    (tmp_path / "wells.csv").write_bytes(well_metadata_csv([record]))
+    back = read_ome_zarr(path, objects, metadata_csv=tmp_path / "wells.csv")
+    assert [(f.well, f.site) for f in back.fields] == [(f.well, f.site) for f in record.fields]
+    assert [f.metadata for f in back.fields] == [{k: v for k, v in f.metadata.items()} for f in record.fields]
+    for f in back.fields:
+        field = read_field([f.channel_uris[c] for c in CHANNELS], objects)
+        assert np.array_equal(field, np.stack([planes[f.well, f.site, c] for c in CHANNELS]))

@@ -49,6 +49,31 @@ def dataset_synth(obj: Ctx, out: Path, preset: str, seed: int, workers: int | No
     return synthesize(out, preset, seed, workers=workers or default_workers(), progress=obj.progress, **overrides)
 
 
+@command(dataset, "ome-zarr", human=_kv, remote=False)
+@click.argument("csv", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder for the <plate>.ome.zarr plates.")
+@click.option("--moa", "moa_csv", type=click.Path(path_type=Path), help="compound,concentration,moa CSV")
+@click.option("--root", help="Folder (or s3:// prefix) that PathName columns are relative to.")
+@click.option("--plate", "plates", multiple=True, help="Only these plates (source ids; repeatable).")
+@click.option("--ngff", type=click.Choice(["0.5", "0.4"]), default="0.5", show_default=True, help="NGFF version.")
+def dataset_ome_zarr(obj: Ctx, csv: Path, out: Path, moa_csv: Path | None, root: str | None,
+                     plates: tuple[str, ...], ngff: str) -> dict[str, Any]:
+    """Convert the plates of a LoadData / BBBC021 image CSV to OME-Zarr HCS plates, with their per-well
+    metadata in OUT/wells.csv (for `bioims ingest ome-zarr ... --metadata OUT/wells.csv`)."""
+    from ..datasets.loaddata import read_loaddata
+    from ..datasets.omezarr import well_metadata_csv, write_ome_zarr
+    from ..store.objects import write_file_atomic
+
+    started = time.perf_counter()
+    records = [r for r in read_loaddata(csv, moa_csv=moa_csv, root=root) if not plates or r.source_id in plates]
+    missing = sorted(set(plates) - {r.source_id for r in records})
+    if missing:
+        raise InvalidInput(f"{csv} has no plate {', '.join(missing)}")
+    written = [str(write_ome_zarr(r, obj.local.objects, out, version=ngff)) for r in records]
+    write_file_atomic(out / "wells.csv", well_metadata_csv(records))
+    return {"plates": written, "metadata": str(out / "wells.csv"), "seconds": round(time.perf_counter() - started, 2)}
+
+
 # -------------------------------------------------------------------------------------------- ingestion
 
 
