@@ -42,7 +42,7 @@ def steps(c: Any, record: Any, spec: str) -> dict[str, float]:
 def run() -> list[dict]:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "screen"
-        synthesize(out, "tiny", 0, batches=1, replicates=1, **SIZE)
+        synthesize(out, "tiny", 0, batches=1, replicates=1, moa_span=1, **SIZE)
         tiffs = read_loaddata(out / IMAGE_CSV)[0]
         t0 = time.perf_counter()
         zarr_path = write_ome_zarr(tiffs, ObjectStore(), Path(tmp) / "zarr")

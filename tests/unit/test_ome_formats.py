@@ -279,3 +279,15 @@ def test_a_tiff_plate_converted_to_ome_zarr_reads_back_the_same(tmp_path, rng, o
     for f in back.fields:
         field = read_field([f.channel_uris[c] for c in CHANNELS], objects)
         assert np.array_equal(field, np.stack([planes[f.well, f.site, c] for c in CHANNELS]))
+
+
+def test_z_stacks_and_channel_order_of_an_ome_zarr_field(tmp_path, rng, objects) -> None:
+    stack = pixels(rng, (2, 3, 16, 24), np.float32)
+    path = write_plate(tmp_path / "z.zarr", {"C05": [stack]}, ("DNA", "Actin"), version="0.4", name="Z")
+    record = read_ome_zarr(path, objects)
+    uris = record.fields[0].channel_uris
+    assert np.array_equal(read_field([uris["Actin"], uris["DNA"]], objects), stack[[1, 0]])
+    assert np.array_equal(read_image(uris["Actin"], objects), stack[1])
+    assert inspect_field(list(uris.values()), objects).depth == 3
+    with pytest.raises(InvalidInput, match=r"z.zarr/C/5/0: no channel 2: the image has 2"):
+        read_field([uris["DNA"], channel_ref(uris["DNA"].partition("#")[0], 2)], objects)

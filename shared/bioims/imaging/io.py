@@ -216,6 +216,14 @@ def read_field(channel_uris: Sequence[str], objects: ObjectStore) -> np.ndarray:
         raise InvalidInput(f"channel_uris must be a sequence of URIs, got a single string {channel_uris!r}")
     if len(channel_uris) == 0:
         raise InvalidInput("a field needs at least one channel URI, got none")
+    refs = [split_ref(uri) for uri in channel_uris]
+    base = refs[0][0]
+    if all(r[0] == base and r[1] is not None for r in refs) and _is_zarr(base, objects):
+        # channels of one OME-Zarr image: one read, so a chunk holding several channels is decoded once
+        try:
+            return _read_zarr_channels(base, [r[1] for r in refs], objects)  # type: ignore[misc]
+        except _Unreadable as exc:
+            raise InvalidInput(f"cannot read image {base}: {exc}") from exc.__cause__
     first = read_image(channel_uris[0], objects)
     field = np.empty((len(channel_uris), *first.shape), dtype=first.dtype)
     field[0] = first
@@ -366,17 +374,21 @@ def _is_zarr(uri: str, objects: ObjectStore) -> bool:
     return objects.exists(f"{base}/zarr.json") or objects.exists(f"{base}/.zattrs")
 
 
-def _read_zarr_channel(uri: str, channel: int, objects: ObjectStore) -> np.ndarray:
-    """One channel of level 0 of an OME-Zarr image (NGFF 0.4 / 0.5), read by chunk."""
-    from .ome import open_image, read_channel  # zarr is imported only for OME-Zarr inputs
+def _read_zarr_channels(uri: str, channels: list[int], objects: ObjectStore) -> np.ndarray:
+    """``channels`` of level 0 of an OME-Zarr image (NGFF 0.4 / 0.5), read by chunk: (C, [Z,] Y, X)."""
+    from .ome import open_image, read_channels  # zarr is imported only for OME-Zarr inputs
 
     try:
         image = open_image(uri, objects)
+        _check_size(image.array.shape, "OME-Zarr array")
+        planes, axes = read_channels(image, channels)
     except InvalidInput as exc:
-        raise _Unreadable(str(exc)) from None
-    _check_size(image.array.shape, "OME-Zarr array")
-    plane, axes = read_channel(image, channel)
-    return _squeeze_tiff_axes(plane, axes)
+        raise _Unreadable(exc.message) from None
+    return np.stack([_check_dimensions(_squeeze_tiff_axes(plane, axes)) for plane in planes])
+
+
+def _read_zarr_channel(uri: str, channel: int, objects: ObjectStore) -> np.ndarray:
+    return _read_zarr_channels(uri, [channel], objects)[0]
 
 
 def _sniff(header: bytes) -> _Format | None:

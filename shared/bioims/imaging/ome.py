@@ -255,14 +255,24 @@ def open_image(uri: str, objects: ObjectStore) -> ZarrImage:
     return ZarrImage(array=array, axes=axes, channels=names_, version=version)
 
 
-def read_channel(image: ZarrImage, channel: int) -> tuple[np.ndarray, str]:
-    """Channel ``channel`` of the first time point, read chunk by chunk: ``(pixels, axes)`` with axes ``"YX"``
-    or ``"ZYX"`` (plus any singleton left for the caller to squeeze)."""
+def read_channels(image: ZarrImage, channels: list[int]) -> tuple[np.ndarray, str]:
+    """``channels`` of the first time point in one read (each chunk decoded once): ``(pixels, axes)``, pixels
+    (len(channels), ...) and axes of one plane, ``"YX"`` or ``"ZYX"`` (plus any singleton left for the caller
+    to squeeze)."""
     count = len(image.channels)
-    if channel >= count:
-        raise InvalidInput(f"no channel {channel}: the image has {count}")
-    index = tuple(channel if ax == "C" else 0 if ax == "T" else slice(None) for ax in image.axes)
-    return np.asarray(image.array[index]), image.axes.replace("C", "").replace("T", "")
+    bad = [c for c in channels if c >= count]
+    if bad:
+        raise InvalidInput(f"no channel {bad[0]}: the image has {count}")
+    if "C" not in image.axes:
+        index: tuple[Any, ...] = tuple(0 if ax == "T" else slice(None) for ax in image.axes)
+        plane = np.asarray(image.array[index])
+        return np.stack([plane] * len(channels)), image.axes.replace("T", "")
+    wanted = sorted(set(channels))
+    index = tuple(slice(wanted[0], wanted[-1] + 1) if ax == "C" else 0 if ax == "T" else slice(None)
+                  for ax in image.axes)
+    block = np.asarray(image.array[index])  # the span of channels asked for, C first once T is dropped
+    block = np.moveaxis(block, image.axes.replace("T", "").index("C"), 0)
+    return block[[c - wanted[0] for c in channels]], image.axes.replace("C", "").replace("T", "")
 
 
 @dataclass(frozen=True)
