@@ -83,7 +83,9 @@ class Image(Model):
     well_source_id: str | None = None
     field_source_id: str | None = None
     channels: list[str] | None = Field(None, description="channel names, in order")
-    channel_uris: dict[str, str] | None = Field(None, description="channel name -> URI of its image")
+    channel_uris: dict[str, str] | None = Field(None, description="channel name -> URI of its image; a channel of a "
+                                                   "multi-channel OME-TIFF or an OME-Zarr image ends ``#c=N`` "
+                                                   "(``#s=M&c=N``: of series M)")
     metadata: dict[str, JsonValue] | None = Field(None, description="compound, concentration, moa, batch, ...")
     width: int | None = None
     height: int | None = None
