@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
+
 README = Path(__file__).resolve().parents[2] / "README.md"
 
 
@@ -33,4 +35,8 @@ def test_tutorial_runs_as_written(tmp_path):
     assert "NSC" in out and "search" in out and (tmp_path / "learned.html").exists()
     assert (tmp_path / "wells.parquet").stat().st_size > 0 and "stopped: True" in out
     assert (tmp_path / "wells.h5ad").stat().st_size > 0 and (tmp_path / "zarr" / "wells.csv").exists()
+    # CytoTable's image columns at field level: the file of each channel and its folder
+    fields = pd.read_parquet(tmp_path / "fields.parquet")
+    assert fields["Image_FileName_DAPI"].str.endswith(".tif").all()
+    assert fields["Image_PathName_Actin"].str.startswith("file://").all()
     assert int(re.findall(r"^(\d+) fields preprocessed", out, re.M)[-1]) > 0, "the OME-Zarr plate was not preprocessed"

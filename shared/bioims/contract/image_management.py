@@ -416,6 +416,8 @@ class SpecField(Model):
     metadata: dict[str, JsonValue]
     cells: int | None = Field(description="cells found under the spec (None: not preprocessed)")
     crops_uri: str | None = Field(description="the field's crops under the spec (None: not preprocessed)")
+    channels: list[str] | None = Field(None, description="the field's channel names, in order")
+    channel_uris: dict[str, str] | None = Field(None, description="channel name -> URI of its image")
 
 
 class Written(Model):

@@ -103,8 +103,9 @@ def embedding_profiles(fields: pd.DataFrame, level: str, normalize: bool = True)
     ``normalize``, per-plate standardisation to the DMSO wells; DMSO dropped)."""
     if level == "field":
         return fields
-    wells = aggregate(fields.drop(columns=["Metadata_Site", "Metadata_ImageId", "Metadata_Cells"]),
-                      by=["Metadata_Plate", "Metadata_Well"])
+    per_field = ["Metadata_Site", "Metadata_ImageId", "Metadata_Cells",
+                 *(c for c in fields.columns if str(c).startswith("Image_"))]  # the field's own images
+    wells = aggregate(fields.drop(columns=per_field, errors="ignore"), by=["Metadata_Plate", "Metadata_Well"])
     if level == "well":
         return wells
     options = ProfileProcessing(feature_selection=(), normalization="standardize" if normalize else None,

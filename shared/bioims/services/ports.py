@@ -80,7 +80,7 @@ class SpecField:
     """A valid field of a plate as a spec's consumers see it (:meth:`ImagesPort.list_spec_fields`):
     ``plate`` / ``well`` / ``site`` are the source ids, ``cells`` and ``crops_uri`` the spec's
     preprocessing result (None when not preprocessed under it), ``metadata`` the image row's metadata
-    (``compound``, ``concentration``, ``moa``, ``batch``, ...)."""
+    (``compound``, ``concentration``, ``moa``, ``batch``, ...), ``channels`` and ``channel_uris`` its images."""
 
     image_id: str
     plate_id: str
@@ -91,6 +91,8 @@ class SpecField:
     metadata: dict[str, Any]
     cells: int | None
     crops_uri: str | None
+    channels: list[str] | None = None
+    channel_uris: dict[str, str] | None = None
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SpecField:
@@ -106,6 +108,15 @@ class SpecField:
         return {"Metadata_Plate": self.plate, "Metadata_Well": self.well, "Metadata_Site": self.site,
                 "Metadata_Batch": self.batch, "Metadata_Compound": m.get("compound"),
                 "Metadata_Concentration": m.get("concentration"), "Metadata_MoA": m.get("moa")}
+
+    def image_columns(self) -> dict[str, str]:
+        """CytoTable's ``Image_FileName_<Ch>`` and ``Image_PathName_<Ch>`` of each channel, in channel order: the
+        file (or OME-Zarr image) name with its ``#c=N`` channel fragment, and its folder's URI."""
+        columns = {}
+        for channel in self.channels or ():
+            folder, _, name = (self.channel_uris or {}).get(channel, "").rpartition("/")
+            columns[f"Image_FileName_{channel}"], columns[f"Image_PathName_{channel}"] = name, folder
+        return columns
 
 
 def spec_fields(images: ImagesPort, spec: str, plate_ids: Iterable[str], *,

@@ -140,9 +140,10 @@ class EmbeddingService:
             results.append({"image_id": f.image_id, "status": ResultStatus.EMBEDDED, "cell_count": count,
                             "embedding": vector.tolist(), "results": {"cells": cells_uri}})
             rows.append(f.profile_metadata() | {"Metadata_ImageId": f.image_id, "Metadata_Cells": f.cells}
-                        | dict(zip(names, vector.tolist())))
+                        | f.image_columns() | dict(zip(names, vector.tolist())))
         columns = ["Metadata_Plate", "Metadata_Well", "Metadata_Site", "Metadata_Batch", "Metadata_Compound",
-                   "Metadata_Concentration", "Metadata_MoA", "Metadata_ImageId", "Metadata_Cells", *names]
+                   "Metadata_Concentration", "Metadata_MoA", "Metadata_ImageId", "Metadata_Cells",
+                   *(fields[0].image_columns() if fields else {}), *names]
         table = pd.DataFrame(rows, columns=columns)
         table[names] = table[names].astype(np.float32)
         data = write_profiles(table)

@@ -96,7 +96,9 @@ class PreprocessingService:
                         "well": origin.well_source_id, "site": origin.field_source_id,
                         "batch": meta.get("batch", plate.batch), "metadata": meta,
                         "cells": None if result is None else int(result.cell_count),
-                        "crops_uri": None if result is None else result.results["crops"]})
+                        "crops_uri": None if result is None else result.results["crops"],
+                        "channels": list(origin.channels or ()),
+                        "channel_uris": origin.channel_uris.as_dict() if origin.channel_uris else {}})
         return out
 
     def valid_image_ids(self, plate_id: str) -> list[str]:
