@@ -291,3 +291,24 @@ def test_z_stacks_and_channel_order_of_an_ome_zarr_field(tmp_path, rng, objects)
     assert inspect_field(list(uris.values()), objects).depth == 3
     with pytest.raises(InvalidInput, match=r"z.zarr/C/5/0: no channel 2: the image has 2"):
         read_field([uris["DNA"], channel_ref(uris["DNA"].partition("#")[0], 2)], objects)
+
+
+def test_paths_in_ome_zarr_metadata_never_leave_the_plate(plates, objects, tmp_path) -> None:
+    plate = shutil.copytree(plates["0.5"][0], tmp_path / "evil.zarr")
+    image = json.loads((plate / "A" / "1" / "0" / "zarr.json").read_text())
+    image["attributes"]["ome"]["multiscales"][0]["datasets"][0]["path"] = "../../../../other.zarr/A/1/0/0"
+    (plate / "A" / "1" / "0" / "zarr.json").write_text(json.dumps(image))
+    with pytest.raises(InvalidInput, match=r"lacks its level-0 array '\.\./\.\./"):
+        read_ome_zarr(plate, objects)
+    well = json.loads((plate / "A" / "2" / "zarr.json").read_text())
+    well["attributes"]["ome"]["well"]["images"][0]["path"] = "../../B/12/0"
+    (plate / "A" / "2" / "zarr.json").write_text(json.dumps(well))
+    with pytest.raises(InvalidInput, match=r"well A/2 field '\.\./\.\./B/12/0' is not a path segment"):
+        read_ome_zarr(plate, objects)
+    root = json.loads((plate / "zarr.json").read_text())
+    root["attributes"]["ome"]["plate"]["rows"].append({"name": ".."})
+    root["attributes"]["ome"]["plate"]["columns"].append({"name": ".."})
+    root["attributes"]["ome"]["plate"]["wells"].insert(0, {"path": "../..", "rowIndex": 0, "columnIndex": 0})
+    (plate / "zarr.json").write_text(json.dumps(root))
+    with pytest.raises(InvalidInput, match=r"well row '\.\.' is not a path segment"):
+        read_ome_zarr(plate, objects)

@@ -12,6 +12,7 @@ Every malformed input raises :class:`~bioims.errors.InvalidInput` with a one-lin
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -238,8 +239,8 @@ def open_image(uri: str, objects: ObjectStore) -> ZarrImage:
     path = str(scale["datasets"][0].get("path", ""))
     try:
         array = group[path]
-    except KeyError:
-        raise InvalidInput(f"OME-Zarr image {uri} lacks its level-0 array {path!r}") from None
+    except (KeyError, ValueError):  # zarr refuses '.' and '..' segments with ValueError
+        raise InvalidInput(f"OME-Zarr image {uri} lacks its level-0 array {path[:80]!r}") from None
     names = [a.get("name") if isinstance(a, dict) else a for a in scale.get("axes", [])] or list("tczyx")[-array.ndim:]
     axes = "".join(str(n).upper() for n in names)
     if len(axes) != array.ndim or not set(axes) <= set("TCZYX") or not axes.endswith("YX") or len(set(axes)) != len(axes):
@@ -293,6 +294,17 @@ class ZarrPlate:
     wells: list[ZarrWell]
 
 
+_SEGMENT = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}")
+
+
+def _segment(value: object, what: str, uri: str) -> str:
+    """A row, column or field path of a plate: one plain path segment (never ``..``, ``/`` or empty)."""
+    if not isinstance(value, str) or not _SEGMENT.fullmatch(value):
+        raise InvalidInput(f"OME-Zarr plate {uri}: {what} {str(value)[:80]!r} is not a path segment "
+                           "(letters, digits, _ - .)")
+    return value
+
+
 def well_name(row: str, column: str) -> str:
     """bioims' well name of an NGFF row and column: ``("B", "3") -> "B03"`` (digits padded to two).
 
@@ -326,6 +338,7 @@ def open_plate(uri: str, objects: ObjectStore) -> ZarrPlate:
     for w in listed:
         path = str(w.get("path", ""))
         row, _, column = path.partition("/")
+        _segment(row, "well row", uri), _segment(column, "well column", uri)
         if row not in rows or column not in columns or path.count("/") != 1:
             raise InvalidInput(f"OME-Zarr plate {uri}: well path {path!r} is not ROW/COLUMN of its rows and columns")
         try:
@@ -333,7 +346,7 @@ def open_plate(uri: str, objects: ObjectStore) -> ZarrPlate:
         except KeyError:
             raise InvalidInput(f"OME-Zarr plate {uri} lists well {path} but has no group {path}") from None
         images = (_ome_attributes(well, f"{uri}/{path}")[0].get("well") or {}).get("images") or []
-        fields = [str(i["path"]) for i in images if isinstance(i, dict) and "path" in i]
+        fields = [_segment(i["path"], f"well {path} field", uri) for i in images if isinstance(i, dict) and "path" in i]
         if not fields:
             raise InvalidInput(f"OME-Zarr plate {uri}: well {path} lists no fields")
         wells.append(ZarrWell(name=well_name(row, column), path=path, fields=fields))
