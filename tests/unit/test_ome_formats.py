@@ -312,3 +312,20 @@ def test_paths_in_ome_zarr_metadata_never_leave_the_plate(plates, objects, tmp_p
     (plate / "zarr.json").write_text(json.dumps(root))
     with pytest.raises(InvalidInput, match=r"well row '\.\.' is not a path segment"):
         read_ome_zarr(plate, objects)
+
+
+def test_an_api_manifest_never_has_a_file_outside_the_roots_opened(tmp_path, rng, monkeypatch) -> None:
+    from bioims.imaging import ome
+    from bioims.store.roots import IngestRoots
+
+    write_ome_tiff(tmp_path / "A01.ome.tif", [pixels(rng, (3, 8, 8), np.uint16)], CHANNELS)
+    manifest = {"plateSourceId": "P1", "images": [{"wellId": "A01", "imageSourceId": "s1", "channelKeys": [
+        {"name": "all", "keysuffix": str(tmp_path / "A01.ome.tif")}]}]}
+    opened, real = [], tifffile.TiffFile
+    monkeypatch.setattr(ome.tifffile, "TiffFile", lambda path: opened.append(path) or real(path))
+    roots = IngestRoots([tmp_path / "elsewhere"])
+    with pytest.raises(InvalidInput, match=r"images\[0\]: image file://.*A01.ome.tif is outside the ingest roots"):
+        read_manifest(json.dumps(manifest), check=roots.check)
+    assert opened == []
+    assert read_manifest(json.dumps(manifest), check=IngestRoots([tmp_path]).check).channels == CHANNELS
+    assert len(opened) == 1

@@ -14,6 +14,7 @@ The document::
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,7 @@ def read_manifest(
     *,
     source: str = "<manifest>",
     root: str | Path | None = None,
+    check: Callable[[str, str], object] | None = None,
 ) -> PlateRecord:
     """Parse and validate one plate's ``sourcePlateInfo`` document.
 
@@ -57,6 +59,10 @@ def read_manifest(
     root : str or Path, optional
         What relative keys are under (a local folder or ``s3://bucket/prefix``) for images without an
         ``imageBucket``.
+    check : callable, optional
+        ``check(uri, what)`` raises for an image outside the ingest roots; called before a single-channel-key
+        image's file is opened to read its OME-XML (the API passes its roots' check; the CLI reads the user's
+        own files).
 
     Returns
     -------
@@ -114,7 +120,7 @@ def read_manifest(
                 f"{where}: duplicate well {well!r} imageSourceId {site!r} (also images[{seen[well, site]}])"
             )
         seen[well, site] = index
-        uris = _channel_uris(image, where, root)
+        uris = _channel_uris(image, where, root, check)
         if channels is None:
             for name in uris:  # a channel names a file of the store (bioims.store.keys)
                 check_name(name, f"manifest {source}: plate {plate!r}: channel")
@@ -160,7 +166,8 @@ def _string(obj: dict[str, Any], key: str, where: str) -> str:
     return value.strip()
 
 
-def _channel_uris(image: dict[str, Any], where: str, root: str | Path | None) -> dict[str, str]:
+def _channel_uris(image: dict[str, Any], where: str, root: str | Path | None,
+                  check: Callable[[str, str], object] | None) -> dict[str, str]:
     keys = image.get("channelKeys")
     if keys is None:
         raise InvalidInput(f"{where}: missing key 'channelKeys'")
@@ -190,7 +197,7 @@ def _channel_uris(image: dict[str, Any], where: str, root: str | Path | None) ->
         if "frame" in channel or "series" in channel:  # one channel of a multi-channel file
             frame, series = (_index(channel, k, at) for k in ("frame", "series"))
             uris[name] = channel_ref(uris[name], frame, series)
-    return expand_ome_tiff(uris, where)
+    return expand_ome_tiff(uris, where, check)
 
 
 def _index(channel: dict[str, Any], key: str, at: str) -> int:

@@ -7,6 +7,7 @@ them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,17 +66,22 @@ class PlateRecord:
             check_name(channel, f"plate {self.source_id!r}: channel")
 
 
-def expand_ome_tiff(channel_uris: dict[str, str], where: str) -> dict[str, str]:
+def expand_ome_tiff(channel_uris: dict[str, str], where: str,
+                    check: Callable[[str, str], object] | None = None) -> dict[str, str]:
     """A field given as one local multi-channel OME-TIFF, as its channels: ``{name: URI#c=N}`` with the names
     of its OME-XML (first series); any other field is returned as it is.
 
     This is how the LoadData (one ``FileName_`` column) and manifest (one ``channelKeys`` entry) importers
     take a whole field from one file; the folder importer does the same for patterns without a channel.
 
+    ``check(uri, what)`` (an API request's :meth:`~bioims.store.roots.IngestRoots.check`) is called before the
+    file is opened: a request never has a file outside the ingest roots read.
+
     Raises
     ------
     InvalidInput
-        The file is an OME-TIFF whose OME-XML does not match its pixels (``where`` names the record).
+        The file is an OME-TIFF whose OME-XML does not match its pixels (``where`` names the record), or
+        ``check`` refuses it.
     """
     from ..imaging.io import channel_ref, split_ref
     from ..imaging.ome import tiff_channels
@@ -86,6 +92,8 @@ def expand_ome_tiff(channel_uris: dict[str, str], where: str) -> dict[str, str]:
     (uri,) = channel_uris.values()
     if not uri.startswith("file://") or split_ref(uri)[1] is not None:
         return channel_uris
+    if check is not None:
+        check(uri, f"{where}: image")
     path = uri_to_path(uri)
     if not path.is_file():
         return channel_uris  # registered as a missing file, as any other

@@ -231,9 +231,9 @@ class ImageManagementService:
 
         if isinstance(manifest, str) and manifest.startswith(("file://", "s3://")):
             self._roots.check(manifest, "manifest")
-            record = read_manifest(self._objects.get_bytes(manifest), source=manifest)
+            record = read_manifest(self._objects.get_bytes(manifest), source=manifest, check=self._roots.check)
         else:
-            record = read_manifest(manifest)
+            record = read_manifest(manifest, check=self._roots.check)
         summary = self.ingest([record], if_exists="error")
         return {"plate_id": summary.plate_ids[0], "images": summary.images,
                 "invalid_images": summary.invalid_images}
