@@ -95,6 +95,10 @@ def test_the_folder_importer_takes_channels_from_the_ome_xml(tmp_path, rng) -> N
     uri = path_to_uri(tmp_path / "P1" / "A01.ome.tif")
     assert plate.fields[1].channel_uris == {"DNA": f"{uri}#s=1&c=0", "Actin": f"{uri}#s=1&c=1",
                                             "Tubulin": f"{uri}#s=1&c=2"}
+    write_ome_tiff(tmp_path / "P1" / "C03.ome.tif", [pixels(rng, (2, 16, 16), np.uint16)], ("DNA", "Actin"))
+    with pytest.raises(InvalidInput, match=r"P1/C03.ome.tif has channels \['DNA', 'Actin'\], P1/A01.ome.tif has "):
+        scan_folder(tmp_path, r"(?P<plate>P\d)/(?P<well>[A-P]\d\d)\.ome\.tif$")
+    (tmp_path / "P1" / "C03.ome.tif").unlink()
     with pytest.raises(InvalidInput, match=r"A01.ome.tif holds 2 series .*drop the pattern's \(\?P<site>"):
         scan_folder(tmp_path, r"(?P<plate>P\d)/(?P<well>[A-P]\d\d)(?P<site>)\.ome\.tif$")
 

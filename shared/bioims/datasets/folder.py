@@ -107,6 +107,11 @@ def scan_folder(
         logger.debug("%d image files under %s do not match the pattern %r", unmatched, root, pattern)
     channels = (tuple(next(iter(files.values()))) if "channel" not in regex.groupindex  # the OME-XML's order
                 else _channel_order({channel for slots in files.values() for channel in slots}))
+    odd = next((slots for slots in files.values() if "channel" not in regex.groupindex and tuple(slots) != channels),
+               None)
+    if odd is not None:
+        raise InvalidInput(f"{next(iter(odd.values()))[0]} has channels {list(odd)}, "
+                           f"{next(iter(next(iter(files.values())).values()))[0]} has {list(channels)}")
     _check_complete(files, channels, root)
 
     metadata = read_well_metadata(metadata_csv) if metadata_csv is not None else {}
