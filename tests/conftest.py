@@ -10,6 +10,7 @@ import pytest
 
 from bioims.runtime import Container
 from bioims.settings import Settings
+from bioims.store.objects import ObjectStore
 from bioims.store.tables import Database
 
 REPO = Path(__file__).resolve().parents[1]
@@ -31,6 +32,18 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
         monkeypatch.setenv(key, "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+
+
+@pytest.fixture
+def s3(aws_env: None) -> Iterator[tuple[ObjectStore, object]]:
+    """An ObjectStore on a moto S3 with bucket ``plates``, and the raw client to put objects."""
+    import boto3
+    from moto import mock_aws
+
+    with mock_aws():
+        client = boto3.client("s3", region_name="us-east-1")
+        client.create_bucket(Bucket="plates")
+        yield ObjectStore(client), client
 
 
 @pytest.fixture

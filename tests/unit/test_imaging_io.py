@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -39,18 +38,6 @@ def tiff_uri(path: Path, image: np.ndarray) -> str:
 @pytest.fixture
 def objects() -> ObjectStore:
     return ObjectStore()
-
-
-@pytest.fixture
-def s3(aws_env: None) -> Iterator[tuple[ObjectStore, object]]:
-    """An ObjectStore on a moto S3 with bucket ``plates``, and the raw client to put objects."""
-    import boto3
-    from moto import mock_aws
-
-    with mock_aws():
-        client = boto3.client("s3", region_name="us-east-1")
-        client.create_bucket(Bucket="plates")
-        yield ObjectStore(client), client
 
 
 # ------------------------------------------------------------------------------------- round trips

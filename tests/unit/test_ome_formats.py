@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -187,31 +186,20 @@ def test_bad_ome_zarr_plates_get_precise_errors(plates, objects, tmp_path) -> No
         read_ome_zarr(odd, objects)
 
 
-@pytest.fixture
-def s3(aws_env: None) -> Iterator[tuple[ObjectStore, Any]]:
-    import boto3
-    from moto import mock_aws
-
-    with mock_aws():
-        client = boto3.client("s3", region_name="us-east-1")
-        client.create_bucket(Bucket="screens")
-        yield ObjectStore(client), client
-
-
 def test_an_ome_zarr_plate_and_an_ome_tiff_on_s3(plates, s3, tmp_path, rng) -> None:
     objects, client = s3
     path, fields = plates["0.5"]
     for file in path.rglob("*"):
         if file.is_file():
-            client.put_object(Bucket="screens", Key=f"p1.zarr/{file.relative_to(path).as_posix()}", Body=file.read_bytes())
-    record = read_ome_zarr("s3://screens/p1.zarr/", objects)
-    assert record.fields[0].channel_uris["DNA"] == "s3://screens/p1.zarr/A/1/0#c=0"
+            client.put_object(Bucket="plates", Key=f"p1.zarr/{file.relative_to(path).as_posix()}", Body=file.read_bytes())
+    record = read_ome_zarr("s3://plates/p1.zarr/", objects)
+    assert record.fields[0].channel_uris["DNA"] == "s3://plates/p1.zarr/A/1/0#c=0"
     uris = [record.fields[3].channel_uris[c] for c in CHANNELS]
     assert np.array_equal(read_field(uris, objects), fields["A02"][1])
     field = pixels(rng, (3, 16, 16), np.uint8)
-    client.put_object(Bucket="screens", Key="f.ome.tif",
+    client.put_object(Bucket="plates", Key="f.ome.tif",
                       Body=write_ome_tiff(tmp_path / "f.ome.tif", [field], CHANNELS).read_bytes())
-    assert np.array_equal(read_image("s3://screens/f.ome.tif#c=2", objects), field[2])
+    assert np.array_equal(read_image("s3://plates/f.ome.tif#c=2", objects), field[2])
 
 
 # ------------------------------------------------------------------------------------------ the pipeline
