@@ -321,3 +321,19 @@ def test_an_api_manifest_never_has_a_file_outside_the_roots_opened(tmp_path, rng
     assert opened == []
     assert read_manifest(json.dumps(manifest), check=IngestRoots([tmp_path]).check).channels == CHANNELS
     assert len(opened) == 1
+
+
+def test_a_request_with_a_bad_channel_fragment_is_refused_at_registration(database, tmp_path) -> None:
+    from bioims.jobs.runner import LocalRunner
+    from bioims.jobs.tables import RunnerTables
+    from bioims.runtime import build
+
+    settings = Settings(home=tmp_path / "home", table_prefix="frag-", input_bucket="plates")
+    c = build(settings, database, ObjectStore(), LocalRunner(settings, RunnerTables(database)))
+    database.create()
+    for fragment in ("c=../../etc", "c=" + "9" * 3000, "s=1"):
+        manifest = {"plateSourceId": "P1", "images": [{"wellId": "A01", "imageSourceId": "s1", "imageBucket": "plates",
+                                                       "channelKeys": [{"name": "DNA", "keysuffix": f"a.tif#{fragment}"}]}]}
+        with pytest.raises(InvalidInput, match="is not a channel reference"):
+            c.images.populate_source_plate(manifest)
+    assert c.images.list_plates() == []

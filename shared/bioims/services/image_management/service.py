@@ -25,7 +25,7 @@ from ...datasets.records import PlateRecord
 from ...errors import BioimsError, Conflict, InvalidInput, NotFound, one_line
 from ...ids import stable_id, utcnow
 from ...names import check_name
-from ...imaging.io import inspect_field, read_field
+from ...imaging.io import inspect_field, read_field, split_ref
 from ...imaging.suggest import nuclei_channel, nucleus_radius, sizes_for_radius
 from ...imaging.thumbnails import channel_pngs, color_max_projection, png_bytes, thumbnail_png
 from ...store.keys import Keys
@@ -173,6 +173,7 @@ class ImageManagementService:
                 raise InvalidInput(f"{where} has channels {sorted(f.channel_uris)}, the plate {list(record.channels)}")
             for channel, uri in f.channel_uris.items():
                 self._roots.check(uri, f"{where} channel {channel}: image")
+                split_ref(uri)  # a channel fragment other than #c=N / #s=M&c=N is refused now, not at every read
 
     @staticmethod
     def plate_id_for(record: PlateRecord) -> str:
